@@ -1,0 +1,99 @@
+// Package executor holds the values that pass between the dispatcher and the
+// executors that run calls (the local Docker engine, Nomad). It is data only:
+// the Executor interface itself is declared by its consumer, the server.
+package executor
+
+import "time"
+
+// Labels put on every container or job that runs a call, so that the
+// executor finds its own work again after a crash.
+const (
+	LabelCall     = "io.hyperfunc.call"     // call ID
+	LabelFunction = "io.hyperfunc.function" // function ID (owner/name)
+	LabelManaged  = "io.hyperfunc.managed"  // "true"
+)
+
+// Function is what an executor needs to know of a function to prepare for
+// its calls (Nomad: the parameterized job).
+type Function struct {
+	ID         string // owner/name, unique in the cluster
+	Owner      string
+	Name       string
+	Image      string
+	Command    []string
+	Entrypoint []string
+	Workdir    string
+	Env        map[string]string
+	CPU        int // MHz
+	MemoryMB   int
+	Timeout    time.Duration // 0: no limit
+}
+
+// Spec is one call to run.
+type Spec struct {
+	CallID   string
+	Function Function
+	// Env is the complete environment of the call: the function's env, the
+	// request headers (HTTP_*) and HYPER_CALL_ID / HYPER_FUNC_NAME.
+	Env         map[string]string
+	Stdin       []byte
+	StdoutLimit int64
+	// Key is a call-scoped secret, for executors that let a remote client
+	// fetch the call's stdin from the frontend (Nomad artifacts).
+	Key string
+}
+
+// Handle names a started call. Ref is the executor's own name for it (a
+// container ID, a dispatched job ID); it may be empty for a call whose
+// start was decided but never confirmed.
+type Handle struct {
+	CallID string
+	Ref    string
+}
+
+// Kind of an Event.
+type Kind int
+
+const (
+	// Running: the call is running (Reconcile: still running, and watched again).
+	Running Kind = iota + 1
+	// Finished: the command exited 0 with its stdout within the limit.
+	Finished
+	// Failed: anything else that ended the call; Reason says why.
+	Failed
+	// NotFound: Reconcile found no trace of a call that has no Ref; it never
+	// started, so starting it now cannot run it twice.
+	NotFound
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Running:
+		return "running"
+	case Finished:
+		return "finished"
+	case Failed:
+		return "failed"
+	case NotFound:
+		return "not-found"
+	}
+	return "unknown"
+}
+
+// Event reports what became of a call.
+type Event struct {
+	CallID    string
+	Kind      Kind
+	Ref       string
+	ExitCode  int
+	Stdout    []byte // at most StdoutLimit bytes
+	Stderr    string // a short preview
+	Truncated bool   // stdout went past the limit (the call is Failed, Reason output)
+	Reason    string // api.Reason* for Failed
+	Message   string // human-readable cause for Failed
+	StartedAt time.Time
+	EndedAt   time.Time
+}
+
+// StderrPreviewBytes bounds Event.Stderr.
+const StderrPreviewBytes = 4096

@@ -1,0 +1,47 @@
+// Package shim is the contract between the frontend and hf-shim, the small
+// static program that is the entrypoint of every function container run by
+// Nomad: the envelope it reads and the result record it writes. It imports
+// only the standard library because the shim must stay a tiny static binary.
+package shim
+
+// EnvelopeVersion is the version of the Envelope written by this build.
+const EnvelopeVersion = 1
+
+// Envelope tells the shim what to run.
+type Envelope struct {
+	Version int               `json:"v"`
+	CallID  string            `json:"call_id"`
+	Argv    []string          `json:"argv"` // the user's command, argv[0] looked up in PATH
+	Env     map[string]string `json:"env,omitempty"`
+	Workdir string            `json:"workdir,omitempty"`
+	// Stdin is the call's input when it is small enough to travel inline;
+	// otherwise StdinFile names the file that holds it (e.g. a Nomad artifact).
+	Stdin       []byte `json:"stdin,omitempty"`
+	StdinFile   string `json:"stdin_file,omitempty"`
+	StdoutLimit int64  `json:"stdout_limit"`
+	TimeoutMs   int64  `json:"timeout_ms,omitempty"` // 0: no limit
+	// ResultDir is where the shim writes "stdout" and "result.json"
+	// (for Nomad: /alloc/data, readable with fs/cat after the task ends).
+	ResultDir string `json:"result_dir"`
+}
+
+// Result is the record the shim writes to ResultDir/result.json when the
+// command ends.
+type Result struct {
+	Version     int    `json:"v"`
+	CallID      string `json:"call_id"`
+	ExitCode    int    `json:"exit_code"`
+	Signal      string `json:"signal,omitempty"`
+	TimedOut    bool   `json:"timed_out,omitempty"`
+	Truncated   bool   `json:"truncated,omitempty"` // stdout went past StdoutLimit
+	StdoutBytes int64  `json:"stdout_bytes"`
+	StartedAt   string `json:"started_at"` // RFC3339Nano
+	EndedAt     string `json:"ended_at"`
+	Error       string `json:"error,omitempty"` // the shim itself failed (bad envelope, exec error)
+}
+
+// File names inside ResultDir.
+const (
+	StdoutFile = "stdout"
+	ResultFile = "result.json"
+)
