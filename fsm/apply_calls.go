@@ -1,0 +1,331 @@
+package fsm
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	memdb "github.com/hashicorp/go-memdb"
+
+	"github.com/hyperfunc/hyperfunc/cachestore"
+)
+
+// EnqueueResult answers a CallEnqueueRequest: one entry per call, nil
+// where the call was queued.
+type EnqueueResult struct {
+	Errors []error
+}
+
+// seqShift leaves room for the calls and log events of one entry inside
+// the sequence numbers derived from its Raft index.
+const seqShift = 16
+
+// MaxBatch bounds the calls of one enqueue entry (two log events each must
+// fit under seqShift).
+const MaxBatch = 1 << (seqShift - 2)
+
+// ShortBytes is how much of stdin, stdout and stderr the log lines show.
+const ShortBytes = 255
+
+// logWriter stamps the log events of one entry with increasing sequence
+// numbers.
+type logWriter struct {
+	txn   *memdb.Txn
+	index uint64
+	n     uint64
+	limit int64
+}
+
+func (p *processor) logWriter(txn *memdb.Txn, index uint64) *logWriter {
+	return &logWriter{txn: txn, index: index, limit: p.store.cfg.LogCacheBytes}
+}
+
+func (w *logWriter) add(fnID, callID, kind, text string, t time.Time) error {
+	e := &cachestore.LogEntry{
+		Function: fnID, Seq: w.index<<seqShift | w.n, Time: t,
+		CallID: callID, Kind: kind, Text: text,
+	}
+	w.n++
+	return cachestore.AppendLog(w.txn, e, w.limit)
+}
+
+// short renders the head of a stream for a log line. Invalid UTF-8 is
+// replaced here, in Apply, because the log entry's byte size counts against
+// the cache cap and must not change when a snapshot re-encodes it as JSON.
+func short(b []byte) string {
+	if len(b) > ShortBytes {
+		b = b[:ShortBytes]
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
+}
+
+func (p *processor) applyCallEnqueue(txn *memdb.Txn, index uint64, req *CallEnqueueRequest) any {
+	if len(req.Calls) > MaxBatch {
+		return fmt.Errorf("enqueue batch of %d calls exceeds %d", len(req.Calls), MaxBatch)
+	}
+	res := &EnqueueResult{Errors: make([]error, len(req.Calls))}
+	lw := p.logWriter(txn, index)
+	queued := 0
+	for i, in := range req.Calls {
+		fn, err := txn.First(TableFunctions, IndexID, in.Function)
+		if err != nil {
+			return fmt.Errorf("function lookup: %w", err)
+		}
+		if fn == nil {
+			res.Errors[i] = fmt.Errorf("function %q %w", in.Function, ErrNotFound)
+			continue
+		}
+		if dup, _ := txn.First(TableCalls, IndexID, in.ID); dup != nil {
+			res.Errors[i] = fmt.Errorf("call %q %w", in.ID, ErrExists)
+			continue
+		}
+		if req.MaxQueued > 0 {
+			u, err := txn.First(TableOwnerUsage, IndexID, in.Owner)
+			if err != nil {
+				return fmt.Errorf("owner usage lookup: %w", err)
+			}
+			if u != nil && u.(*OwnerUsage).Pending >= req.MaxQueued {
+				res.Errors[i] = fmt.Errorf("%d calls of user %q are queued already: %w", req.MaxQueued, in.Owner, ErrQueueFull)
+				continue
+			}
+		}
+		c := *in
+		c.State = StatePending
+		c.Seq = index<<seqShift | uint64(i)
+		c.StdinSize = int64(len(c.Stdin))
+		c.CreateIndex, c.ModifyIndex = index, index
+		if err := txn.Insert(TableCalls, &c); err != nil {
+			return fmt.Errorf("call insert: %w", err)
+		}
+		if err := bumpOwner(txn, c.Owner, 1, 0); err != nil {
+			return err
+		}
+		if err := moveStats(txn, c.Function, "", StatePending); err != nil {
+			return err
+		}
+		if err := lw.add(c.Function, c.ID, "CALL", "ShortStdin: "+short(c.Stdin), c.CreatedAt); err != nil {
+			return err
+		}
+		if err := lw.add(c.Function, c.ID, StatePending, "", c.CreatedAt); err != nil {
+			return err
+		}
+		queued++
+	}
+	if queued > 0 {
+		for _, t := range []string{TableCalls, TableOwnerUsage} {
+			if err := setIndex(txn, t, index); err != nil {
+				return err
+			}
+		}
+	}
+	return res
+}
+
+func getCall(txn *memdb.Txn, id string) (*Call, error) {
+	raw, err := txn.First(TableCalls, IndexID, id)
+	if err != nil {
+		return nil, fmt.Errorf("call lookup: %w", err)
+	}
+	if raw == nil {
+		return nil, nil
+	}
+	return raw.(*Call), nil
+}
+
+// applyCallStart answers the IDs it moved to STARTING; calls that are no
+// longer PENDING (canceled meanwhile) are skipped.
+func (p *processor) applyCallStart(txn *memdb.Txn, index uint64, req *CallStartRequest) any {
+	var started []string
+	for _, id := range req.IDs {
+		c, err := getCall(txn, id)
+		if err != nil {
+			return err
+		}
+		if c == nil || c.State != StatePending {
+			continue
+		}
+		nc, err := setState(txn, index, c, StateStarting)
+		if err != nil {
+			return err
+		}
+		nc.StartedAt = req.Time
+		if err := txn.Insert(TableCalls, nc); err != nil {
+			return fmt.Errorf("call update: %w", err)
+		}
+		started = append(started, id)
+	}
+	if err := setIndex(txn, TableCalls, index); err != nil {
+		return err
+	}
+	return started
+}
+
+func (p *processor) applyCallRunning(txn *memdb.Txn, index uint64, req *CallRunningRequest) any {
+	lw := p.logWriter(txn, index)
+	for _, r := range req.Running {
+		c, err := getCall(txn, r.ID)
+		if err != nil {
+			return err
+		}
+		if c == nil || !Started(c.State) {
+			continue
+		}
+		nc := *c
+		if c.State == StateStarting {
+			n, err := setState(txn, index, c, StateRunning)
+			if err != nil {
+				return err
+			}
+			nc = *n
+			if err := lw.add(c.Function, c.ID, StateRunning, "", r.Time); err != nil {
+				return err
+			}
+		}
+		if r.Ref != "" {
+			nc.Ref = r.Ref
+		}
+		nc.ModifyIndex = index
+		if err := txn.Insert(TableCalls, &nc); err != nil {
+			return fmt.Errorf("call update: %w", err)
+		}
+	}
+	return setIndex(txn, TableCalls, index)
+}
+
+// applyCallRequeue puts STARTING calls back in the queue at their old place.
+func (p *processor) applyCallRequeue(txn *memdb.Txn, index uint64, req *CallRequeueRequest) any {
+	for _, id := range req.IDs {
+		c, err := getCall(txn, id)
+		if err != nil {
+			return err
+		}
+		if c == nil || c.State != StateStarting {
+			continue
+		}
+		nc, err := setState(txn, index, c, StatePending)
+		if err != nil {
+			return err
+		}
+		nc.Ref, nc.StartedAt, nc.Message = "", time.Time{}, req.Message
+		if err := txn.Insert(TableCalls, nc); err != nil {
+			return fmt.Errorf("call update: %w", err)
+		}
+	}
+	for _, t := range []string{TableCalls, TableOwnerUsage} {
+		if err := setIndex(txn, t, index); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *processor) applyCallFinish(txn *memdb.Txn, index uint64, req *CallFinishRequest) any {
+	lw := p.logWriter(txn, index)
+	for _, r := range req.Results {
+		c, err := getCall(txn, r.ID)
+		if err != nil {
+			return err
+		}
+		if c == nil || Final(c.State) {
+			continue // reported twice, or its function is gone
+		}
+		if err := p.finish(txn, lw, index, c, r); err != nil {
+			return err
+		}
+	}
+	for _, t := range []string{TableCalls, TableOwnerUsage} {
+		if err := setIndex(txn, t, index); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish ends one call: its record keeps the outcome and drops its input,
+// its stdout goes to the output cache (rotating older outputs out) and the
+// final event to the log cache.
+func (p *processor) finish(txn *memdb.Txn, lw *logWriter, index uint64, c *Call, r *CallResult) error {
+	if !Final(r.State) {
+		return fmt.Errorf("call %s: %q is not a final state", c.ID, r.State)
+	}
+	nc, err := setState(txn, index, c, r.State)
+	if err != nil {
+		return err
+	}
+	nc.Reason, nc.Message, nc.ExitCode = r.Reason, r.Message, r.ExitCode
+	nc.StdoutSize = int64(len(r.Stdout))
+	nc.FinishedAt = r.Time
+	nc.Stdin, nc.Env, nc.Key = nil, nil, ""
+	if r.State != StateCanceled {
+		rotated, err := cachestore.PutOutput(txn, &cachestore.Output{
+			CallID: c.ID, Function: c.Function, Seq: c.Seq, Data: r.Stdout,
+		}, p.store.cfg.OutputCacheBytes)
+		if err != nil {
+			return err
+		}
+		for _, id := range rotated {
+			if id == c.ID {
+				nc.Rotated = true
+				continue
+			}
+			if err := markRotated(txn, index, id); err != nil {
+				return err
+			}
+		}
+	}
+	if err := txn.Insert(TableCalls, nc); err != nil {
+		return fmt.Errorf("call update: %w", err)
+	}
+	text := "ShortStdout: " + short(r.Stdout) + ", ShortStderr: " + shortString(r.Stderr)
+	if r.State != StateFinished {
+		text = "Message: " + r.Message
+	}
+	return lw.add(c.Function, c.ID, r.State, text, r.Time)
+}
+
+func shortString(s string) string { return short([]byte(s)) }
+
+func markRotated(txn *memdb.Txn, index uint64, id string) error {
+	c, err := getCall(txn, id)
+	if err != nil || c == nil {
+		return err
+	}
+	nc := *c
+	nc.Rotated, nc.ModifyIndex = true, index
+	if err := txn.Insert(TableCalls, &nc); err != nil {
+		return fmt.Errorf("call update: %w", err)
+	}
+	return nil
+}
+
+func (p *processor) applyCallCancel(txn *memdb.Txn, index uint64, req *CallCancelRequest) any {
+	c, err := getCall(txn, req.ID)
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		return fmt.Errorf("call %q %w", req.ID, ErrNotFound)
+	}
+	switch {
+	case Final(c.State):
+		return fmt.Errorf("call %s already ended %s: %w", c.ID, c.State, ErrConflict)
+	case c.State == StatePending:
+		lw := p.logWriter(txn, index)
+		r := &CallResult{ID: c.ID, State: StateCanceled, Reason: "canceled", Message: "canceled before it started", Time: req.Time}
+		if err := p.finish(txn, lw, index, c, r); err != nil {
+			return err
+		}
+	default:
+		nc := *c
+		nc.CancelRequested, nc.ModifyIndex = true, index
+		if err := txn.Insert(TableCalls, &nc); err != nil {
+			return fmt.Errorf("call update: %w", err)
+		}
+	}
+	for _, t := range []string{TableCalls, TableOwnerUsage} {
+		if err := setIndex(txn, t, index); err != nil {
+			return err
+		}
+	}
+	return nil
+}

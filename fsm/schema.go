@@ -1,0 +1,106 @@
+package fsm
+
+import (
+	memdb "github.com/hashicorp/go-memdb"
+
+	"github.com/hyperfunc/hyperfunc/cachestore"
+)
+
+// Table and index names.
+const (
+	TableUsers      = "users"
+	TableTokens     = "tokens"
+	TableFunctions  = "functions"
+	TableCalls      = "calls"
+	TableMembers    = "members"
+	TableOwnerUsage = "owner_usage"
+	TableFnStats    = "function_stats"
+	TableIndex      = "index"
+
+	IndexID       = "id"
+	IndexSecret   = "secret"
+	IndexUser     = "user"
+	IndexOwner    = "owner"
+	IndexFunction = "function"
+	IndexQueue    = "queue"
+)
+
+// Schema is the state store's go-memdb schema.
+func Schema() *memdb.DBSchema {
+	tables := map[string]*memdb.TableSchema{
+		TableUsers:      usersTable(),
+		TableTokens:     tokensTable(),
+		TableFunctions:  functionsTable(),
+		TableCalls:      callsTable(),
+		TableMembers:    simpleTable(TableMembers, "ID"),
+		TableOwnerUsage: simpleTable(TableOwnerUsage, "Owner"),
+		TableFnStats:    simpleTable(TableFnStats, "Function"),
+		TableIndex:      simpleTable(TableIndex, "Key"),
+	}
+	for name, t := range cachestore.Tables() {
+		tables[name] = t
+	}
+	return &memdb.DBSchema{Tables: tables}
+}
+
+func idIndex(field string) *memdb.IndexSchema {
+	return &memdb.IndexSchema{Name: IndexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: field}}
+}
+
+func simpleTable(name, field string) *memdb.TableSchema {
+	return &memdb.TableSchema{Name: name, Indexes: map[string]*memdb.IndexSchema{IndexID: idIndex(field)}}
+}
+
+func usersTable() *memdb.TableSchema {
+	return simpleTable(TableUsers, "Name")
+}
+
+func tokensTable() *memdb.TableSchema {
+	return &memdb.TableSchema{
+		Name: TableTokens,
+		Indexes: map[string]*memdb.IndexSchema{
+			IndexID:     idIndex("AccessorID"),
+			IndexSecret: {Name: IndexSecret, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "SecretHash"}},
+			IndexUser:   {Name: IndexUser, Indexer: &memdb.StringFieldIndex{Field: "User"}},
+		},
+	}
+}
+
+func functionsTable() *memdb.TableSchema {
+	return &memdb.TableSchema{
+		Name: TableFunctions,
+		Indexes: map[string]*memdb.IndexSchema{
+			IndexID:     idIndex("ID"),
+			IndexOwner:  {Name: IndexOwner, Indexer: &memdb.StringFieldIndex{Field: "Owner"}},
+			IndexSecret: {Name: IndexSecret, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "SecretHash"}},
+		},
+	}
+}
+
+// callsTable orders calls twice: per function (for listing) and per owner
+// and state (the FIFO queue the dispatcher reads head first).
+func callsTable() *memdb.TableSchema {
+	return &memdb.TableSchema{
+		Name: TableCalls,
+		Indexes: map[string]*memdb.IndexSchema{
+			IndexID: idIndex("ID"),
+			IndexFunction: {
+				Name:   IndexFunction,
+				Unique: true,
+				Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+					&memdb.StringFieldIndex{Field: "Function"},
+					&memdb.UintFieldIndex{Field: "Seq"},
+				}},
+			},
+			IndexQueue: {
+				Name:   IndexQueue,
+				Unique: true,
+				Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+					&memdb.StringFieldIndex{Field: "Owner"},
+					&memdb.StringFieldIndex{Field: "State"},
+					&memdb.UintFieldIndex{Field: "Seq"},
+				}},
+			},
+		},
+	}
+}
