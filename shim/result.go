@@ -9,8 +9,16 @@ import (
 
 // WriteResult writes dir/result.json atomically: a temp file in the same
 // directory, fsync, rename. A reader that sees result.json sees all of it,
-// and the stdout file, written and synced before, is complete.
+// and the stdout file, written and synced before, is complete; WriteResult
+// creates an empty one when the command never ran.
 func WriteResult(dir string, res *Result) error {
+	out, err := os.OpenFile(filepath.Join(dir, StdoutFile), os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("writing result: %w", err)
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("writing result: %w", err)
+	}
 	data, err := json.Marshal(res)
 	if err != nil {
 		return fmt.Errorf("encoding result: %w", err)

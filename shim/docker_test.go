@@ -1,0 +1,268 @@
+package shim
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The tests in this file run hf-shim as the entrypoint of a FROM-scratch
+// image that holds nothing but hf-shim and hftestfn (no shell, no libc), on
+// the local Docker engine under gVisor with no network, the way Nomad runs it.
+
+const dockerSocket = "/var/run/docker.sock"
+
+// requireDocker skips (or fails, under CI) when no Docker engine with the
+// runsc runtime answers.
+func requireDocker(t *testing.T) {
+	t.Helper()
+	fail := t.Skipf
+	if os.Getenv("CI") != "" {
+		fail = t.Fatalf
+	}
+	if _, err := os.Stat(dockerSocket); err != nil {
+		fail("no Docker engine (%v); run scripts/setup-docker.sh", err)
+		return
+	}
+	out, err := exec.Command("docker", "info", "--format", "{{json .Runtimes}}").CombinedOutput()
+	if err != nil {
+		fail("docker info: %v: %s", err, out)
+		return
+	}
+	if !bytes.Contains(out, []byte(`"runsc"`)) {
+		fail("the Docker engine has no runsc runtime; run scripts/setup-docker.sh")
+	}
+}
+
+// buildScratchImage builds hf-shim and hftestfn statically and imports them
+// as a scratch image; it returns the image name and removes it at cleanup.
+func buildScratchImage(t *testing.T) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "rootfs")
+	for pkg, out := range map[string]string{"../cmd/hf-shim": "hf-shim", "../e2e/testdata/hftestfn": "bin/hftestfn"} {
+		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(root, out), pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	var tarball bytes.Buffer
+	tw := tar.NewWriter(&tarball)
+	if err := tw.AddFS(os.DirFS(root)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	image := fmt.Sprintf("hf-shim-test:%d", os.Getpid())
+	cmd := exec.Command("docker", "import",
+		"--change", `ENTRYPOINT ["/hf-shim"]`, "--change", "ENV PATH=/bin", "-", image)
+	cmd.Stdin = &tarball
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("docker import: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", image).Run() })
+	return image
+}
+
+// call is one container run: a host dir mounted at /hf holds the envelope
+// (/hf/payload), an optional stdin file (/hf/in) and the result dir (/hf/out).
+type call struct {
+	t   *testing.T
+	dir string
+}
+
+func newCall(t *testing.T, env *Envelope, stdinFile []byte) *call {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "out"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	env.Version, env.ResultDir = EnvelopeVersion, "/hf/out"
+	if stdinFile != nil {
+		env.StdinFile = "/hf/in"
+		if err := os.WriteFile(filepath.Join(dir, "in"), stdinFile, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "payload"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &call{t: t, dir: dir}
+}
+
+func (c *call) dockerArgs(image string, extra ...string) []string {
+	args := append([]string{"run", "--runtime=runsc", "--network=none", "-v", c.dir + ":/hf"}, extra...)
+	return append(args, image, "-envelope", "/hf/payload")
+}
+
+// run runs the container to its end and returns its exit code.
+func (c *call) run(image string) int {
+	c.t.Helper()
+	out, err := exec.Command("docker", c.dockerArgs(image, "--rm")...).CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		c.t.Logf("container output: %s", out)
+		return ee.ExitCode()
+	default:
+		c.t.Fatalf("docker run: %v\n%s", err, out)
+		return -1
+	}
+}
+
+func (c *call) result() (*Result, []byte) {
+	c.t.Helper()
+	res, err := ReadResult(filepath.Join(c.dir, "out"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	stdout, err := os.ReadFile(filepath.Join(c.dir, "out", StdoutFile))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return res, stdout
+}
+
+func TestDockerScratchImage(t *testing.T) {
+	requireDocker(t)
+	image := buildScratchImage(t)
+	fn := "/bin/hftestfn"
+
+	t.Run("no-shell", func(t *testing.T) {
+		out, err := exec.Command("docker", "run", "--rm", "--runtime=runsc", "--network=none",
+			"--entrypoint", "/bin/sh", image, "-c", "true").CombinedOutput()
+		if err == nil {
+			t.Fatalf("the image has a shell: %s", out)
+		}
+		c := newCall(t, &Envelope{Argv: []string{"sh", "-c", "echo hi"}, StdoutLimit: 100}, nil)
+		if code := c.run(image); code != ExitNotFound {
+			t.Fatalf("exit %d", code)
+		}
+		if res, _ := c.result(); res.ExitCode != ExitNotFound || !strings.Contains(res.Error, "not found") {
+			t.Fatalf("result %+v", res)
+		}
+	})
+
+	random := make([]byte, 300_000)
+	if _, err := rand.Read(random); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("cat-inline", func(t *testing.T) {
+		c := newCall(t, &Envelope{CallID: "inline", Argv: []string{"hftestfn", "cat"}, Stdin: random, StdoutLimit: 1 << 20}, nil)
+		if code := c.run(image); code != 0 {
+			t.Fatalf("exit %d", code)
+		}
+		res, stdout := c.result()
+		if !bytes.Equal(stdout, random) || res.ExitCode != 0 || res.CallID != "inline" || res.Truncated {
+			t.Fatalf("result %+v, %d bytes", res, len(stdout))
+		}
+	})
+	t.Run("cat-file", func(t *testing.T) {
+		c := newCall(t, &Envelope{Argv: []string{fn, "cat"}, StdoutLimit: 1 << 20}, random)
+		if code := c.run(image); code != 0 {
+			t.Fatalf("exit %d", code)
+		}
+		if _, stdout := c.result(); !bytes.Equal(stdout, random) {
+			t.Fatalf("%d bytes differ", len(stdout))
+		}
+	})
+	t.Run("env", func(t *testing.T) {
+		c := newCall(t, &Envelope{Argv: []string{fn, "env", "HTTP_X_TEST"}, Env: map[string]string{"HTTP_X_TEST": "hello env"}, StdoutLimit: 100}, nil)
+		c.run(image)
+		if _, stdout := c.result(); string(stdout) != "hello env\n" {
+			t.Fatalf("stdout %q", stdout)
+		}
+	})
+	t.Run("stdout-over-limit", func(t *testing.T) {
+		c := newCall(t, &Envelope{Argv: []string{fn, "bytes", "5000000"}, StdoutLimit: 4096}, nil)
+		c.run(image)
+		res, stdout := c.result()
+		if !res.Truncated || res.StdoutBytes != 4096 || len(stdout) != 4096 || !bytes.HasPrefix(stdout, []byte("abcdefghijklmnopqrstuvwxyzabc")) {
+			t.Fatalf("result %+v, %d bytes", res, len(stdout))
+		}
+	})
+	t.Run("exit-code", func(t *testing.T) {
+		c := newCall(t, &Envelope{Argv: []string{fn, "exit", "7"}, StdoutLimit: 100}, nil)
+		if code := c.run(image); code != 7 {
+			t.Fatalf("exit %d", code)
+		}
+		if res, _ := c.result(); res.ExitCode != 7 {
+			t.Fatalf("result %+v", res)
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		c := newCall(t, &Envelope{Argv: []string{fn, "sleep", "60s"}, StdoutLimit: 100, TimeoutMs: 500}, nil)
+		start := time.Now()
+		if code := c.run(image); code != 143 {
+			t.Fatalf("exit %d", code)
+		}
+		if res, _ := c.result(); !res.TimedOut || res.Signal != "SIGTERM" || res.ExitCode != 143 {
+			t.Fatalf("result %+v", res)
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Fatalf("took %v", d)
+		}
+	})
+	t.Run("docker-stop-forwards-sigterm", func(t *testing.T) {
+		c := newCall(t, &Envelope{Argv: []string{fn, "trap"}, StdoutLimit: 100}, nil)
+		name := fmt.Sprintf("hf-shim-test-%d-stop", os.Getpid())
+		if out, err := exec.Command("docker", c.dockerArgs(image, "-d", "--name", name)...).CombinedOutput(); err != nil {
+			t.Fatalf("docker run -d: %v\n%s", err, out)
+		}
+		t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", name).Run() })
+		waitFor(t, 30*time.Second, func() bool {
+			out, _ := exec.Command("docker", "logs", name).CombinedOutput()
+			return bytes.Contains(out, []byte("ready"))
+		})
+		if out, err := exec.Command("docker", "stop", "-t", "30", name).CombinedOutput(); err != nil {
+			t.Fatalf("docker stop: %v\n%s", err, out)
+		}
+		out, err := exec.Command("docker", "inspect", "--format", "{{.State.ExitCode}}", name).Output()
+		if err != nil || strings.TrimSpace(string(out)) != "42" {
+			t.Fatalf("container exit code %q, %v", out, err)
+		}
+		if res, stdout := c.result(); res.ExitCode != 42 || string(stdout) != "got SIGTERM\n" {
+			t.Fatalf("result %+v, stdout %q", res, stdout)
+		}
+	})
+	t.Run("envelope-from-env", func(t *testing.T) {
+		c := newCall(t, &Envelope{Argv: []string{fn, "bytes", "3"}, StdoutLimit: 100}, nil)
+		out, err := exec.Command("docker", "run", "--rm", "--runtime=runsc", "--network=none", "-v", c.dir+":/hf",
+			"-e", "HF_ENVELOPE=/hf/payload", image).CombinedOutput()
+		if err != nil {
+			t.Fatalf("docker run: %v\n%s", err, out)
+		}
+		if _, stdout := c.result(); string(stdout) != "abc" {
+			t.Fatalf("stdout %q", stdout)
+		}
+	})
+	t.Run("bad-envelope", func(t *testing.T) {
+		c := newCall(t, &Envelope{Argv: []string{fn, "cat"}, StdoutLimit: -1}, nil)
+		if code := c.run(image); code != ExitShimError {
+			t.Fatalf("exit %d", code)
+		}
+		res, err := ReadResult(filepath.Join(c.dir, "out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ExitCode != ExitShimError || !strings.Contains(res.Error, "stdout_limit") {
+			t.Fatalf("result %+v", res)
+		}
+	})
+}
