@@ -3,7 +3,10 @@
 // the Executor interface itself is declared by its consumer, the server.
 package executor
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // Labels put on every container or job that runs a call, so that the
 // executor finds its own work again after a crash.
@@ -97,3 +100,9 @@ type Event struct {
 
 // StderrPreviewBytes bounds Event.Stderr.
 const StderrPreviewBytes = 4096
+
+// ErrUnavailable marks a Start or Reconcile that failed because the
+// executor cannot be reached right now (engine down, Nomad answering 500).
+// The dispatcher puts such calls back in the queue and retries later
+// instead of failing them.
+var ErrUnavailable = errors.New("executor unavailable")
