@@ -1,0 +1,96 @@
+package localexec
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/executor"
+)
+
+// DefaultStdoutLimit applies to a Spec without StdoutLimit.
+const DefaultStdoutLimit = 1 << 20
+
+// capped keeps the first limit bytes written to it and drops the rest. The
+// first byte past the limit calls over once (the live path kills the
+// container there). It keeps accepting writes so the stream is drained.
+type capped struct {
+	mu        sync.Mutex
+	limit     int64
+	buf       bytes.Buffer
+	truncated bool
+	over      func()
+}
+
+func (w *capped) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	room := w.limit - int64(w.buf.Len())
+	fire := false
+	if int64(len(p)) > room {
+		if room > 0 {
+			w.buf.Write(p[:room])
+		}
+		fire = !w.truncated && w.over != nil
+		w.truncated = true
+	} else {
+		w.buf.Write(p)
+	}
+	w.mu.Unlock()
+	if fire {
+		w.over()
+	}
+	return len(p), nil
+}
+
+func (w *capped) result() ([]byte, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return bytes.Clone(w.buf.Bytes()), w.truncated
+}
+
+// limitText formats a byte limit the way users wrote it: "1MiB", "64KiB".
+func limitText(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+func outputMessage(limit int64) string {
+	return "output exceeds " + limitText(limit)
+}
+
+// exitMessage is "exit code 3: <first line of stderr>".
+func exitMessage(code int, stderr string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(stderr), "\n")
+	line = strings.ToValidUTF8(strings.TrimSpace(line), "?")
+	if len(line) > 200 {
+		line = line[:200] + "..."
+	}
+	if line == "" {
+		return fmt.Sprintf("exit code %d", code)
+	}
+	return fmt.Sprintf("exit code %d: %s", code, line)
+}
+
+// outcome turns what a container left into the call's final event. A
+// reason recorded by stop (timeout, canceled, output) wins over the exit
+// code, which is then just the signal's 137.
+func outcome(ev executor.Event, limit int64, reason, msg string) executor.Event {
+	switch {
+	case reason != "":
+		ev.Kind, ev.Reason, ev.Message = executor.Failed, reason, msg
+	case ev.Truncated:
+		ev.Kind, ev.Reason, ev.Message = executor.Failed, api.ReasonOutput, outputMessage(limit)
+	case ev.ExitCode != 0:
+		ev.Kind, ev.Reason, ev.Message = executor.Failed, api.ReasonExit, exitMessage(ev.ExitCode, ev.Stderr)
+	default:
+		ev.Kind = executor.Finished
+	}
+	return ev
+}

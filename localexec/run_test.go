@@ -1,0 +1,191 @@
+package localexec_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/executor"
+	"github.com/hyperfunc/hyperfunc/internal/testimages"
+)
+
+func randomBytes(t *testing.T, n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestEchoBinaryStdinAtLimit(t *testing.T) {
+	t.Parallel()
+	e, cli, img := setup(t)
+	if rt := e.Runtime(); rt != "runsc" {
+		t.Logf("runtime %q (not runsc)", rt)
+	}
+	s := spec(t, cli, img, "cat")
+	s.Stdin = randomBytes(t, 1<<20) // exactly the limit
+	ev := run(t, e, s)
+	if ev.Kind != executor.Finished || ev.Truncated {
+		t.Fatalf("got %v %q %q", ev.Kind, ev.Reason, ev.Message)
+	}
+	if sha256.Sum256(ev.Stdout) != sha256.Sum256(s.Stdin) {
+		t.Fatalf("stdout differs from stdin: %d bytes back of %d", len(ev.Stdout), len(s.Stdin))
+	}
+	removed(t, cli, s.CallID)
+}
+
+func TestStdoutOneBytePastLimit(t *testing.T) {
+	t.Parallel()
+	e, cli, img := setup(t)
+	s := spec(t, cli, img, "cat")
+	s.Stdin = randomBytes(t, 1<<20+1)
+	ev := run(t, e, s)
+	wantFailed(t, ev, api.ReasonOutput, "output exceeds 1MiB")
+	if !ev.Truncated || !bytes.Equal(ev.Stdout, s.Stdin[:1<<20]) {
+		t.Fatalf("truncated=%v, %d bytes kept; want the first 1MiB", ev.Truncated, len(ev.Stdout))
+	}
+	removed(t, cli, s.CallID)
+}
+
+func TestEndlessOutputIsKilled(t *testing.T) {
+	t.Parallel()
+	e, cli, img := setup(t)
+	s := spec(t, cli, img, "sh", "-c", "while true; do cat /testdata/bytes.bin; done")
+	s.StdoutLimit = 64 << 10
+	ev := run(t, e, s)
+	wantFailed(t, ev, api.ReasonOutput, "output exceeds 64KiB")
+	if !bytes.Equal(ev.Stdout, testimages.BytesContent()[:64<<10]) {
+		t.Fatalf("kept %d bytes, not the first 64KiB", len(ev.Stdout))
+	}
+	removed(t, cli, s.CallID)
+}
+
+func TestNonZeroExit(t *testing.T) {
+	t.Parallel()
+	e, cli, img := setup(t)
+	s := spec(t, cli, img, "sh", "-c", "echo partial; echo oops >&2; echo more >&2; exit 3")
+	ev := run(t, e, s)
+	wantFailed(t, ev, api.ReasonExit, "exit code 3: oops")
+	if ev.ExitCode != 3 || ev.Stderr != "oops\nmore\n" || string(ev.Stdout) != "partial\n" {
+		t.Fatalf("exit=%d stderr=%q stdout=%q", ev.ExitCode, ev.Stderr, ev.Stdout)
+	}
+	removed(t, cli, s.CallID)
+}
+
+func TestMissingImage(t *testing.T) {
+	t.Parallel()
+	e, cli, _ := setup(t)
+	img, err := testimages.EnsureMissing(context.Background(), cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := spec(t, cli, img, "true")
+	h := start(t, e, s)
+	if h.CallID != s.CallID || h.Ref != "" {
+		t.Fatalf("handle %+v", h)
+	}
+	ev := final(t, e, s.CallID)
+	wantFailed(t, ev, api.ReasonImage, img)
+	t.Logf("pull error: %s", ev.Message)
+	if err := e.Pull(context.Background(), img); err == nil || !strings.Contains(err.Error(), img) {
+		t.Fatalf("Pull: %v", err)
+	}
+	removed(t, cli, s.CallID)
+}
+
+func TestTimeout(t *testing.T) {
+	t.Parallel()
+	e, cli, img := setup(t)
+	s := spec(t, cli, img, "sleep", "60")
+	s.Function.Timeout = 2 * time.Second
+	began := time.Now()
+	ev := run(t, e, s)
+	wantFailed(t, ev, api.ReasonTimeout, "timeout after 2s")
+	if d := time.Since(began); d > 20*time.Second {
+		t.Fatalf("took %s", d)
+	}
+	removed(t, cli, s.CallID)
+}
+
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	e, cli, img := setup(t)
+	s := spec(t, cli, img, "sleep", "60")
+	h := start(t, e, s)
+	next(t, e, s.CallID, time.Minute, executor.Running)
+	if err := e.Cancel(context.Background(), h); err != nil {
+		t.Fatal(err)
+	}
+	wantFailed(t, final(t, e, s.CallID), api.ReasonCancelled, "")
+	removed(t, cli, s.CallID)
+}
+
+func TestEnvEntrypointWorkdir(t *testing.T) {
+	t.Parallel()
+	e, cli, img := setup(t)
+	s := spec(t, cli, img, "-c", "env; pwd")
+	s.Function.Entrypoint = []string{"/bin/sh"}
+	s.Function.Workdir = "/testdata"
+	s.Env["HTTP_CONTENT_TYPE"] = "text/plain; charset=utf-8"
+	ev := run(t, e, s)
+	if ev.Kind != executor.Finished {
+		t.Fatalf("%v %s", ev.Kind, ev.Message)
+	}
+	for _, want := range []string{
+		"HYPER_CALL_ID=" + s.CallID + "\n", "HYPER_FUNC_NAME=fn\n",
+		"HTTP_CONTENT_TYPE=text/plain; charset=utf-8\n", "/testdata\n",
+	} {
+		if !strings.Contains(string(ev.Stdout), want) {
+			t.Errorf("stdout %q lacks %q", ev.Stdout, want)
+		}
+	}
+	removed(t, cli, s.CallID)
+}
+
+func TestStartIsIdempotent(t *testing.T) {
+	t.Parallel()
+	e, cli, img := setup(t)
+	s := spec(t, cli, img, "sh", "-c", "echo ran; sleep 2")
+	var wg sync.WaitGroup
+	hs := make([]executor.Handle, 3)
+	for i := range hs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hs[i] = start(t, e, s)
+		}()
+	}
+	wg.Wait()
+	if hs[0].Ref == "" || hs[0] != hs[1] || hs[1] != hs[2] {
+		t.Fatalf("handles differ: %+v", hs)
+	}
+	if n := len(containers(t, cli, s.CallID)); n != 1 {
+		t.Fatalf("%d containers for one call", n)
+	}
+	// A second executor on the same engine (a restarted agent) finds the
+	// running container by name and does not run the call again.
+	e2 := newExec(t, cli)
+	if h := start(t, e2, s); h != hs[0] {
+		t.Fatalf("second executor: %+v, want %+v", h, hs[0])
+	}
+	if n := len(containers(t, cli, s.CallID)); n != 1 {
+		t.Fatalf("%d containers for one call", n)
+	}
+	for _, ex := range []interface{ Events() <-chan executor.Event }{e, e2} {
+		_ = ex
+	}
+	if ev := final(t, e, s.CallID); ev.Kind != executor.Finished || string(ev.Stdout) != "ran\n" {
+		t.Fatalf("%v %q %s", ev.Kind, ev.Stdout, ev.Message)
+	}
+	if ev := final(t, e2, s.CallID); string(ev.Stdout) != "ran\n" {
+		t.Fatalf("second executor saw %v %q %s", ev.Kind, ev.Stdout, ev.Message)
+	}
+	removed(t, cli, s.CallID)
+}
