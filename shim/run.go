@@ -132,10 +132,10 @@ func (r *Runner) run(env *Envelope) (*Result, error) {
 		Files: []*os.File{stdin, pw, r.stderr()},
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	})
-	pw.Close()
+	_ = pw.Close() // the child holds its own copy
 	if err != nil {
 		if feed != nil {
-			feed.Close()
+			_ = feed.Close()
 		}
 		return res, execError(env.Argv[0], err)
 	}
@@ -146,7 +146,7 @@ func (r *Runner) run(env *Envelope) (*Result, error) {
 		go func() {
 			// EPIPE when the command exits without reading all of it is fine.
 			_, _ = feed.Write(env.Stdin)
-			feed.Close()
+			_ = feed.Close()
 		}()
 	}
 
@@ -196,7 +196,7 @@ loop:
 	select {
 	case copyErr = <-copied:
 	case <-time.After(drainDelay):
-		pr.Close()
+		_ = pr.Close() // unblocks the copy
 		copyErr = <-copied
 	}
 	res.EndedAt = r.stamp()
@@ -268,7 +268,7 @@ func openStdin(env *Envelope) (stdin, feed *os.File, err error) {
 		return nil, nil, fmt.Errorf("stdin pipe: %w", err)
 	}
 	if len(env.Stdin) == 0 {
-		pw.Close()
+		_ = pw.Close()
 		return pr, nil, nil
 	}
 	return pr, pw, nil
