@@ -26,6 +26,10 @@ type fakeAPI struct {
 	token    string // when set, requests must carry it
 	maxStdin int64
 	hold     bool // async calls stay RUNNING until someone waits for them
+	// blockWait makes get --wait and logs --follow block until the client
+	// goes away; blocked gets a value when such a request arrives.
+	blockWait bool
+	blocked   chan struct{}
 
 	mu         sync.Mutex
 	fns        map[string]*api.Function
@@ -52,6 +56,7 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		calls:    map[string]*fakeCall{},
 		logs:     map[string][]api.LogEvent{},
 		clock:    time.Date(2017, 3, 16, 15, 5, 58, 0, time.UTC),
+		blocked:  make(chan struct{}, 10),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/images/pull", f.pull)
@@ -326,6 +331,11 @@ func (f *fakeAPI) callInfo(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeAPI) output(w http.ResponseWriter, r *http.Request) {
+	if f.blockWait && r.URL.Query().Get("wait") == "true" {
+		f.blocked <- struct{}{}
+		<-r.Context().Done()
+		return
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c := f.call(w, r.PathValue("id"))
@@ -393,6 +403,13 @@ func (f *fakeAPI) logsFn(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(w)
 	for _, ev := range evs {
 		_ = enc.Encode(ev)
+	}
+	if f.blockWait && q.Get("follow") == "true" {
+		w.(http.Flusher).Flush()
+		f.mu.Unlock()
+		f.blocked <- struct{}{}
+		<-r.Context().Done()
+		f.mu.Lock()
 	}
 }
 

@@ -40,8 +40,19 @@ HYPER_TOKEN, then the config file ($HYPER_CONFIG or ~/.hyper/config.json, with
 		Use:     "func",
 		Aliases: []string{"fn", "function"},
 		Short:   "Manage and call functions",
-		Args:    noArgs,
-		RunE:    helpRunE,
+		Long: `Manage and call functions. A function is a Docker image plus a command;
+each call runs it in a new container, with the call's input on STDIN.`,
+		Example: `  $ hyper pull ubuntu
+  $ hyper func create --name helloworld ubuntu echo HelloWorld
+  helloworld is created with the address of ...
+  $ hyper func call helloworld
+  CallId: 218b7b10-e7f1-4c48-ac3c-66792f8ffc06
+  $ hyper func logs helloworld
+  $ hyper func get --wait 218b7b10-e7f1-4c48-ac3c-66792f8ffc06
+  HelloWorld
+  $ hyper func rm helloworld`,
+		Args: noArgs,
+		RunE: helpRunE,
 	}
 	fn.AddCommand(
 		a.createCommand(),
@@ -115,6 +126,9 @@ func plural(n int) string {
 
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n && n == 0 {
+			return usagef("%q accepts no arguments.", cmd.CommandPath())
+		}
 		if len(args) != n {
 			return usagef("%q requires exactly %d %s.", cmd.CommandPath(), n, plural(n))
 		}
