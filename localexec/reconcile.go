@@ -22,7 +22,7 @@ func (e *Executor) Reconcile(ctx context.Context, hs []executor.Handle) ([]execu
 	for _, h := range hs {
 		ev, err := e.reconcile(ctx, h)
 		if err != nil {
-			return nil, fmt.Errorf("reconcile %s: %w", h.CallID, err)
+			return nil, fmt.Errorf("reconcile %s: %w: %w", h.CallID, executor.ErrUnavailable, err)
 		}
 		out = append(out, ev)
 	}

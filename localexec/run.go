@@ -46,6 +46,11 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Hand
 		}
 	}
 	h, err := e.start(ctx, c, spec)
+	if err != nil {
+		// Whatever failed here, nothing ran (errors of the call itself end
+		// it through a Failed event instead): the dispatcher may retry.
+		err = fmt.Errorf("%w: %w", executor.ErrUnavailable, err)
+	}
 	c.decide(h, err)
 	if err != nil || h.Ref == "" {
 		// Nothing runs: forget the call so a retried Start may run it.

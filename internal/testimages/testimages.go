@@ -7,6 +7,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -71,6 +72,12 @@ func EnsureBusybox(ctx context.Context, cli *client.Client) (string, error) {
 	bb, err := os.ReadFile(BusyboxPath)
 	if err != nil {
 		return "", fmt.Errorf("read static busybox (apt-get install -y busybox-static): %w", err)
+	}
+	// Debian's plain busybox package is dynamic and would not run FROM scratch.
+	if f, err := elf.NewFile(bytes.NewReader(bb)); err != nil {
+		return "", fmt.Errorf("%s: %w", BusyboxPath, err)
+	} else if f.Section(".interp") != nil {
+		return "", fmt.Errorf("%s is dynamically linked: apt-get install -y busybox-static", BusyboxPath)
 	}
 	buildCtx, err := busyboxContext(bb)
 	if err != nil {

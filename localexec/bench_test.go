@@ -1,0 +1,45 @@
+package localexec_test
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/hyperfunc/hyperfunc/executor"
+)
+
+// BenchmarkSyncEcho is one call end to end through the executor: create,
+// attach, start under runsc, stdin in, stdout out, final event. Compare with
+// BenchmarkDockerRunRunsc, the same through the docker CLI, in one run:
+//
+//	go test -run x -bench . -benchtime 20x ./localexec
+func BenchmarkSyncEcho(b *testing.B) {
+	e, cli, img := setup(b)
+	for b.Loop() {
+		s := spec(b, cli, img, "echo", "hi")
+		if ev := run(b, e, s); ev.Kind != executor.Finished || string(ev.Stdout) != "hi\n" {
+			b.Fatalf("%v %q %s", ev.Kind, ev.Stdout, ev.Message)
+		}
+	}
+}
+
+// BenchmarkDockerRunRunsc is the baseline: `docker run --rm` of the same.
+func BenchmarkDockerRunRunsc(b *testing.B) {
+	_, _, img := setup(b)
+	docker := ""
+	for _, p := range []string{"/usr/local/bin/docker", "/usr/bin/docker"} {
+		if _, err := os.Stat(p); err == nil {
+			docker = p
+			break
+		}
+	}
+	if docker == "" {
+		b.Skip("no docker CLI")
+	}
+	for b.Loop() {
+		out, err := exec.Command(docker, "run", "--rm", "-i", "--runtime=runsc", "--network=none", img, "echo", "hi").Output()
+		if err != nil || string(out) != "hi\n" {
+			b.Fatalf("docker run: %q %v", out, err)
+		}
+	}
+}
