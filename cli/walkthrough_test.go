@@ -314,3 +314,21 @@ func TestCancel(t *testing.T) {
 		t.Errorf("second cancel: %+v", r)
 	}
 }
+
+func TestCompleteFunctionNames(t *testing.T) {
+	f := newFakeAPI(t)
+	f.run(t, nil, nil, "func", "create", "--name", "helloworld", "ubuntu").must(t)
+	f.run(t, nil, nil, "func", "create", "--name", "resizer", "ubuntu").must(t)
+	r := f.run(t, nil, nil, "__complete", "func", "rm", "hel").must(t)
+	if r.stdout != "helloworld\n:4\n" {
+		t.Errorf("completion of rm hel: %q", r.stdout)
+	}
+	r = f.run(t, nil, nil, "__complete", "func", "call", "helloworld", "").must(t)
+	if r.stdout != ":4\n" {
+		t.Errorf("completion after the name: %q", r.stdout)
+	}
+	r = f.run(t, nil, nil, "__complete", "func", "create", "--size", "m").must(t)
+	if !strings.HasPrefix(r.stdout, "m1\nm2\nm3\n:4\n") {
+		t.Errorf("completion of --size: %q", r.stdout)
+	}
+}
