@@ -51,12 +51,16 @@ func (e *Executor) stop(ctx context.Context, c *call, reason, msg string) {
 		return // not created yet: start sees the reason and never runs it
 	}
 	err := e.cli.ContainerKill(ctx, ref, "KILL")
-	if err != nil && cerrdefs.IsConflict(err) { // "is not running": it ended first
-		c.mu.Lock()
-		if c.reason == reason {
-			c.reason, c.msg = "", ""
+	if err != nil && cerrdefs.IsConflict(err) { // "is not running"
+		// Not started yet: the reason stays and the watcher kills it as it
+		// starts. Already exited: it ended first and keeps its own outcome.
+		if ins, ierr := e.cli.ContainerInspect(ctx, ref); ierr == nil && ins.State != nil && ins.State.Status != "created" {
+			c.mu.Lock()
+			if c.reason == reason {
+				c.reason, c.msg = "", ""
+			}
+			c.mu.Unlock()
 		}
-		c.mu.Unlock()
 	} else if err != nil && !cerrdefs.IsNotFound(err) {
 		e.log.Warn("kill container", "call", c.id, "container", ref, "err", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/hyperfunc/hyperfunc/api"
@@ -66,6 +67,13 @@ func (e *Executor) watch(c *call, a watchArgs) {
 	}
 
 	waitC, errC := e.cli.ContainerWait(e.ctx, a.id, container.WaitConditionNotRunning)
+	if reason, _ := c.stopped(); reason != "" {
+		// Stopped while it was being started: the kill then found nothing
+		// running, so it is done here.
+		if err := e.cli.ContainerKill(e.ctx, a.id, "KILL"); err != nil && !cerrdefs.IsConflict(err) && !cerrdefs.IsNotFound(err) {
+			e.log.Warn("kill container", "call", c.id, "container", a.id, "err", err)
+		}
+	}
 	var timer <-chan time.Time
 	if a.timeout > 0 {
 		d := a.remaining
