@@ -39,6 +39,8 @@ func (k *Calls) callRequest(ctx context.Context, name string, stdin io.Reader, s
 	req.Header.Set("Content-Type", "application/octet-stream")
 	if o != nil {
 		for h, vs := range o.Header {
+			// A caller's header replaces the default (Content-Type).
+			req.Header.Del(h)
 			for _, v := range vs {
 				req.Header.Add(h, v)
 			}

@@ -1,0 +1,94 @@
+package server
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Identity is who a request acts as.
+type Identity struct {
+	User     string
+	Admin    bool
+	ReadOnly bool
+	Accessor string
+}
+
+// DefaultUser owns everything when ACLs are off (the -dev agent).
+const DefaultUser = "default"
+
+const identityKey = "hyperfunc.identity"
+
+func hashSecret(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+// tokenOf reads the bearer token of a request.
+func tokenOf(r *http.Request) string {
+	if t := r.Header.Get("X-Hyper-Token"); t != "" {
+		return t
+	}
+	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		return strings.TrimSpace(a[7:])
+	}
+	return ""
+}
+
+// authenticate resolves the token to an identity. Tokens are looked up by
+// the SHA-256 of their secret, so the stored hashes never meet the secret
+// itself and a lookup's timing says nothing about it.
+func (s *Server) authenticate(c *gin.Context) {
+	if !s.cfg.ACL {
+		c.Set(identityKey, &Identity{User: DefaultUser, Admin: true})
+		return
+	}
+	secret := tokenOf(c.Request)
+	if secret == "" {
+		writeError(c, fmt.Errorf("%w: missing token (set HYPER_TOKEN or the Authorization header)", ErrUnauthorized))
+		return
+	}
+	tok, err := s.store.TokenBySecretHash(hashSecret(secret))
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	if tok == nil {
+		writeError(c, fmt.Errorf("%w: token not found", ErrForbidden))
+		return
+	}
+	id := &Identity{User: tok.User, ReadOnly: tok.ReadOnly, Accessor: tok.AccessorID}
+	if u, _ := s.store.User(nil, tok.User); u != nil {
+		id.Admin = u.Admin
+	}
+	if id.ReadOnly && c.Request.Method != http.MethodGet && c.Request.Method != http.MethodHead {
+		writeError(c, fmt.Errorf("%w: read-only token", ErrForbidden))
+		return
+	}
+	c.Set(identityKey, id)
+}
+
+func identity(c *gin.Context) *Identity {
+	return c.MustGet(identityKey).(*Identity)
+}
+
+func requireAdmin(c *gin.Context) {
+	if !identity(c).Admin {
+		writeError(c, fmt.Errorf("%w: admin token required", ErrForbidden))
+	}
+}
+
+// headerClusterKey carries the shared secret of server-to-server calls.
+const headerClusterKey = "X-Hyper-Cluster-Key"
+
+func (s *Server) requireClusterKey(c *gin.Context) {
+	got := c.GetHeader(headerClusterKey)
+	if subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.ClusterKey)) != 1 {
+		writeError(c, fmt.Errorf("%w: wrong cluster key", ErrForbidden))
+	}
+}

@@ -1,0 +1,347 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	memdb "github.com/hashicorp/go-memdb"
+
+	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/executor"
+	"github.com/hyperfunc/hyperfunc/fsm"
+)
+
+// dispatcher runs on the leader for one term. It first reconciles every
+// started call with the executor, then starts the oldest eligible queued
+// calls as quota frees up, and records what the executor reports.
+type dispatcher struct {
+	s      *Server
+	exec   Executor
+	log    hclog.Logger
+	events chan executor.Event // from start goroutines, merged with exec.Events()
+
+	canceling map[string]bool
+}
+
+func newDispatcher(s *Server) *dispatcher {
+	return &dispatcher{
+		s: s, exec: s.exec, log: s.log.Named("dispatcher"),
+		events:    make(chan executor.Event, 1024),
+		canceling: map[string]bool{},
+	}
+}
+
+func (d *dispatcher) run(ctx context.Context) {
+	collected := make(chan struct{})
+	go func() { defer close(collected); d.collect(ctx) }()
+	defer func() { <-collected }()
+	if !d.reconcile(ctx) {
+		return
+	}
+	for ctx.Err() == nil {
+		ws := memdb.NewWatchSet()
+		if err := d.schedule(ctx, ws); err != nil {
+			d.log.Warn("scheduling failed", "error", err)
+			sleepCtx(ctx, 500*time.Millisecond)
+			continue
+		}
+		d.propagateCancels(ctx, ws)
+		ws.Add(d.s.store.AbandonCh())
+		// Periodic wake-up as well: a raised quota is a users-table change.
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_ = ws.WatchCtx(tctx)
+		cancel()
+	}
+}
+
+// startedCalls lists every STARTING and RUNNING call.
+func (d *dispatcher) startedCalls(ws memdb.WatchSet) ([]*fsm.Call, error) {
+	usages, err := d.s.store.OwnerUsages(ws)
+	if err != nil {
+		return nil, err
+	}
+	var out []*fsm.Call
+	for _, u := range usages {
+		if u.Running == 0 {
+			continue
+		}
+		for _, st := range []string{fsm.StateStarting, fsm.StateRunning} {
+			cs, err := d.s.store.Queue(ws, u.Owner, st, 0)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, cs...)
+		}
+	}
+	return out, nil
+}
+
+// reconcile asks the executor what became of every call the previous
+// leader started, before anything new starts: a call that never started is
+// queued again, one that ended is recorded, one that runs is watched.
+func (d *dispatcher) reconcile(ctx context.Context) bool {
+	for backoff := 500 * time.Millisecond; ctx.Err() == nil; backoff = min(backoff*2, 10*time.Second) {
+		calls, err := d.startedCalls(nil)
+		if err != nil {
+			d.log.Warn("listing started calls failed", "error", err)
+			sleepCtx(ctx, backoff)
+			continue
+		}
+		if len(calls) == 0 {
+			return true
+		}
+		hs := make([]executor.Handle, len(calls))
+		for i, c := range calls {
+			hs[i] = executor.Handle{CallID: c.ID, Ref: c.Ref}
+		}
+		evs, err := d.exec.Reconcile(ctx, hs)
+		if err != nil {
+			d.log.Warn("reconcile with the executor failed; retrying", "calls", len(hs), "error", err)
+			sleepCtx(ctx, backoff)
+			continue
+		}
+		var requeue []string
+		for _, ev := range evs {
+			if ev.Kind == executor.NotFound {
+				requeue = append(requeue, ev.CallID)
+				continue
+			}
+			d.events <- ev
+		}
+		if len(requeue) > 0 {
+			if _, _, err := d.s.raftApply(fsm.CallRequeueType, &fsm.CallRequeueRequest{IDs: requeue, Message: "never started; queued again after a leader change", Time: now()}); err != nil {
+				d.log.Warn("requeue failed; retrying", "error", err)
+				sleepCtx(ctx, backoff)
+				continue
+			}
+		}
+		d.log.Info("reconciled started calls", "calls", len(hs), "requeued", len(requeue))
+		return true
+	}
+	return false
+}
+
+// quota is how many calls owner may run at once; read at every pass so a
+// raised quota takes effect at once.
+func (d *dispatcher) quota(owner string) int {
+	if u, err := d.s.store.User(nil, owner); err == nil && u != nil && u.Quota > 0 {
+		return u.Quota
+	}
+	return d.s.cfg.DefaultQuota
+}
+
+// schedule starts the oldest eligible calls: each owner contributes the
+// head of its queue up to its free quota, and the merged set starts in
+// enqueue order. An owner at quota contributes nothing and blocks no one.
+func (d *dispatcher) schedule(ctx context.Context, ws memdb.WatchSet) error {
+	usages, err := d.s.store.OwnerUsages(ws)
+	if err != nil {
+		return err
+	}
+	var cands []*fsm.Call
+	for _, u := range usages {
+		free := d.quota(u.Owner) - u.Running
+		if u.Pending == 0 || free <= 0 {
+			continue
+		}
+		cs, err := d.s.store.Queue(nil, u.Owner, fsm.StatePending, free)
+		if err != nil {
+			return err
+		}
+		cands = append(cands, cs...)
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].Seq < cands[j].Seq })
+	for len(cands) > 0 {
+		n := min(len(cands), fsm.MaxBatch)
+		batch := cands[:n]
+		cands = cands[n:]
+		ids := make([]string, n)
+		byID := make(map[string]*fsm.Call, n)
+		for i, c := range batch {
+			ids[i] = c.ID
+			byID[c.ID] = c
+		}
+		res, _, err := d.s.raftApply(fsm.CallStartType, &fsm.CallStartRequest{IDs: ids, Time: now()})
+		if err != nil {
+			return err
+		}
+		for _, id := range res.([]string) {
+			go d.start(ctx, byID[id])
+		}
+	}
+	return nil
+}
+
+// start hands one STARTING call to the executor.
+func (d *dispatcher) start(ctx context.Context, c *fsm.Call) {
+	fn, err := d.s.store.Function(nil, c.Function)
+	if err != nil || fn == nil {
+		d.send(ctx, executor.Event{CallID: c.ID, Kind: executor.Failed, Reason: api.ReasonExecutor, Message: "function was deleted"})
+		return
+	}
+	spec := executor.Spec{
+		CallID:      c.ID,
+		Function:    execFunction(fn),
+		Env:         callEnv(fn, c),
+		Stdin:       c.Stdin,
+		StdoutLimit: d.s.cfg.StdoutLimit,
+		Key:         c.Key,
+	}
+	h, err := d.exec.Start(ctx, spec)
+	switch {
+	case err == nil:
+		d.send(ctx, executor.Event{CallID: c.ID, Kind: executor.Running, Ref: h.Ref, StartedAt: now()})
+	case ctx.Err() != nil:
+		// Leadership ended mid-start; the next leader reconciles this call.
+	case errors.Is(err, executor.ErrUnavailable):
+		d.log.Warn("executor unavailable; call queued again", "call", c.ID, "error", err)
+		d.s.metrics.executorErrors.Inc()
+		sleepCtx(ctx, time.Second)
+		if _, _, err := d.s.raftApply(fsm.CallRequeueType, &fsm.CallRequeueRequest{IDs: []string{c.ID}, Message: err.Error(), Time: now()}); err != nil {
+			d.log.Warn("requeue failed", "call", c.ID, "error", err)
+		}
+	default:
+		d.send(ctx, executor.Event{CallID: c.ID, Kind: executor.Failed, Reason: api.ReasonExecutor, Message: err.Error()})
+	}
+}
+
+func (d *dispatcher) send(ctx context.Context, ev executor.Event) {
+	select {
+	case d.events <- ev:
+	case <-ctx.Done():
+	}
+}
+
+// propagateCancels asks the executor to stop started calls that a user
+// canceled. The executor's Failed(canceled) event then ends them.
+func (d *dispatcher) propagateCancels(ctx context.Context, ws memdb.WatchSet) {
+	calls, err := d.startedCalls(ws)
+	if err != nil {
+		return
+	}
+	for _, c := range calls {
+		if !c.CancelRequested || c.Ref == "" || d.canceling[c.ID] {
+			continue
+		}
+		d.canceling[c.ID] = true
+		go func(h executor.Handle) {
+			if err := d.exec.Cancel(ctx, h); err != nil {
+				d.log.Warn("cancel failed", "call", h.CallID, "error", err)
+			}
+		}(executor.Handle{CallID: c.ID, Ref: c.Ref})
+	}
+}
+
+// collect records executor events, batching whatever has arrived into one
+// CallRunning and one CallFinish entry.
+func (d *dispatcher) collect(ctx context.Context) {
+	for {
+		var ev executor.Event
+		select {
+		case ev = <-d.events:
+		case ev = <-d.exec.Events():
+		case <-ctx.Done():
+			return
+		}
+		batch := []executor.Event{ev}
+	more:
+		for len(batch) < 256 {
+			select {
+			case ev = <-d.events:
+			case ev = <-d.exec.Events():
+			default:
+				break more
+			}
+			batch = append(batch, ev)
+		}
+		d.record(ctx, batch)
+	}
+}
+
+func (d *dispatcher) record(ctx context.Context, batch []executor.Event) {
+	run := &fsm.CallRunningRequest{}
+	fin := &fsm.CallFinishRequest{}
+	for _, ev := range batch {
+		switch ev.Kind {
+		case executor.Running:
+			t := ev.StartedAt
+			if t.IsZero() {
+				t = now()
+			}
+			run.Running = append(run.Running, fsm.CallRunning{ID: ev.CallID, Ref: ev.Ref, Time: t})
+		case executor.Finished, executor.Failed:
+			fin.Results = append(fin.Results, resultOf(ev))
+		}
+	}
+	for backoff := 200 * time.Millisecond; ctx.Err() == nil; backoff = min(2*backoff, 5*time.Second) {
+		var err error
+		if len(run.Running) > 0 {
+			if _, _, err = d.s.raftApply(fsm.CallRunningType, run); err == nil {
+				run.Running = nil
+			}
+		}
+		if err == nil && len(fin.Results) > 0 {
+			if _, _, err = d.s.raftApply(fsm.CallFinishType, fin); err == nil {
+				d.s.metrics.finished.Add(float64(len(fin.Results)))
+				fin.Results = nil
+			}
+		}
+		if err == nil {
+			return
+		}
+		// Not leader any more: the next leader reconciles these calls.
+		d.log.Warn("recording call events failed; retrying", "error", err)
+		sleepCtx(ctx, backoff)
+	}
+}
+
+func resultOf(ev executor.Event) *fsm.CallResult {
+	r := &fsm.CallResult{
+		ID: ev.CallID, State: fsm.StateFinished, ExitCode: ev.ExitCode,
+		Stdout: ev.Stdout, Stderr: ev.Stderr, Reason: ev.Reason, Message: ev.Message, Time: ev.EndedAt,
+	}
+	if r.Time.IsZero() {
+		r.Time = now()
+	}
+	if ev.Kind == executor.Failed {
+		r.State = fsm.StateFailed
+		if ev.Reason == api.ReasonCancelled {
+			r.State = fsm.StateCanceled
+		}
+	}
+	return r
+}
+
+func execFunction(fn *fsm.Function) executor.Function {
+	return executor.Function{
+		ID: fn.ID, Owner: fn.Owner, Name: fn.Name, Image: fn.Image,
+		Command: fn.Command, Entrypoint: fn.Entrypoint, Workdir: fn.Workdir, Env: fn.Env,
+		CPU: fn.CPU, MemoryMB: fn.MemoryMB, Timeout: time.Duration(fn.Timeout) * time.Second,
+	}
+}
+
+// callEnv is the environment of one call: request headers first, then the
+// function's env (set by its owner, so a caller cannot override it), then
+// the call's identity.
+func callEnv(fn *fsm.Function, c *fsm.Call) map[string]string {
+	env := make(map[string]string, len(c.Env)+len(fn.Env)+2)
+	for k, v := range c.Env {
+		env[k] = v
+	}
+	for k, v := range fn.Env {
+		env[k] = v
+	}
+	env["HYPER_CALL_ID"] = c.ID
+	env["HYPER_FUNC_NAME"] = fn.Name
+	return env
+}
+
+// now is the leader's clock, read only here and in the HTTP layer, never
+// inside Apply.
+func now() time.Time { return time.Now().UTC() }

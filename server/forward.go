@@ -1,0 +1,58 @@
+package server
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// headerForwarded marks a request a follower passed to the leader, so a
+// leader that lost office meanwhile answers 503 instead of bouncing it on.
+const headerForwarded = "X-Hyper-Forwarded"
+
+var forwardTransport = &http.Transport{
+	Proxy:                 nil,
+	DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+	MaxIdleConnsPerHost:   64,
+	IdleConnTimeout:       90 * time.Second,
+	ResponseHeaderTimeout: 0, // sync calls and --wait may take hours
+}
+
+// toLeader runs the handler here when this server leads (or when a read
+// may be stale) and proxies the request to the leader otherwise.
+func (s *Server) toLeader(write bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if s.IsLeader() || (!write && isStale(c)) {
+			return
+		}
+		if c.GetHeader(headerForwarded) != "" {
+			writeError(c, fmt.Errorf("%w: this server is not the leader any more", ErrNoLeader))
+			return
+		}
+		addr := s.leaderHTTP()
+		if addr == "" {
+			writeError(c, fmt.Errorf("%w: this server (%s) knows no leader; the cluster may have lost its quorum", ErrNoLeader, s.self.HTTPAddr))
+			return
+		}
+		s.metrics.forwarded.Inc()
+		proxy := &httputil.ReverseProxy{
+			Transport:     forwardTransport,
+			FlushInterval: -1, // stream logs and long answers as they come
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.Out.URL.Scheme = "http"
+				pr.Out.URL.Host = addr
+				pr.Out.Host = addr
+				pr.Out.Header.Set(headerForwarded, s.self.ID)
+			},
+			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+				writeError(c, fmt.Errorf("%w: leader at %s unreachable: %v", ErrNoLeader, addr, err))
+			},
+		}
+		proxy.ServeHTTP(c.Writer, c.Request)
+		c.Abort()
+	}
+}

@@ -1,0 +1,339 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	memdb "github.com/hashicorp/go-memdb"
+
+	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/fsm"
+)
+
+func (s *Server) callRoutes(g *gin.RouterGroup) {
+	w, r := s.toLeader(true), s.toLeader(false)
+	g.GET("/calls", r, s.authenticate, s.listCalls)
+	g.GET("/calls/:id", r, s.authenticate, s.getCall)
+	g.GET("/calls/:id/output", r, s.authenticate, s.callOutput)
+	g.POST("/calls/:id/cancel", w, s.authenticate, s.cancelCall)
+}
+
+// hopHeaders never reach a function: they describe the connection, or
+// carry credentials the function has no business seeing.
+var hopHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
+	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+	"Authorization": true, "X-Hyper-Token": true, headerForwarded: true, headerClusterKey: true,
+	"Cookie": true, "Content-Length": true,
+}
+
+// headerEnv turns request headers into HTTP_* variables (Content-Type ->
+// HTTP_CONTENT_TYPE). Go's server already refused header names that are
+// not tokens and values with newlines; names are mapped to [A-Z0-9_].
+func headerEnv(h http.Header) map[string]string {
+	env := map[string]string{}
+	for k, vs := range h {
+		if hopHeaders[http.CanonicalHeaderKey(k)] {
+			continue
+		}
+		name := strings.Map(func(r rune) rune {
+			switch {
+			case r >= 'a' && r <= 'z':
+				return r - 'a' + 'A'
+			case (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9'):
+				return r
+			}
+			return '_'
+		}, k)
+		env["HTTP_"+name] = strings.Join(vs, ",")
+	}
+	return env
+}
+
+// readStdin reads a call's body up to the stdin limit: one byte more is a
+// 413 and nothing is queued.
+func (s *Server) readStdin(c *gin.Context) ([]byte, error) {
+	body := http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxStdin)
+	b, err := io.ReadAll(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fmt.Errorf("%w: stdin exceeds %s", ErrTooLarge, sizeString(s.cfg.MaxStdin))
+		}
+		return nil, badRequest("reading the request body: %v", err)
+	}
+	return b, nil
+}
+
+func sizeString(n int64) string {
+	if n%(1<<20) == 0 {
+		return strconv.FormatInt(n>>20, 10) + "MiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}
+
+func (s *Server) callFunction(c *gin.Context) {
+	f, err := s.ownFunction(c, nil)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	s.submitCall(c, f, c.Query("sync") == "true")
+}
+
+// submitCall queues a call of f with the request body as stdin. Async, it
+// answers the call ID at once; sync, it waits for the end and answers as
+// `get --wait` would.
+func (s *Server) submitCall(c *gin.Context, f *fsm.Function, sync bool) {
+	stdin, err := s.readStdin(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	call := &fsm.Call{
+		ID: uuid.NewString(), Function: f.ID, Owner: f.Owner, Stdin: stdin,
+		Env: headerEnv(c.Request.Header), Key: newSecret(), CreatedAt: now(),
+	}
+	if err := s.enqueuer.enqueue(call); err != nil {
+		writeError(c, err)
+		return
+	}
+	c.Header(api.HeaderCallID, call.ID)
+	if !sync {
+		c.JSON(http.StatusAccepted, api.CallAccepted{CallID: call.ID})
+		return
+	}
+	final, err := s.waitCall(c.Request.Context(), call.ID)
+	if err != nil {
+		return // the client went away; the call goes on and can be fetched
+	}
+	s.writeOutput(c, final)
+}
+
+// waitCall blocks until the call ends (or ctx ends).
+func (s *Server) waitCall(ctx context.Context, id string) (*fsm.Call, error) {
+	for {
+		ws := memdb.NewWatchSet()
+		ws.Add(s.store.AbandonCh())
+		c, err := s.store.Call(ws, id)
+		if err != nil {
+			return nil, err
+		}
+		if c == nil {
+			return nil, fmt.Errorf("call %s %w", id, fsm.ErrNotFound)
+		}
+		if fsm.Final(c.State) {
+			return c, nil
+		}
+		if err := ws.WatchCtx(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// publicState is the state users see: STARTING shows as RUNNING.
+func publicState(st string) string {
+	if st == fsm.StateStarting {
+		return fsm.StateRunning
+	}
+	return st
+}
+
+// writeOutput answers a call's result with the status codes of Hyper's
+// `get`: 200 stdout, 201 running, 202 queued, 410 rotated out, 500 failed,
+// 504 timed out, 509 output too large.
+func (s *Server) writeOutput(c *gin.Context, call *fsm.Call) {
+	state := publicState(call.State)
+	c.Header(api.HeaderCallID, call.ID)
+	c.Header(api.HeaderCallState, state)
+	switch call.State {
+	case fsm.StatePending:
+		c.JSON(http.StatusAccepted, toAPICall(call))
+	case fsm.StateStarting, fsm.StateRunning:
+		c.JSON(http.StatusCreated, toAPICall(call))
+	case fsm.StateFinished:
+		out, err := s.store.Output(nil, call.ID)
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		if out == nil || call.Rotated {
+			c.AbortWithStatusJSON(http.StatusGone, api.ErrorBody{Error: "the output of call " + call.ID + " rotated out of the function's output cache", CallID: call.ID})
+			return
+		}
+		c.Data(http.StatusOK, "application/octet-stream", out.Data)
+	default:
+		code := http.StatusInternalServerError
+		switch call.Reason {
+		case api.ReasonTimeout:
+			code = http.StatusGatewayTimeout
+		case api.ReasonOutput:
+			code = 509
+		}
+		msg := call.Message
+		if msg == "" {
+			msg = "call " + strings.ToLower(call.State)
+		}
+		c.AbortWithStatusJSON(code, api.ErrorBody{Error: msg, CallID: call.ID})
+	}
+}
+
+func toAPICall(c *fsm.Call) *api.Call {
+	return &api.Call{
+		ID: c.ID, Function: c.Function[strings.IndexByte(c.Function, '/')+1:], Owner: c.Owner,
+		State: publicState(c.State), Reason: c.Reason, Message: c.Message, ExitCode: c.ExitCode,
+		StdinSize: c.StdinSize, StdoutSize: c.StdoutSize, Rotated: c.Rotated,
+		CreatedAt: c.CreatedAt, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt,
+	}
+}
+
+// ownCall finds a call of the caller (any call for an admin).
+func (s *Server) ownCall(c *gin.Context, ws memdb.WatchSet) (*fsm.Call, error) {
+	id := c.Param("id")
+	call, err := s.store.Call(ws, id)
+	if err != nil {
+		return nil, err
+	}
+	me := identity(c)
+	if call == nil || (call.Owner != me.User && !me.Admin) {
+		return nil, fmt.Errorf("call %q %w", id, fsm.ErrNotFound)
+	}
+	return call, nil
+}
+
+func (s *Server) getCall(c *gin.Context) {
+	s.blocking(c, func(ws memdb.WatchSet) (uint64, any, error) {
+		call, err := s.ownCall(c, ws)
+		if err != nil {
+			return 0, nil, err
+		}
+		return call.ModifyIndex, toAPICall(call), nil
+	})
+}
+
+func (s *Server) callOutput(c *gin.Context) {
+	call, err := s.ownCall(c, nil)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	if c.Query("wait") == "true" && !fsm.Final(call.State) {
+		if call, err = s.waitCall(c.Request.Context(), call.ID); err != nil {
+			return
+		}
+	}
+	s.writeOutput(c, call)
+}
+
+func (s *Server) cancelCall(c *gin.Context) {
+	call, err := s.ownCall(c, nil)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	if _, _, err := s.raftApply(fsm.CallCancelType, &fsm.CallCancelRequest{ID: call.ID, Time: now()}); err != nil {
+		writeError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (s *Server) listCalls(c *gin.Context) {
+	name := c.Query("function")
+	if !validName(name) {
+		writeError(c, badRequest("function=<name> is required"))
+		return
+	}
+	fnID := fsm.FunctionID(identity(c).User, name)
+	s.blocking(c, func(ws memdb.WatchSet) (uint64, any, error) {
+		calls, err := s.store.CallsOfFunction(ws, fnID)
+		if err != nil {
+			return 0, nil, err
+		}
+		out := make([]*api.Call, 0, len(calls))
+		for _, call := range calls {
+			out = append(out, toAPICall(call))
+		}
+		return s.store.Index(ws, fsm.TableCalls), out, nil
+	})
+}
+
+func (s *Server) functionLogs(c *gin.Context) {
+	f, err := s.ownFunction(c, nil)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	s.streamLogs(c, f, "ndjson")
+}
+
+// streamLogs writes a function's log events (?tail=N, ?callid=, ?follow=true)
+// as NDJSON or in the seed's line format (?format=text).
+func (s *Server) streamLogs(c *gin.Context, f *fsm.Function, defaultFormat string) {
+	tail := 0
+	if v := c.Query("tail"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeError(c, badRequest("tail must be a non-negative number: %q", v))
+			return
+		}
+		tail = n
+	}
+	format := c.DefaultQuery("format", defaultFormat)
+	if format != "ndjson" && format != "text" {
+		writeError(c, badRequest("format must be ndjson or text"))
+		return
+	}
+	callID := c.Query("callid")
+	follow := c.Query("follow") == "true"
+	if format == "text" {
+		c.Header("Content-Type", "text/plain; charset=utf-8")
+	} else {
+		c.Header("Content-Type", "application/x-ndjson")
+	}
+	c.Status(http.StatusOK)
+	w := bufio.NewWriter(c.Writer)
+	var after uint64
+	ctx := c.Request.Context()
+	for {
+		ws := memdb.NewWatchSet()
+		ws.Add(s.store.AbandonCh())
+		entries, err := s.store.Logs(ws, f.ID, after, tail)
+		if err != nil {
+			return
+		}
+		tail = 0 // only the first batch is cut to the tail
+		for _, e := range entries {
+			after = e.Seq
+			if callID != "" && e.CallID != callID {
+				continue
+			}
+			ev := api.LogEvent{Time: e.Time, Function: f.Name, CallID: e.CallID, Kind: e.Kind, Text: e.Text, Index: e.Seq}
+			if format == "text" {
+				w.WriteString(ev.Line())
+				w.WriteByte('\n')
+			} else {
+				writeNDJSON(w, ev)
+			}
+		}
+		w.Flush()
+		c.Writer.Flush()
+		if !follow {
+			return
+		}
+		if err := ws.WatchCtx(ctx); err != nil {
+			return
+		}
+		if fn, _ := s.store.Function(nil, f.ID); fn == nil {
+			return // the function was deleted
+		}
+	}
+}

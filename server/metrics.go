@@ -1,0 +1,74 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics live in a registry of their own per server, so that several
+// servers in one test process do not collide.
+type metrics struct {
+	s              *Server
+	reg            *prometheus.Registry
+	requests       *prometheus.CounterVec
+	enqueued       prometheus.Counter
+	finished       prometheus.Counter
+	forwarded      prometheus.Counter
+	executorErrors prometheus.Counter
+	executorUp     prometheus.Gauge
+	isLeader       prometheus.Gauge
+	pending        prometheus.Gauge
+	running        prometheus.Gauge
+	raftIndex      prometheus.Gauge
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{s: s, reg: prometheus.NewRegistry()}
+	f := func(name, help string) prometheus.Opts { return prometheus.Opts{Namespace: "hyperfunc", Name: name, Help: help} }
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts(f("http_requests_total", "HTTP requests by route and status.")), []string{"method", "route", "code"})
+	m.enqueued = prometheus.NewCounter(prometheus.CounterOpts(f("calls_enqueued_total", "Calls queued through this server.")))
+	m.finished = prometheus.NewCounter(prometheus.CounterOpts(f("calls_finished_total", "Calls this server recorded as ended while leading.")))
+	m.forwarded = prometheus.NewCounter(prometheus.CounterOpts(f("requests_forwarded_total", "Requests proxied to the leader.")))
+	m.executorErrors = prometheus.NewCounter(prometheus.CounterOpts(f("executor_unavailable_total", "Starts refused because the executor was unavailable.")))
+	m.executorUp = prometheus.NewGauge(prometheus.GaugeOpts(f("executor_up", "1 when the executor answered its last health check.")))
+	m.isLeader = prometheus.NewGauge(prometheus.GaugeOpts(f("raft_leader", "1 while this server leads.")))
+	m.pending = prometheus.NewGauge(prometheus.GaugeOpts(f("calls_pending", "Queued calls in the cluster.")))
+	m.running = prometheus.NewGauge(prometheus.GaugeOpts(f("calls_running", "Started calls in the cluster.")))
+	m.raftIndex = prometheus.NewGauge(prometheus.GaugeOpts(f("raft_applied_index", "Last Raft index applied here.")))
+	m.reg.MustRegister(m.requests, m.enqueued, m.finished, m.forwarded, m.executorErrors, m.executorUp,
+		m.isLeader, m.pending, m.running, m.raftIndex,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// refresh updates the gauges derived from state; called once a second.
+func (m *metrics) refresh() {
+	if m.s.raft == nil {
+		return
+	}
+	if m.s.raft.State() == raft.Leader {
+		m.isLeader.Set(1)
+	} else {
+		m.isLeader.Set(0)
+	}
+	m.raftIndex.Set(float64(m.s.raft.AppliedIndex()))
+	us, err := m.s.store.OwnerUsages(nil)
+	if err != nil {
+		return
+	}
+	var p, r int
+	for _, u := range us {
+		p += u.Pending
+		r += u.Running
+	}
+	m.pending.Set(float64(p))
+	m.running.Set(float64(r))
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}

@@ -1,0 +1,125 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+const (
+	raftDir       = "raft"
+	nodeIDFile    = "node-id"
+	snapshotsKept = 2
+)
+
+func loadOrCreateNodeID(dir string) (string, error) {
+	p := filepath.Join(dir, nodeIDFile)
+	b, err := os.ReadFile(p)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if _, perr := uuid.Parse(id); perr != nil {
+			return "", fmt.Errorf("node ID file %s is corrupt (%q): %w", p, id, perr)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("node ID file: %w", err)
+	}
+	id := uuid.NewString()
+	if err := os.WriteFile(p, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("node ID file: %w", err)
+	}
+	return id, nil
+}
+
+func (s *Server) setupRaft() error {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(s.cfg.NodeID)
+	rc.Logger = s.log.Named("raft")
+	rc.SnapshotThreshold = 16384
+	rc.TrailingLogs = 10240
+	// Batched applies let many small enqueue commands share one disk sync.
+	rc.MaxAppendEntries = 256
+	if s.cfg.RaftTuning != nil {
+		s.cfg.RaftTuning(rc)
+	}
+	dir := filepath.Join(s.cfg.DataDir, raftDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("raft dir: %w", err)
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		return fmt.Errorf("raft log store %s: %w", dir, err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, snapshotsKept, s.log.Named("snapshot"))
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("raft snapshot store: %w", err)
+	}
+	if err := checkSnapshots(snaps); err != nil {
+		store.Close()
+		return err
+	}
+	var advertise net.Addr
+	if s.cfg.AdvertiseRaft != "" {
+		advertise, err = net.ResolveTCPAddr("tcp", s.cfg.AdvertiseRaft)
+		if err != nil {
+			store.Close()
+			return fmt.Errorf("raft advertise address: %w", err)
+		}
+	}
+	trans, err := raft.NewTCPTransportWithLogger(s.cfg.RaftAddr, advertise, 3, 10*time.Second, s.log.Named("transport"))
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("raft listen %s: %w", s.cfg.RaftAddr, err)
+	}
+	r, err := raft.NewRaft(rc, s.fsm, store, store, snaps, trans)
+	if err != nil {
+		trans.Close()
+		store.Close()
+		return fmt.Errorf("raft: %w", err)
+	}
+	s.raft, s.trans, s.closer = r, trans, store.Close
+	return nil
+}
+
+// checkSnapshots opens the newest snapshot and reads its header before
+// Raft restores it, so a corrupt one is reported by name instead of as a
+// panic deep in startup.
+func checkSnapshots(snaps *raft.FileSnapshotStore) error {
+	list, err := snaps.List()
+	if err != nil {
+		return fmt.Errorf("raft snapshots: %w", err)
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	_, rc, err := snaps.Open(list[0].ID)
+	if err != nil {
+		return fmt.Errorf("raft snapshot %s is unreadable: %w", list[0].ID, err)
+	}
+	defer rc.Close()
+	head := make([]byte, 7)
+	if _, err := io.ReadFull(rc, head); err != nil || string(head[:6]) != "HFSNAP" {
+		return fmt.Errorf("raft snapshot %s is corrupt (bad header): refusing to start with bad state", list[0].ID)
+	}
+	return nil
+}
+
+// ErrNoLeader means the cluster has no leader this node can reach.
+var ErrNoLeader = errors.New("no cluster leader")
+
+// leaderMember returns the member record of the current leader.
+func (s *Server) leaderMember() (addr, id string) {
+	a, i := s.raft.LeaderWithID()
+	return string(a), string(i)
+}

@@ -1,0 +1,234 @@
+// Package server is a hyperfunc agent: the Raft node and cluster join, the
+// HTTP API (gin) with leader forwarding and auth, and the dispatcher that
+// runs calls on an Executor while this node leads. See DESIGN.md beside it.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/fsm"
+)
+
+// Config of one agent.
+type Config struct {
+	NodeID   string // stable ID of this server; read from or written to the data dir when empty
+	DataDir  string
+	HTTPAddr string // listen address of the HTTP API
+	RaftAddr string // listen address of Raft
+	// AdvertiseHTTP and AdvertiseRaft are the addresses peers use; default
+	// the listen addresses (with a port chosen by the kernel when :0).
+	AdvertiseHTTP string
+	AdvertiseRaft string
+
+	BootstrapExpect int      // servers to wait for before bootstrapping
+	Join            []string // HTTP addresses of other servers
+	Discovery       Discovery
+
+	ACL            bool   // require tokens
+	BootstrapToken string // secret of the first admin token (generated when empty)
+	ClusterKey     string // shared secret of internal endpoints (join, leave)
+
+	DefaultQuota   int // calls a user may run at once unless set per user
+	MaxQueued      int // queued calls per user
+	MaxStdin       int64
+	StdoutLimit    int64
+	FSM            fsm.Config
+	ApplyTimeout   time.Duration
+	PublicURL      string // base of function addresses; defaults to http://AdvertiseHTTP
+	ShimPath       string // the hf-shim binary served to Nomad clients
+
+	Executor Executor
+	Logger   hclog.Logger
+	// RaftTuning lets tests shorten Raft's timers.
+	RaftTuning func(*raft.Config)
+}
+
+// Defaults fills zero fields.
+func (c *Config) Defaults() {
+	if c.DefaultQuota == 0 {
+		c.DefaultQuota = 10
+	}
+	if c.MaxQueued == 0 {
+		c.MaxQueued = 10000
+	}
+	if c.MaxStdin == 0 {
+		c.MaxStdin = 1 << 20
+	}
+	if c.StdoutLimit == 0 {
+		c.StdoutLimit = 1 << 20
+	}
+	if c.FSM.OutputCacheBytes == 0 {
+		c.FSM = fsm.DefaultConfig()
+	}
+	if c.ApplyTimeout == 0 {
+		c.ApplyTimeout = 10 * time.Second
+	}
+	if c.BootstrapExpect == 0 {
+		c.BootstrapExpect = 1
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.New(&hclog.LoggerOptions{Name: "hyperfunc", Level: hclog.Info})
+	}
+}
+
+// Server is one running agent.
+type Server struct {
+	cfg    Config
+	log    hclog.Logger
+	fsm    *fsm.FSM
+	store  *fsm.Store
+	raft   *raft.Raft
+	trans  *raft.NetworkTransport
+	closer func() error // raft stores
+	exec   Executor
+
+	httpLn  net.Listener
+	httpSrv *http.Server
+	self    api.Member
+
+	metrics  *metrics
+	enqueuer *enqueuer
+
+	mu         sync.Mutex
+	leaderStop context.CancelFunc
+	leaderDone chan struct{}
+
+	shutdownCh chan struct{}
+	wg         sync.WaitGroup
+}
+
+// New builds an agent and opens its state; Start runs it.
+func New(cfg Config) (*Server, error) {
+	cfg.Defaults()
+	if cfg.Executor == nil {
+		return nil, errors.New("no executor configured")
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("no data dir configured")
+	}
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if cfg.NodeID == "" {
+		id, err := loadOrCreateNodeID(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		cfg.NodeID = id
+	}
+	f, err := fsm.New(cfg.FSM)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Logger, fsm: f, store: f.Store(), exec: cfg.Executor,
+		shutdownCh: make(chan struct{}),
+	}
+	s.metrics = newMetrics(s)
+	s.enqueuer = newEnqueuer(s)
+	return s, nil
+}
+
+// checkDataDir refuses a data dir that exists but cannot be used, with a
+// message that says which and why, before Raft sees it.
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir %s: %w", dir, err)
+	}
+	probe := filepath.Join(dir, ".probe")
+	if err := os.WriteFile(probe, nil, 0o600); err != nil {
+		return fmt.Errorf("data dir %s is not writable: %w", dir, err)
+	}
+	return os.Remove(probe)
+}
+
+// Start opens the listeners, starts Raft and joins or bootstraps the cluster
+// in the background.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http listen %s: %w", s.cfg.HTTPAddr, err)
+	}
+	s.httpLn = ln
+	if s.cfg.AdvertiseHTTP == "" {
+		s.cfg.AdvertiseHTTP = ln.Addr().String()
+	}
+	if s.cfg.PublicURL == "" {
+		s.cfg.PublicURL = "http://" + s.cfg.AdvertiseHTTP
+	}
+	if err := s.setupRaft(); err != nil {
+		ln.Close()
+		return err
+	}
+	s.self = api.Member{ID: s.cfg.NodeID, RaftAddr: string(s.trans.LocalAddr()), HTTPAddr: s.cfg.AdvertiseHTTP}
+	s.httpSrv = &http.Server{Handler: s.router(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server stopped", "error", err)
+		}
+	}()
+	go func() { defer s.wg.Done(); s.monitorLeadership() }()
+	go func() { defer s.wg.Done(); s.enqueuer.run(s.shutdownCh) }()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.joinCluster() }()
+	s.log.Info("agent started", "node", s.cfg.NodeID, "http", s.cfg.AdvertiseHTTP, "raft", s.self.RaftAddr, "executor", s.exec.Name())
+	return nil
+}
+
+// HTTPAddr is the address the HTTP API listens on.
+func (s *Server) HTTPAddr() string { return s.cfg.AdvertiseHTTP }
+
+// RaftAddr is this server's Raft address.
+func (s *Server) RaftAddr() string { return s.self.RaftAddr }
+
+// NodeID is this server's Raft ID.
+func (s *Server) NodeID() string { return s.cfg.NodeID }
+
+// Store is the local replica of the state.
+func (s *Server) Store() *fsm.Store { return s.store }
+
+// Raft exposes the Raft node (for tests and operator endpoints).
+func (s *Server) Raft() *raft.Raft { return s.raft }
+
+// IsLeader reports whether this server leads.
+func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// Shutdown stops the agent. With leave, it first leaves the cluster
+// cleanly (handing leadership over and removing itself from the voters),
+// as a SIGTERM'd server should.
+func (s *Server) Shutdown(leave bool) error {
+	if leave {
+		if err := s.leave(); err != nil {
+			s.log.Warn("leaving the cluster failed", "error", err)
+		}
+	}
+	if s.cfg.Discovery != nil {
+		_ = s.cfg.Discovery.Deregister(context.Background())
+	}
+	close(s.shutdownCh)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.httpSrv.Shutdown(ctx)
+	s.stopLeading()
+	err := s.raft.Shutdown().Error()
+	s.wg.Wait()
+	_ = s.trans.Close()
+	if cerr := s.closer(); err == nil {
+		err = cerr
+	}
+	return err
+}
