@@ -14,16 +14,16 @@ import (
 // (checksummed in the job) and a large stdin, guarded by the call's key.
 // Any server answers from its own replica, so they are never forwarded.
 func (s *Server) artifactRoutes(r *gin.Engine) {
-	r.GET("/v1/artifacts/hf-shim", s.serveShim)
+	r.GET("/v1/artifacts/hf-shim.tar.gz", s.serveShim)
 	r.GET("/v1/artifacts/stdin/:callid", s.serveStdin)
 }
 
 func (s *Server) serveShim(c *gin.Context) {
-	if s.cfg.ShimPath == "" {
+	if len(s.cfg.ShimArchive) == 0 {
 		writeError(c, fmt.Errorf("%w: this server serves no shim (-shim-path)", fsm.ErrNotFound))
 		return
 	}
-	c.File(s.cfg.ShimPath)
+	c.Data(http.StatusOK, "application/gzip", s.cfg.ShimArchive)
 }
 
 func (s *Server) serveStdin(c *gin.Context) {

@@ -32,7 +32,7 @@ var hopHeaders = map[string]bool{
 	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
 	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
 	"Authorization": true, "X-Hyper-Token": true, headerForwarded: true, headerClusterKey: true,
-	"Cookie": true, "Content-Length": true,
+	"Cookie": true, "Content-Length": true, "Expect": true,
 }
 
 // headerEnv turns request headers into HTTP_* variables (Content-Type ->

@@ -47,7 +47,9 @@ type Config struct {
 	FSM            fsm.Config
 	ApplyTimeout   time.Duration
 	PublicURL      string // base of function addresses; defaults to http://AdvertiseHTTP
-	ShimPath       string // the hf-shim binary served to Nomad clients
+	// ShimArchive is the hf-shim archive served to Nomad clients at
+	// /v1/artifacts/hf-shim.tar.gz (its checksum is in every function job).
+	ShimArchive []byte
 
 	Executor Executor
 	Logger   hclog.Logger

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/hyperfunc/hyperfunc/fsm"
+	"github.com/hyperfunc/hyperfunc/server"
+)
+
+type agentFlags struct {
+	dev             bool
+	dataDir         string
+	httpAddr        string
+	raftAddr        string
+	advertiseHTTP   string
+	advertiseRaft   string
+	publicURL       string
+	bootstrapExpect int
+	join            string
+	consulAddr      string
+	consulToken     string
+	nomadAddr       string
+	nomadRuntime    string
+	nomadDCs        string
+	acl             bool
+	bootstrapToken  string
+	clusterKey      string
+	defaultQuota    int
+	maxQueued       int
+	maxStdin        int64
+	maxStdout       int64
+	outputCache     int64
+	logCache        int64
+	shimPath        string
+	shimArchive     []byte // built from shimPath for the Nomad executor
+	logLevel        string
+}
+
+func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
+	f := &agentFlags{}
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&f.dev, "dev", false, "single node, data in a temporary dir, ACLs off, calls on the local Docker engine")
+	fs.StringVar(&f.dataDir, "data-dir", "", "where Raft keeps its log and snapshots")
+	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:4680", "HTTP API listen address")
+	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:4681", "Raft listen address")
+	fs.StringVar(&f.advertiseHTTP, "advertise-http", "", "HTTP address other servers and Nomad clients use (default: -http-addr)")
+	fs.StringVar(&f.advertiseRaft, "advertise-raft", "", "Raft address other servers use (default: -raft-addr)")
+	fs.StringVar(&f.publicURL, "public-url", "", "base URL of function addresses (default: http://<advertise-http>)")
+	fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", 1, "servers to wait for before bootstrapping a new cluster")
+	fs.StringVar(&f.join, "join", "", "comma-separated HTTP addresses of other servers")
+	fs.StringVar(&f.consulAddr, "consul-addr", "", "Consul agent address: register and discover servers through its catalog")
+	fs.StringVar(&f.consulToken, "consul-token", "", "Consul ACL token (default: CONSUL_HTTP_TOKEN)")
+	fs.StringVar(&f.nomadAddr, "nomad-addr", os.Getenv("NOMAD_ADDR"), "run calls as Nomad dispatched jobs (default: NOMAD_ADDR; empty: local Docker)")
+	fs.StringVar(&f.nomadRuntime, "nomad-runtime", "runsc", "docker runtime of function jobs on Nomad")
+	fs.StringVar(&f.nomadDCs, "nomad-datacenters", "dc1", "comma-separated datacenters of function jobs")
+	fs.BoolVar(&f.acl, "acl", false, "require tokens (a new cluster creates an admin token)")
+	fs.StringVar(&f.bootstrapToken, "bootstrap-token", os.Getenv("HYPERFUNC_BOOTSTRAP_TOKEN"), "secret of the first admin token (generated into <data-dir>/bootstrap-token when empty)")
+	fs.StringVar(&f.clusterKey, "cluster-key", os.Getenv("HYPERFUNC_CLUSTER_KEY"), "shared secret of server-to-server requests")
+	fs.IntVar(&f.defaultQuota, "default-quota", 10, "calls a user may run at once unless set per user")
+	fs.IntVar(&f.maxQueued, "max-queued", 10000, "queued calls per user before new calls get 429")
+	fs.Int64Var(&f.maxStdin, "max-stdin", 1<<20, "stdin limit per call in bytes")
+	fs.Int64Var(&f.maxStdout, "max-stdout", 1<<20, "stdout limit per call in bytes")
+	fs.Int64Var(&f.outputCache, "output-cache", 50<<20, "output cache per function in bytes (same on every server)")
+	fs.Int64Var(&f.logCache, "log-cache", 50<<20, "log cache per function in bytes (same on every server)")
+	fs.StringVar(&f.shimPath, "shim-path", "", "hf-shim binary served to Nomad clients (default: next to this binary)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if f.dev && f.dataDir == "" {
+		dir, err := os.MkdirTemp("", "hyperfunc-dev-")
+		if err != nil {
+			return nil, err
+		}
+		f.dataDir = dir
+	}
+	if f.dataDir == "" {
+		return nil, fmt.Errorf("-data-dir is required (or -dev)")
+	}
+	if f.dev {
+		f.bootstrapExpect = 1
+	}
+	if f.shimPath == "" {
+		if exe, err := os.Executable(); err == nil {
+			if p := filepath.Join(filepath.Dir(exe), "hf-shim"); fileExists(p) {
+				f.shimPath = p
+			}
+		}
+	}
+	return f, nil
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func agentCommand(args []string, stderr io.Writer) int {
+	f, err := parseAgentFlags(args, stderr)
+	if err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		fmt.Fprintln(stderr, "Error:", err)
+		return 2
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "hyperfunc", Level: hclog.LevelFromString(f.logLevel), Output: stderr})
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+
+	exec, closeExec, err := buildExecutor(ctx, f, logger)
+	if err != nil {
+		logger.Error("executor setup failed", "error", err)
+		return 1
+	}
+	defer closeExec()
+
+	cfg := server.Config{
+		DataDir: f.dataDir, HTTPAddr: f.httpAddr, RaftAddr: f.raftAddr,
+		AdvertiseHTTP: f.advertiseHTTP, AdvertiseRaft: f.advertiseRaft, PublicURL: f.publicURL,
+		BootstrapExpect: f.bootstrapExpect, Join: splitList(f.join),
+		ACL: f.acl, BootstrapToken: f.bootstrapToken, ClusterKey: f.clusterKey,
+		DefaultQuota: f.defaultQuota, MaxQueued: f.maxQueued, MaxStdin: f.maxStdin, StdoutLimit: f.maxStdout,
+		FSM:         fsm.Config{OutputCacheBytes: f.outputCache, LogCacheBytes: f.logCache},
+		ShimArchive: f.shimArchive, Executor: exec, Logger: logger,
+	}
+	if f.consulAddr != "" {
+		d, err := newConsulDiscovery(f.consulAddr, f.consulToken, logger)
+		if err != nil {
+			logger.Error("consul setup failed", "error", err)
+			return 1
+		}
+		cfg.Discovery = d
+	}
+	if f.bootstrapExpect > 1 && f.clusterKey == "" {
+		logger.Warn("no -cluster-key: internal endpoints (join, leave) accept any caller; set one outside trusted networks")
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		logger.Error("agent setup failed", "error", err)
+		return 1
+	}
+	if err := srv.Start(); err != nil {
+		logger.Error("agent start failed", "error", err)
+		return 1
+	}
+	if f.dev {
+		fmt.Fprintf(stderr, "\n==> hyperfunc dev agent: HTTP API at http://%s (ACLs off, executor %s, data in %s)\n"+
+			"    Try: hyper func create --name helloworld ubuntu echo HelloWorld\n\n", srv.HTTPAddr(), exec.Name(), f.dataDir)
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	sig := <-sigs
+	logger.Info("shutting down", "signal", sig)
+	// SIGTERM is how schedulers stop a server: leave the cluster cleanly.
+	leave := sig == syscall.SIGTERM
+	if err := srv.Shutdown(leave); err != nil {
+		logger.Warn("shutdown", "error", err)
+	}
+	if f.dev {
+		os.RemoveAll(f.dataDir)
+	}
+	return 0
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/hyperfunc/hyperfunc/localexec"
+	"github.com/hyperfunc/hyperfunc/nomadjob"
+	"github.com/hyperfunc/hyperfunc/server"
+)
+
+// buildExecutor picks Nomad when an address is configured and the local
+// Docker engine otherwise (the embedded default on one machine).
+func buildExecutor(ctx context.Context, f *agentFlags, logger hclog.Logger) (server.Executor, func(), error) {
+	level := slog.LevelInfo
+	if logger.IsDebug() {
+		level = slog.LevelDebug
+	}
+	slogger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if f.nomadAddr == "" {
+		e, err := localexec.New(ctx, localexec.Config{Logger: slogger})
+		if err != nil {
+			return nil, nil, fmt.Errorf("local docker executor: %w (is dockerd running? scripts/setup-docker.sh starts one)", err)
+		}
+		logger.Info("running calls on the local Docker engine", "runtime", e.Runtime())
+		return e, func() { e.Close() }, nil
+	}
+	cfg := nomadjob.ConfigFromEnv()
+	cfg.Address = f.nomadAddr
+	cfg.Runtime = f.nomadRuntime
+	cfg.Datacenters = splitList(f.nomadDCs)
+	cfg.StdoutLimit = f.maxStdout
+	base := f.publicURL
+	if base == "" {
+		adv := f.advertiseHTTP
+		if adv == "" {
+			adv = f.httpAddr
+		}
+		base = "http://" + adv
+	}
+	cfg.ArtifactBaseURL = base
+	if f.shimPath == "" {
+		return nil, nil, fmt.Errorf("the Nomad executor needs the hf-shim binary: put it next to hyperfunc or pass -shim-path")
+	}
+	bin, err := os.ReadFile(f.shimPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the shim: %w", err)
+	}
+	archive, sum, err := nomadjob.ShimArchive(bin)
+	if err != nil {
+		return nil, nil, err
+	}
+	f.shimArchive = archive
+	cfg.ShimSHA256 = sum
+	e, err := nomadjob.New(cfg, nomadjob.WithLogger(slogger))
+	if err != nil {
+		return nil, nil, err
+	}
+	logger.Info("running calls as Nomad dispatched jobs", "nomad", cfg.Address, "runtime", cfg.Runtime)
+	return e, func() { e.Close() }, nil
+}
