@@ -1,0 +1,58 @@
+# hyperfunc build, test and run targets. Go comes from /usr/local/go when it
+# is not on PATH (fresh Debian machines, CI).
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+BIN := bin
+LDFLAGS := -s -w
+
+.PHONY: all build test test-unit e2e check bench dev stop chaos e2e-nomad fuzz clean docker
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/hyperfunc ./cmd/hyperfunc
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/hyper ./cmd/hyper
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/hf-shim ./cmd/hf-shim
+
+# docker installs (Debian packages) and starts what the tests and the dev
+# agent need: dockerd with runsc, bridge none, iptables off, and a loopback
+# registry mirror holding the stand-in images of the walkthrough.
+docker:
+	bash scripts/setup-docker.sh
+
+# The whole suite, race detector on, real Docker with runsc included.
+test: docker
+	CI=$${CI:-} $(GO) test -race -timeout 20m ./... ./e2e/testdata/imagemagick
+
+test-unit:
+	$(GO) test -race -short ./...
+
+check:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+	@if command -v golangci-lint >/dev/null; then golangci-lint run ./...; else echo "golangci-lint not installed: skipped"; fi
+	$(GO) mod tidy && git diff --exit-code go.mod go.sum
+
+# Benchmarks print ratios side by side; results go into docs/BENCHMARKS.md.
+bench: docker build
+	bash scripts/bench.sh
+
+# One-node agent on the local engine, then a first call.
+dev: docker build
+	bash scripts/dev.sh
+
+stop:
+	bash scripts/dev.sh stop
+
+chaos: build
+	$(GO) test -race -timeout 0 -run TestChaos ./e2e/chaos -chaos.duration=$${DURATION:-2m} -v
+
+e2e-nomad: build
+	$(GO) test -v -count=1 ./e2e/nomad/...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./fsm
+	$(GO) test -run '^$$' -fuzz FuzzDecodeEnvelope -fuzztime 30s ./shim
+
+clean:
+	rm -rf $(BIN)
