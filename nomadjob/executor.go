@@ -1,0 +1,271 @@
+// Package nomadjob is the Nomad executor: one parameterized batch job per
+// function, one dispatched child job per call, allocations watched through the
+// event stream, results read from the allocation directory, children purged
+// after collection. See DESIGN.md in this folder.
+package nomadjob
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+
+	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/executor"
+)
+
+// Executor runs calls as dispatched Nomad jobs. It implements the server's
+// Executor interface. Create it with New and stop it with Close.
+type Executor struct {
+	cfg    Config
+	n      Nomad
+	log    *slog.Logger
+	events chan executor.Event
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	calls   map[string]*call // by call ID
+	byChild map[string]*call // by dispatched job ID
+	kick    chan struct{}    // ask the watch loop for a re-check of every call
+}
+
+// call is a watched call.
+type call struct {
+	id          string
+	child       string
+	stdoutLimit int64
+	running     bool // Running was reported
+	collecting  bool
+	done        bool
+}
+
+// Option changes New's defaults.
+type Option func(*Executor)
+
+// WithNomad replaces the nomad/api based client (tests, wrappers).
+func WithNomad(n Nomad) Option { return func(e *Executor) { e.n = n } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(e *Executor) { e.log = l } }
+
+// New returns a running executor: its watch loop is started.
+func New(cfg Config, opts ...Option) (*Executor, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Executor{
+		cfg:     cfg,
+		log:     slog.Default(),
+		events:  make(chan executor.Event, 256),
+		calls:   map[string]*call{},
+		byChild: map[string]*call{},
+		kick:    make(chan struct{}, 1),
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	if e.n == nil {
+		c, err := nomad.NewClient(cfg.APIConfig())
+		if err != nil {
+			return nil, fmt.Errorf("nomad executor: client: %w", err)
+		}
+		e.n = NewNomad(c)
+	}
+	e.log = e.log.With("executor", "nomad")
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.wg.Add(1)
+	go e.watchLoop()
+	return e, nil
+}
+
+// Close stops the watch loop and every collection in progress. Calls keep
+// running in Nomad; a later Reconcile finds them.
+func (e *Executor) Close() error {
+	e.cancel()
+	e.wg.Wait()
+	return nil
+}
+
+// Name says which executor this is.
+func (e *Executor) Name() string { return "nomad" }
+
+// Events delivers Running, Finished and Failed events of started calls.
+func (e *Executor) Events() <-chan executor.Event { return e.events }
+
+// Health is Nomad's leader status: no leader or no answer is ErrUnavailable.
+func (e *Executor) Health(ctx context.Context) error {
+	leader, err := e.n.Leader(ctx)
+	if err != nil {
+		return err
+	}
+	if leader == "" {
+		return &Error{Op: "leader", Retryable: true, Err: errors.New("no cluster leader")}
+	}
+	return nil
+}
+
+// Register creates or updates the function's parameterized jobs: the small
+// one (stdin inline in the payload) and the -big one (stdin as an artifact).
+func (e *Executor) Register(ctx context.Context, fn executor.Function) error {
+	if fn.Image == "" {
+		return fmt.Errorf("nomad executor: function %s: %w: no image", fn.ID, ErrRefused)
+	}
+	for _, big := range []bool{false, true} {
+		if err := e.n.RegisterJob(ctx, e.functionJob(fn, big)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Deregister purges the function's parameterized jobs. Running children are
+// separate jobs and finish on their own.
+func (e *Executor) Deregister(ctx context.Context, fn executor.Function) error {
+	for _, id := range []string{JobID(fn), BigJobID(fn)} {
+		if err := e.n.DeregisterJob(ctx, id, true); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Start dispatches the call with its ID as idempotency token: a second Start
+// (this leader retrying, or a new leader after a failover) gets the same
+// child job back and never runs the command twice.
+func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Handle, error) {
+	e.mu.Lock()
+	if c := e.calls[spec.CallID]; c != nil {
+		e.mu.Unlock()
+		return executor.Handle{CallID: spec.CallID, Ref: c.child}, nil
+	}
+	e.mu.Unlock()
+
+	limit := e.cfg.StdoutLimit
+	if spec.StdoutLimit > 0 {
+		limit = spec.StdoutLimit
+	}
+	payload, big, err := payloadFor(spec, limit)
+	if err != nil {
+		return executor.Handle{}, err
+	}
+	jobID := JobID(spec.Function)
+	meta := map[string]string{MetaCallID: spec.CallID}
+	if big {
+		jobID = BigJobID(spec.Function)
+		meta[MetaKey] = spec.Key
+	}
+	child, err := e.n.Dispatch(ctx, jobID, meta, payload, spec.CallID)
+	if err != nil && errors.Is(err, ErrNotFound) && spec.Function.Image != "" {
+		// The function's job is gone (Nomad state lost, or an operator
+		// purged it): register it again and dispatch once more.
+		e.log.Warn("parameterized job missing, registering it again", "job", jobID, "err", err)
+		if rerr := e.Register(ctx, spec.Function); rerr != nil {
+			return executor.Handle{}, fmt.Errorf("%w (re-register: %w)", err, rerr)
+		}
+		child, err = e.n.Dispatch(ctx, jobID, meta, payload, spec.CallID)
+	}
+	if err != nil {
+		return executor.Handle{}, err
+	}
+	c := e.watch(spec.CallID, child, limit)
+	// The allocation may have moved before the call was in the watch list:
+	// look once now; the event stream covers what comes after.
+	e.spawn(func(ctx context.Context) { e.check(ctx, c) })
+	return executor.Handle{CallID: spec.CallID, Ref: c.child}, nil
+}
+
+// Cancel stops the call's child job (purged) and reports it Failed canceled.
+func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
+	child := h.Ref
+	e.mu.Lock()
+	if c := e.calls[h.CallID]; c != nil && child == "" {
+		child = c.child
+	}
+	e.mu.Unlock()
+	if child == "" {
+		found, err := e.childrenByCall(ctx)
+		if err != nil {
+			return err
+		}
+		child = found[h.CallID]
+	}
+	if child != "" {
+		if err := e.n.DeregisterJob(ctx, child, true); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	if e.finish(h.CallID) {
+		e.emit(executor.Event{
+			CallID: h.CallID, Kind: executor.Failed, Ref: child,
+			Reason: api.ReasonCancelled, Message: "canceled", EndedAt: time.Now(),
+		})
+	}
+	return nil
+}
+
+// watch adds a call to the watch list (or returns the one there).
+func (e *Executor) watch(callID, child string, limit int64) *call {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c := e.calls[callID]; c != nil {
+		return c
+	}
+	c := &call{id: callID, child: child, stdoutLimit: limit}
+	e.calls[callID] = c
+	e.byChild[child] = c
+	return c
+}
+
+// finish takes a call off the watch list; only the first caller gets true
+// and reports the call's end.
+func (e *Executor) finish(callID string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.calls[callID]
+	if c == nil {
+		return true
+	}
+	if c.done {
+		return false
+	}
+	c.done = true
+	delete(e.calls, callID)
+	delete(e.byChild, c.child)
+	return true
+}
+
+func (e *Executor) emit(ev executor.Event) {
+	select {
+	case e.events <- ev:
+	case <-e.ctx.Done():
+	}
+}
+
+// spawn runs f in a goroutine tied to the executor's life.
+func (e *Executor) spawn(f func(ctx context.Context)) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		f(e.ctx)
+	}()
+}
+
+// sleep waits d or until ctx ends; false when ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

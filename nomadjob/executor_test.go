@@ -1,0 +1,454 @@
+package nomadjob_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/executor"
+	"github.com/hyperfunc/hyperfunc/nomadjob"
+	"github.com/hyperfunc/hyperfunc/nomadjob/nomadtest"
+)
+
+func TestRegisterUpdateDeregister(t *testing.T) {
+	e := newEnv(t)
+	f := fn("echo", "echo", "hi")
+	e.register(f)
+	id := nomadjob.JobID(f)
+	if id != "hf-alice-echo" {
+		t.Fatalf("job ID %q", id)
+	}
+	for _, jid := range []string{id, id + "-big"} {
+		j := e.srv.Job(jid)
+		if j == nil {
+			t.Fatalf("job %s not registered", jid)
+		}
+		if *j.Type != "batch" || j.ParameterizedJob == nil || j.ParameterizedJob.Payload != "optional" ||
+			j.ParameterizedJob.MetaRequired[0] != "call_id" || j.ParameterizedJob.MetaOptional[0] != "hf_key" {
+			t.Fatalf("job %s: bad parameterized config %+v", jid, j.ParameterizedJob)
+		}
+		tg := j.TaskGroups[0]
+		if *tg.RestartPolicy.Attempts != 0 || *tg.RestartPolicy.Mode != "fail" || *tg.ReschedulePolicy.Attempts != 0 || *tg.ReschedulePolicy.Unlimited {
+			t.Fatalf("job %s: restart/reschedule not 0", jid)
+		}
+		task := tg.Tasks[0]
+		if task.Driver != "docker" || task.Config["runtime"] != "runsc" || task.Config["network_mode"] != "none" || task.Config["image"] != "busybox:1.36" {
+			t.Fatalf("job %s: task config %v", jid, task.Config)
+		}
+		if ep, _ := task.Config["entrypoint"].([]any); len(ep) != 3 || ep[0] != "/local/hf-shim" || ep[2] != "/local/payload" {
+			t.Fatalf("job %s: entrypoint %v", jid, task.Config["entrypoint"])
+		}
+		if task.DispatchPayload.File != "payload" || *task.Resources.CPU != 100 || *task.Resources.MemoryMB != 64 {
+			t.Fatalf("job %s: payload/resources", jid)
+		}
+		if a := task.Artifacts[0]; a.GetterOptions["checksum"] != "sha256:"+e.fe.ShimSHA256 || *a.RelativeDest != "local/" {
+			t.Fatalf("job %s: shim artifact %+v", jid, a)
+		}
+	}
+	big := e.srv.Job(id + "-big").TaskGroups[0].Tasks[0].Artifacts
+	if len(big) != 2 || !strings.Contains(*big[1].GetterSource, "/v1/artifacts/stdin/${NOMAD_META_call_id}?key=${NOMAD_META_hf_key}") || *big[1].RelativeDest != "local/stdin" {
+		t.Fatalf("big job artifacts: %+v", big)
+	}
+
+	// Update: register again with a new image.
+	f.Image = "busybox:1.37"
+	e.register(f)
+	if j := e.srv.Job(id); j.TaskGroups[0].Tasks[0].Config["image"] != "busybox:1.37" || *j.Version != 1 {
+		t.Fatalf("update not applied: %v version %d", j.TaskGroups[0].Tasks[0].Config["image"], *j.Version)
+	}
+
+	if err := e.ex.Deregister(ctx(t), f); err != nil {
+		t.Fatal(err)
+	}
+	if e.srv.Job(id) != nil || e.srv.Job(id+"-big") != nil {
+		t.Fatal("deregister left jobs")
+	}
+	if err := e.ex.Deregister(ctx(t), f); err != nil {
+		t.Fatalf("second deregister: %v", err)
+	}
+}
+
+func TestJobIDSanitize(t *testing.T) {
+	a := nomadjob.JobID(executor.Function{ID: "Bob.X/f", Owner: "Bob.X", Name: "f"})
+	b := nomadjob.JobID(executor.Function{ID: "bob_x/f", Owner: "bob_x", Name: "f"})
+	if !strings.HasPrefix(a, "hf-bob-x-f-") || a == b {
+		t.Fatalf("sanitize: %q %q", a, b)
+	}
+}
+
+func TestEchoAndStdin(t *testing.T) {
+	e := newEnv(t)
+	ev := e.run(fn("cat", "cat"), spec("c1", fn("cat", "cat"), "hello fixture\n"))
+	if ev.Kind != executor.Finished || string(ev.Stdout) != "hello fixture\n" || ev.ExitCode != 0 {
+		t.Fatalf("cat: %+v", ev)
+	}
+	if ev.Ref == "" || !strings.HasPrefix(ev.Ref, "hf-alice-cat/dispatch-") {
+		t.Fatalf("ref %q", ev.Ref)
+	}
+	evs := e.col.events("c1")
+	if evs[0].Kind != executor.Running || e.col.finals("c1") != 1 {
+		t.Fatalf("events: %+v", evs)
+	}
+	// The child is purged after collection.
+	waitFor(t, 5*time.Second, "child purged", func() bool { return e.srv.Job(ev.Ref) == nil })
+	kids, err := e.ex.ChildrenOf(ctx(t), fn("cat", "cat"))
+	if err != nil || len(kids) != 0 {
+		t.Fatalf("children left: %v %v", kids, err)
+	}
+}
+
+func TestEnvAndStderr(t *testing.T) {
+	e := newEnv(t)
+	f := fn("env", "sh", "-c", `echo "id=$HYPER_CALL_ID x=$X_A"; echo to-stderr >&2`)
+	s := spec("c-env", f, "")
+	s.Env["X_A"] = "1"
+	ev := e.run(f, s)
+	if ev.Kind != executor.Finished || string(ev.Stdout) != "id=c-env x=1\n" || ev.Stderr != "to-stderr\n" {
+		t.Fatalf("env: %+v stdout %q", ev, ev.Stdout)
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	e := newEnv(t)
+	f := fn("exit3", "sh", "-c", "echo partial; exit 3")
+	ev := e.run(f, spec("c-exit", f, ""))
+	if ev.Kind != executor.Failed || ev.Reason != api.ReasonExit || ev.ExitCode != 3 || string(ev.Stdout) != "partial\n" || ev.Message != "exit code 3" {
+		t.Fatalf("exit: %+v", ev)
+	}
+}
+
+func TestBigStdinThroughArtifact(t *testing.T) {
+	e := newEnv(t)
+	stdin := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	f := fn("sha", "sha256sum")
+	s := spec("c-big", f, string(stdin))
+	e.fe.PutStdin("c-big", s.Key, stdin)
+	ev := e.run(f, s)
+	sum := sha256.Sum256(stdin)
+	if ev.Kind != executor.Finished || !strings.HasPrefix(string(ev.Stdout), hex.EncodeToString(sum[:])) {
+		t.Fatalf("big stdin: %+v stdout %q", ev, ev.Stdout)
+	}
+	if !strings.HasPrefix(ev.Ref, "hf-alice-sha-big/dispatch-") {
+		t.Fatalf("big call went to %q", ev.Ref)
+	}
+	if e.fe.Fetches("/v1/artifacts/stdin/c-big") != 1 {
+		t.Fatalf("stdin fetched %d times", e.fe.Fetches("/v1/artifacts/stdin/c-big"))
+	}
+}
+
+func TestEnvelopeTooLarge(t *testing.T) {
+	e := newEnv(t)
+	f := fn("envy", "true")
+	e.register(f)
+	s := spec("c-huge", f, "")
+	s.Env["HTTP_X_BIG"] = strings.Repeat("v", 20000)
+	_, err := e.ex.Start(ctx(t), s)
+	if !errors.Is(err, nomadjob.ErrEnvelopeTooLarge) || !errors.Is(err, nomadjob.ErrRefused) || nomadjob.IsUnavailable(err) {
+		t.Fatalf("err %v", err)
+	}
+	if e.srv.Requests("dispatch") != 0 {
+		t.Fatal("dispatched anyway")
+	}
+}
+
+func TestFailureReasons(t *testing.T) {
+	cases := []struct {
+		name    string
+		setup   func(e *env, f *executor.Function, s *executor.Spec)
+		command []string
+		stdin   string
+		reason  string
+		msg     string
+	}{
+		{name: "driver-failure", command: []string{"true"},
+			setup: func(e *env, f *executor.Function, s *executor.Spec) {
+				f.Image = "hf/does-not-exist:1"
+				e.srv.FailPull(f.Image)
+			},
+			reason: api.ReasonImage, msg: "Driver Failure: Failed to pull `hf/does-not-exist:1`"},
+		{name: "artifact-404", command: []string{"cat"}, stdin: strings.Repeat("x", 20000),
+			reason: api.ReasonExecutor, msg: "Failed Artifact Download: failed to download artifact"},
+		{name: "oom", command: []string{nomadtest.OOMCommand},
+			reason: api.ReasonExit, msg: "OOM killed"},
+		{name: "lost", command: []string{"true"},
+			setup:  func(e *env, f *executor.Function, s *executor.Spec) { e.srv.LoseAllocations(true) },
+			reason: api.ReasonLost, msg: "allocation lost: node vm went down"},
+		{name: "output", command: []string{"head", "-c", "5000", "/dev/zero"},
+			setup:  func(e *env, f *executor.Function, s *executor.Spec) { s.StdoutLimit = 1024 },
+			reason: api.ReasonOutput, msg: "output exceeds 1KiB"},
+		{name: "timeout", command: []string{"sleep", "10"},
+			setup: func(e *env, f *executor.Function, s *executor.Spec) {
+				f.Timeout = 200 * time.Millisecond
+				s.Function = *f
+			},
+			reason: api.ReasonTimeout, msg: "timeout"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			f := fn(tc.name, tc.command...)
+			s := spec("c-"+tc.name, f, tc.stdin)
+			if tc.setup != nil {
+				tc.setup(e, &f, &s)
+				s.Function = f
+			}
+			ev := e.run(f, s)
+			if ev.Kind != executor.Failed || ev.Reason != tc.reason || !strings.Contains(ev.Message, tc.msg) {
+				t.Fatalf("got %v %q %q, want failed %q containing %q", ev.Kind, ev.Reason, ev.Message, tc.reason, tc.msg)
+			}
+			if tc.reason == api.ReasonOutput && (!ev.Truncated || len(ev.Stdout) != 1024) {
+				t.Fatalf("output: truncated %v, %d bytes kept", ev.Truncated, len(ev.Stdout))
+			}
+			if e.col.finals(s.CallID) != 1 {
+				t.Fatalf("%d final events", e.col.finals(s.CallID))
+			}
+		})
+	}
+}
+
+func TestLogFallbackWithoutResultFile(t *testing.T) {
+	e := newEnv(t)
+	f := fn("noshim", nomadtest.NoShimCommand, "from", "the", "log")
+	ev := e.run(f, spec("c-log", f, ""))
+	if ev.Kind != executor.Finished || string(ev.Stdout) != "from the log\n" {
+		t.Fatalf("log fallback: %+v %q", ev, ev.Stdout)
+	}
+	// The result file path does not depend on the log stream (nomad#6931).
+	e.srv.EmptyLogs(true)
+	g := fn("cat2", "cat")
+	ev = e.run(g, spec("c-nolog", g, "kept\n"))
+	if ev.Kind != executor.Finished || string(ev.Stdout) != "kept\n" {
+		t.Fatalf("empty logs: %+v %q", ev, ev.Stdout)
+	}
+}
+
+func TestEventStreamDroppedMidCall(t *testing.T) {
+	e := newEnv(t)
+	f := fn("drop", "cat")
+	e.register(f)
+	e.srv.Hold()
+	if _, err := e.ex.Start(ctx(t), spec("c-drop", f, "once\n")); err != nil {
+		t.Fatal(err)
+	}
+	// The call ends while its events are lost (aged out of the buffer)...
+	e.srv.SilenceEvents(true)
+	e.srv.Release()
+	waitFor(t, 5*time.Second, "task ran", func() bool { return e.srv.Executions("c-drop") == 1 })
+	// ...then the stream drops; the reconnect re-checks every watched call.
+	e.srv.SilenceEvents(false)
+	e.srv.DropEventStreams()
+	ev := e.col.final(t, "c-drop")
+	if ev.Kind != executor.Finished || string(ev.Stdout) != "once\n" {
+		t.Fatalf("%+v", ev)
+	}
+	waitFor(t, time.Second, "no second final event", func() bool { return e.col.finals("c-drop") == 1 })
+	if e.srv.Executions("c-drop") != 1 {
+		t.Fatal("ran twice")
+	}
+}
+
+func TestFailoverBetweenDispatchAndRecord(t *testing.T) {
+	e := newEnv(t)
+	f := fn("fo", "cat")
+	e.register(f)
+	e.srv.Hold()
+	s := spec("c-fo", f, "one execution\n")
+	h1, err := e.ex.Start(ctx(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The old leader dies before recording the handle.
+	_ = e.ex.Close()
+	ex2, col2 := e.newExecutor()
+	// The new leader reconciles (Ref unknown) and finds the child by meta...
+	evs, err := ex2.Reconcile(ctx(t), []executor.Handle{{CallID: "c-fo"}})
+	if err != nil || len(evs) != 1 || evs[0].Kind != executor.Running || evs[0].Ref != h1.Ref {
+		t.Fatalf("reconcile: %+v %v", evs, err)
+	}
+	// ...and a Start of the same call (same idempotency token) gets the same child.
+	h2, err := ex2.Start(ctx(t), s)
+	if err != nil || h2.Ref != h1.Ref {
+		t.Fatalf("second start: %+v %v (first %q)", h2, err, h1.Ref)
+	}
+	// A third executor dispatching afresh with the same token too.
+	ex3, _ := e.newExecutor()
+	h3, err := ex3.Start(ctx(t), s)
+	if err != nil || h3.Ref != h1.Ref {
+		t.Fatalf("third start: %+v %v", h3, err)
+	}
+	e.srv.Release()
+	ev := col2.final(t, "c-fo")
+	if ev.Kind != executor.Finished || string(ev.Stdout) != "one execution\n" {
+		t.Fatalf("%+v", ev)
+	}
+	if n := e.srv.Executions("c-fo"); n != 1 {
+		t.Fatalf("executed %d times", n)
+	}
+}
+
+func TestNomadDownAndBack(t *testing.T) {
+	e := newEnv(t)
+	f := fn("down", "cat")
+	e.register(f)
+
+	// Down (500 No cluster leader): Start and Health fail retryably.
+	e.srv.SetDown(true)
+	_, err := e.ex.Start(ctx(t), spec("c-down", f, "x\n"))
+	if !errors.Is(err, nomadjob.ErrUnavailable) || errors.Is(err, nomadjob.ErrRefused) {
+		t.Fatalf("start while down: %v", err)
+	}
+	if err := e.ex.Health(ctx(t)); !nomadjob.IsUnavailable(err) {
+		t.Fatalf("health while down: %v", err)
+	}
+	// Unreachable: the same.
+	e.srv.SetDown(false)
+	e.srv.SetUnreachable(true)
+	if _, err := e.ex.Start(ctx(t), spec("c-down", f, "x\n")); !nomadjob.IsUnavailable(err) {
+		t.Fatalf("start while unreachable: %v", err)
+	}
+	e.srv.SetUnreachable(false)
+	if err := e.ex.Health(ctx(t)); err != nil {
+		t.Fatalf("health: %v", err)
+	}
+
+	// Down in the middle of a call: nothing is lost.
+	e.srv.Hold()
+	if _, err := e.ex.Start(ctx(t), spec("c-mid", f, "survived\n")); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.SetDown(true)
+	e.srv.Release()
+	waitFor(t, 5*time.Second, "task ran", func() bool { return e.srv.Executions("c-mid") == 1 })
+	e.srv.SetDown(false)
+	ev := e.col.final(t, "c-mid")
+	if ev.Kind != executor.Finished || string(ev.Stdout) != "survived\n" || e.srv.Executions("c-mid") != 1 {
+		t.Fatalf("%+v", ev)
+	}
+
+	// 500s while collecting are retried.
+	e.srv.FailNext("/v1/client/fs/", 3)
+	ev = e.run(f, spec("c-flaky", f, "retried\n"))
+	if ev.Kind != executor.Finished || string(ev.Stdout) != "retried\n" {
+		t.Fatalf("%+v", ev)
+	}
+}
+
+func TestPermanentRefusals(t *testing.T) {
+	e := newEnv(t)
+	// Unknown job and a function without image: refused, not retryable.
+	f := fn("ghost", "true")
+	f.Image = ""
+	_, err := e.ex.Start(ctx(t), spec("c-ghost", f, ""))
+	if !errors.Is(err, nomadjob.ErrRefused) || nomadjob.IsUnavailable(err) || !strings.Contains(err.Error(), "parameterized job not found") {
+		t.Fatalf("unknown job: %v", err)
+	}
+	// With an image, a missing job is registered again and the call runs.
+	g := fn("reborn", "echo", "back")
+	if _, err := e.ex.Start(ctx(t), spec("c-reborn", g, "")); err != nil {
+		t.Fatal(err)
+	}
+	if ev := e.col.final(t, "c-reborn"); ev.Kind != executor.Finished || string(ev.Stdout) != "back\n" {
+		t.Fatalf("%+v", ev)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	e := newEnv(t)
+	f := fn("slow", "sleep", "30")
+	e.register(f)
+	h, err := e.ex.Start(ctx(t), spec("c-cancel", f, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "running", func() bool { return len(e.col.events("c-cancel")) > 0 })
+	if err := e.ex.Cancel(ctx(t), h); err != nil {
+		t.Fatal(err)
+	}
+	ev := e.col.final(t, "c-cancel")
+	if ev.Kind != executor.Failed || ev.Reason != api.ReasonCancelled {
+		t.Fatalf("%+v", ev)
+	}
+	if e.srv.Job(h.Ref) != nil {
+		t.Fatal("child not purged")
+	}
+	waitFor(t, time.Second, "one final event", func() bool { return e.col.finals("c-cancel") == 1 })
+}
+
+func TestReconcile(t *testing.T) {
+	e := newEnv(t)
+	f := fn("rec", "cat")
+	e.register(f)
+	// A finished call that nobody collected (its executor died).
+	ex1, _ := e.newExecutor()
+	h1, err := ex1.Start(ctx(t), spec("c-done", f, "done\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = ex1.Close()
+	waitFor(t, 5*time.Second, "ran", func() bool { return e.srv.Executions("c-done") == 1 })
+	// It may still be finishing: the alloc turns terminal right after it ran.
+	waitFor(t, 5*time.Second, "terminal", func() bool {
+		j := e.srv.Job(h1.Ref)
+		return j != nil && *j.Status == "dead"
+	})
+	// A running call.
+	e.srv.Hold()
+	h2, err := ex1Start(e, f, "c-run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex2, col2 := e.newExecutor()
+	evs, err := ex2.Reconcile(ctx(t), []executor.Handle{
+		h1,
+		{CallID: "c-run", Ref: h2.Ref},
+		{CallID: "c-never"},
+		{CallID: "c-gone", Ref: "hf-alice-rec/dispatch-1-deadbeef"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		kind   executor.Kind
+		reason string
+	}{{executor.Finished, ""}, {executor.Running, ""}, {executor.NotFound, ""}, {executor.Failed, api.ReasonLost}}
+	for i, w := range want {
+		if evs[i].Kind != w.kind || evs[i].Reason != w.reason {
+			t.Fatalf("reconcile[%d] = %+v, want %v %q", i, evs[i], w.kind, w.reason)
+		}
+	}
+	if string(evs[0].Stdout) != "done\n" || e.srv.Job(h1.Ref) != nil {
+		t.Fatalf("collected %q, child left: %v", evs[0].Stdout, e.srv.Job(h1.Ref) != nil)
+	}
+	e.srv.Release()
+	if ev := col2.final(t, "c-run"); ev.Kind != executor.Finished {
+		t.Fatalf("%+v", ev)
+	}
+}
+
+// ex1Start starts a call on a throwaway executor that dies at once.
+func ex1Start(e *env, f executor.Function, callID string) (executor.Handle, error) {
+	ex, _ := e.newExecutor()
+	defer ex.Close()
+	return ex.Start(ctx(e.t), spec(callID, f, ""))
+}
+
+func TestPull(t *testing.T) {
+	e := newEnv(t)
+	if err := e.ex.Pull(ctx(t), "busybox:1.36"); err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	if e.srv.Job(nomadjob.PullJobID("busybox:1.36")) != nil {
+		t.Fatal("pull job left behind")
+	}
+	e.srv.FailPull("hf/nope:1")
+	err := e.ex.Pull(ctx(t), "hf/nope:1")
+	if err == nil || !strings.Contains(err.Error(), "Failed to pull `hf/nope:1`") {
+		t.Fatalf("failed pull: %v", err)
+	}
+}

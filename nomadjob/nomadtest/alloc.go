@@ -1,0 +1,329 @@
+package nomadtest
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+)
+
+// Task is what a Runner gets: the task as the docker driver would start it.
+type Task struct {
+	AllocID  string
+	JobID    string
+	ParentID string
+	Image    string
+	Config   map[string]any
+	Meta     map[string]string
+	// Local holds the files of the task's local/ directory: "payload" (the
+	// dispatch payload), artifacts ("stdin", "hf-shim").
+	Local map[string][]byte
+	// MemoryMB is the task's memory limit.
+	MemoryMB int
+}
+
+// Result is what became of a task.
+type Result struct {
+	ExitCode int
+	Signal   int
+	Stdout   []byte // the container's stdout and stderr (fs/logs)
+	Stderr   []byte
+	// Files are written into the allocation directory, by alloc-relative
+	// path ("alloc/data/stdout").
+	Files     map[string][]byte
+	OOMKilled bool
+	// DriverError fails the task before it starts (Driver Failure).
+	DriverError string
+	// Killed: the task was stopped (job deregistered) while running.
+	Killed bool
+}
+
+// Runner runs one task. ctx ends when the job is stopped.
+type Runner func(ctx context.Context, t *Task) Result
+
+// place creates the allocation of a job and runs it.
+func (s *Server) place(job *nomad.Job) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	idx := s.bump()
+	id := newUUID()
+	now := time.Now()
+	task := job.TaskGroups[0].Tasks[0]
+	a := &nomad.Allocation{
+		ID: id, Namespace: "default", EvalID: newUUID(), Name: deref(job.ID) + ".g[0]",
+		NodeID: NodeID, NodeName: NodeName, JobID: deref(job.ID), Job: job, TaskGroup: deref(job.TaskGroups[0].Name),
+		DesiredStatus: "run", ClientStatus: "pending", ClientDescription: "No tasks have started",
+		TaskResources: map[string]*nomad.Resources{task.Name: task.Resources},
+		CreateIndex:   idx, ModifyIndex: idx, AllocModifyIndex: idx,
+		CreateTime: now.UnixNano(), ModifyTime: now.UnixNano(),
+	}
+	s.allocs[id] = &allocRec{a: a, files: map[string][]byte{}}
+	s.byJob[a.JobID] = append(s.byJob[a.JobID], id)
+	s.publish(a, "PlanResult")
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancels[id] = cancel
+	runner := s.Runner
+	if runner == nil {
+		runner = DefaultRunner
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer cancel()
+		s.run(ctx, id, job, task, runner)
+		s.mu.Lock()
+		delete(s.cancels, id)
+		s.mu.Unlock()
+	}()
+}
+
+// update changes an allocation under the lock and publishes it.
+func (s *Server) update(id string, f func(a *nomad.Allocation, ts *nomad.TaskState)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec := s.allocs[id]
+	ts := rec.a.TaskStates["fn"]
+	if ts == nil {
+		if rec.a.TaskStates == nil {
+			rec.a.TaskStates = map[string]*nomad.TaskState{}
+		}
+		ts = &nomad.TaskState{State: "pending", Events: []*nomad.TaskEvent{}}
+		rec.a.TaskStates["fn"] = ts
+	}
+	// Copy so that JSON written earlier (events, responses) stays as it was.
+	na := *rec.a
+	nts := *ts
+	nts.Events = append([]*nomad.TaskEvent(nil), ts.Events...)
+	na.TaskStates = map[string]*nomad.TaskState{"fn": &nts}
+	f(&na, &nts)
+	idx := s.bump()
+	na.ModifyIndex = idx
+	na.ModifyTime = time.Now().UnixNano()
+	rec.a = &na
+	if job := s.jobs[na.JobID]; job != nil {
+		switch na.ClientStatus {
+		case "running":
+			job.Status = ptr("running")
+		case "complete", "failed", "lost":
+			job.Status = ptr("dead")
+		}
+	}
+	s.publish(&na, "AllocationUpdated")
+}
+
+func taskEvent(typ, display string, details map[string]string) *nomad.TaskEvent {
+	if details == nil {
+		details = map[string]string{}
+	}
+	return &nomad.TaskEvent{Type: typ, Time: time.Now().UnixNano(), DisplayMessage: display, Details: details}
+}
+
+func (s *Server) run(ctx context.Context, id string, job *nomad.Job, task *nomad.Task, runner Runner) {
+	s.update(id, func(a *nomad.Allocation, ts *nomad.TaskState) {
+		ts.Events = append(ts.Events, taskEvent("Received", "Task received by client", nil))
+		te := taskEvent("Task Setup", "Building Task Directory", map[string]string{"message": "Building Task Directory"})
+		te.Message = "Building Task Directory"
+		ts.Events = append(ts.Events, te)
+	})
+	s.mu.Lock()
+	lose, hold := s.loseAllocs, s.holdAllocs
+	image, _ := task.Config["image"].(string)
+	pullErr := s.failPull[image]
+	s.mu.Unlock()
+	if lose {
+		s.update(id, func(a *nomad.Allocation, ts *nomad.TaskState) {
+			a.ClientStatus, a.DesiredStatus = "lost", "stop"
+			a.ClientDescription, a.DesiredDescription = "alloc is lost since its node is down", "alloc is lost since its node is down"
+			ts.State = "dead"
+			ts.Failed = true
+			ts.FinishedAt = time.Now().UTC()
+		})
+		return
+	}
+	fail := func(evs ...*nomad.TaskEvent) {
+		s.update(id, func(a *nomad.Allocation, ts *nomad.TaskState) {
+			ts.Events = append(ts.Events, evs...)
+			nr := taskEvent("Not Restarting", "Policy allows no restarts", map[string]string{"fails_task": "true", "restart_reason": "Policy allows no restarts"})
+			nr.FailsTask, nr.RestartReason = true, "Policy allows no restarts"
+			ts.Events = append(ts.Events, nr)
+			ts.State, ts.Failed, ts.FinishedAt = "dead", true, time.Now().UTC()
+			a.ClientStatus, a.ClientDescription = "failed", "Failed tasks"
+		})
+	}
+	local := map[string][]byte{}
+	if job.Payload != nil && task.DispatchPayload != nil {
+		local[task.DispatchPayload.File] = job.Payload
+	}
+	if len(task.Artifacts) > 0 {
+		s.update(id, func(a *nomad.Allocation, ts *nomad.TaskState) {
+			ts.Events = append(ts.Events, taskEvent("Downloading Artifacts", "Client is downloading artifacts", nil))
+		})
+		for _, art := range task.Artifacts {
+			if err := s.fetchArtifact(ctx, art, job.Meta, local); err != nil {
+				msg := fmt.Sprintf("failed to download artifact %q: getter subprocess failed: exit status 1: failed to download artifact: %v", deref(art.GetterSource), err)
+				te := taskEvent("Failed Artifact Download", msg, map[string]string{"download_error": msg})
+				te.DownloadError = msg
+				fail(te)
+				return
+			}
+		}
+	}
+	if pullErr != "" {
+		te := taskEvent("Driver Failure", pullErr, map[string]string{"driver_error": pullErr})
+		te.DriverError = pullErr
+		fail(taskEvent("Driver", "Downloading image", map[string]string{"image": image}), te)
+		return
+	}
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+		}
+	}
+	started := time.Now().UTC()
+	s.update(id, func(a *nomad.Allocation, ts *nomad.TaskState) {
+		ts.Events = append(ts.Events, taskEvent("Started", "Task started by client", nil))
+		ts.State, ts.StartedAt = "running", started
+		a.ClientStatus, a.ClientDescription = "running", "Tasks are running"
+	})
+	meta := job.Meta
+	callID := meta["call_id"]
+	s.mu.Lock()
+	if callID != "" {
+		s.runs[callID]++
+	}
+	s.mu.Unlock()
+	mem := 0
+	if task.Resources != nil && task.Resources.MemoryMB != nil {
+		mem = *task.Resources.MemoryMB
+	}
+	res := runner(ctx, &Task{
+		AllocID: id, JobID: deref(job.ID), ParentID: deref(job.ParentID), Image: image,
+		Config: task.Config, Meta: meta, Local: local, MemoryMB: mem,
+	})
+	if ctx.Err() != nil {
+		res.Killed = true
+	}
+	if res.DriverError != "" {
+		te := taskEvent("Driver Failure", res.DriverError, map[string]string{"driver_error": res.DriverError})
+		te.DriverError = res.DriverError
+		fail(te)
+		return
+	}
+	s.mu.Lock()
+	rec := s.allocs[id]
+	rec.stdout = append(rec.stdout, res.Stdout...)
+	rec.stderr = append(rec.stderr, res.Stderr...)
+	for p, b := range res.Files {
+		rec.files[p] = b
+	}
+	s.mu.Unlock()
+	details := map[string]string{
+		"exit_code": fmt.Sprint(res.ExitCode), "oom_killed": fmt.Sprint(res.OOMKilled), "signal": fmt.Sprint(res.Signal),
+	}
+	display := fmt.Sprintf("Exit Code: %d", res.ExitCode)
+	if res.ExitCode != 0 {
+		msg := fmt.Sprintf("Docker container exited with non-zero exit code: %d", res.ExitCode)
+		details["exit_message"] = msg
+		display = fmt.Sprintf("Exit Code: %d, Exit Message: %q", res.ExitCode, msg)
+	}
+	if res.OOMKilled {
+		display += ", OOM Killed"
+	}
+	term := taskEvent("Terminated", display, details)
+	term.ExitCode, term.Signal = res.ExitCode, res.Signal
+	if res.ExitCode != 0 {
+		term.Message = details["exit_message"]
+	}
+	if res.Killed {
+		s.update(id, func(a *nomad.Allocation, ts *nomad.TaskState) {
+			ts.Events = append(ts.Events, taskEvent("Killing", "Sent interrupt. Waiting 5s before force killing", nil), term, taskEvent("Killed", "Task successfully killed", nil))
+			ts.State, ts.FinishedAt = "dead", time.Now().UTC()
+			a.DesiredStatus, a.DesiredDescription = "stop", "alloc not needed due to job update"
+			a.ClientStatus, a.ClientDescription = "complete", "All tasks have completed"
+		})
+		return
+	}
+	if res.ExitCode != 0 || res.OOMKilled {
+		fail(term)
+		return
+	}
+	s.update(id, func(a *nomad.Allocation, ts *nomad.TaskState) {
+		ts.Events = append(ts.Events, term)
+		ts.State, ts.FinishedAt = "dead", time.Now().UTC()
+		a.ClientStatus, a.ClientDescription = "complete", "All tasks have completed"
+	})
+}
+
+// fetchArtifact downloads an artifact as a Nomad client would: meta
+// interpolated into the source, checksum option verified, tar.gz unpacked.
+func (s *Server) fetchArtifact(ctx context.Context, art *nomad.TaskArtifact, meta map[string]string, local map[string][]byte) error {
+	src := deref(art.GetterSource)
+	for k, v := range meta {
+		src = strings.ReplaceAll(src, "${NOMAD_META_"+k+"}", v)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.HTTPClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("bad response code: %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if sum := art.GetterOptions["checksum"]; sum != "" {
+		want := strings.TrimPrefix(sum, "sha256:")
+		got := sha256.Sum256(body)
+		if hex.EncodeToString(got[:]) != want {
+			return fmt.Errorf("Checksums did not match for %s.\nExpected: %s\nGot: %s", src, want, hex.EncodeToString(got[:]))
+		}
+	}
+	dest := strings.TrimPrefix(strings.TrimPrefix(deref(art.RelativeDest), "local/"), "local")
+	path := req.URL.Path
+	if deref(art.GetterMode) != "file" && strings.HasSuffix(path, ".tar.gz") {
+		gz, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		tr := tar.NewReader(gz)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				return err
+			}
+			if h.FileInfo().Mode()&0o111 == 0 {
+				return fmt.Errorf("%s: not executable in the archive", h.Name)
+			}
+			local[strings.TrimPrefix(dest+"/"+h.Name, "/")] = b
+		}
+	}
+	local[dest] = body
+	return nil
+}

@@ -1,0 +1,106 @@
+package nomadtest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hyperfunc/hyperfunc/shim"
+)
+
+// Argv[0] values that DefaultRunner treats as platform events instead of
+// commands to run.
+const (
+	// OOMCommand makes the task die as the OOM killer would kill it: exit
+	// 137, OOMKilled, no result file (the shim died too).
+	OOMCommand = "hf-test-oom"
+	// NoShimCommand prints its arguments to the container's stdout and
+	// exits 0 without a result file, as a task not run through the shim.
+	NoShimCommand = "hf-test-noshim"
+)
+
+// DefaultRunner runs the task as the shim would inside the container: it
+// decodes the envelope from local/payload and runs its argv as a local
+// process with the shim package (stdin inline or from the local/stdin
+// artifact, stdout capped, timeout), and stores stdout and result.json as
+// alloc/data files.
+func DefaultRunner(ctx context.Context, t *Task) Result {
+	payload, ok := t.Local["payload"]
+	if !ok {
+		return Result{ExitCode: shim.ExitShimError, Stderr: []byte("hf-shim: reading envelope: open /local/none: no such file or directory\n")}
+	}
+	en, err := shim.DecodeEnvelope(payload)
+	if err != nil {
+		return Result{ExitCode: shim.ExitShimError, Stderr: []byte("hf-shim: " + err.Error() + "\n")}
+	}
+	switch en.Argv[0] {
+	case OOMCommand:
+		return Result{ExitCode: 137, Signal: 9, OOMKilled: true, Stderr: []byte("Killed\n")}
+	case NoShimCommand:
+		return Result{Stdout: []byte(strings.Join(en.Argv[1:], " ") + "\n")}
+	}
+	dir, err := os.MkdirTemp("", "nomadtest-alloc-")
+	if err != nil {
+		return Result{DriverError: err.Error()}
+	}
+	defer os.RemoveAll(dir)
+	data := filepath.Join(dir, "alloc", "data")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return Result{DriverError: err.Error()}
+	}
+	en.ResultDir = data
+	if en.StdinFile != "" {
+		name := strings.TrimPrefix(en.StdinFile, "/local/")
+		b, ok := t.Local[name]
+		if !ok {
+			return Result{ExitCode: shim.ExitShimError, Stderr: []byte("hf-shim: stdin file " + en.StdinFile + " missing\n")}
+		}
+		p := filepath.Join(dir, "local-"+filepath.Base(name))
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return Result{DriverError: err.Error()}
+		}
+		en.StdinFile = p
+	}
+	stderr, err := os.CreateTemp(dir, "stderr-")
+	if err != nil {
+		return Result{DriverError: err.Error()}
+	}
+	defer stderr.Close()
+	sig := make(chan os.Signal, 1)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+			sig <- syscall.SIGKILL
+		case <-done:
+		}
+	}()
+	r := &shim.Runner{
+		Stderr:    stderr,
+		BaseEnv:   []string{"PATH=" + os.Getenv("PATH")},
+		Signals:   sig,
+		KillGrace: 200 * time.Millisecond,
+	}
+	res := r.Run(en)
+	if err := shim.WriteResult(data, res); err != nil {
+		return Result{ExitCode: shim.ExitShimError, Stderr: []byte(err.Error())}
+	}
+	out := Result{ExitCode: res.ExitCode, Files: map[string][]byte{}}
+	for _, f := range []string{shim.StdoutFile, shim.ResultFile} {
+		if b, err := os.ReadFile(filepath.Join(data, f)); err == nil {
+			out.Files["alloc/data/"+f] = b
+		}
+	}
+	if b, err := os.ReadFile(stderr.Name()); err == nil {
+		out.Stderr = b
+	}
+	if res.Error != "" && len(out.Stderr) == 0 {
+		out.Stderr = []byte(fmt.Sprintf("hf-shim: %s\n", res.Error))
+	}
+	return out
+}

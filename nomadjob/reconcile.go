@@ -1,0 +1,147 @@
+package nomadjob
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	nomad "github.com/hashicorp/nomad/api"
+
+	"github.com/hyperfunc/hyperfunc/executor"
+	"github.com/hyperfunc/hyperfunc/shim"
+)
+
+// Reconcile answers what became of calls after a leader change: Running
+// (watched again, the end comes through Events), Finished or Failed
+// (collected now, child purged), NotFound for a call without Ref that left
+// no child, Failed lost for a call whose child is gone. An error means Nomad
+// could not be asked; nothing was decided and the caller tries again.
+func (e *Executor) Reconcile(ctx context.Context, hs []executor.Handle) ([]executor.Event, error) {
+	var byCall map[string]string // call ID -> child, built once if needed
+	out := make([]executor.Event, 0, len(hs))
+	for _, h := range hs {
+		child := h.Ref
+		if child == "" {
+			if byCall == nil {
+				var err error
+				if byCall, err = e.childrenByCall(ctx); err != nil {
+					return nil, err
+				}
+			}
+			child = byCall[h.CallID]
+			if child == "" {
+				out = append(out, executor.Event{CallID: h.CallID, Kind: executor.NotFound})
+				continue
+			}
+		}
+		ev, err := e.reconcileChild(ctx, h.CallID, child)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+func (e *Executor) reconcileChild(ctx context.Context, callID, child string) (executor.Event, error) {
+	e.mu.Lock()
+	if c := e.calls[callID]; c != nil {
+		e.mu.Unlock()
+		return executor.Event{CallID: callID, Kind: executor.Running, Ref: c.child}, nil
+	}
+	e.mu.Unlock()
+	allocs, _, err := e.n.JobAllocations(ctx, child, 0, 0)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return executor.Event{}, err
+	}
+	a := latest(allocs)
+	job, jerr := e.n.JobInfo(ctx, child)
+	if jerr != nil && !errors.Is(jerr, ErrNotFound) {
+		return executor.Event{}, jerr
+	}
+	if a == nil && job == nil {
+		c := &call{id: callID, child: child}
+		return lostEvent(c, fmt.Sprintf("dispatched job %s is gone from Nomad and left no allocation", child)), nil
+	}
+	limit := e.limitOf(job)
+	if a != nil && isTerminal(a.ClientStatus) {
+		ev, err := e.collect(ctx, callID, child, a.ID, limit)
+		if err != nil {
+			return executor.Event{}, err
+		}
+		e.purge(ctx, child)
+		return ev, nil
+	}
+	c := e.watch(callID, child, limit)
+	e.mu.Lock()
+	c.running = a != nil && a.ClientStatus == nomad.AllocClientStatusRunning
+	e.mu.Unlock()
+	// It may end between this query and the stream seeing it: look again.
+	e.spawn(func(ctx context.Context) { e.check(ctx, c) })
+	ev := executor.Event{CallID: callID, Kind: executor.Running, Ref: child}
+	if a != nil {
+		ev.StartedAt = startedAt(a.TaskStates)
+	}
+	return ev, nil
+}
+
+// limitOf reads the stdout limit from the child's payload (the envelope).
+func (e *Executor) limitOf(job *nomad.Job) int64 {
+	if job != nil && len(job.Payload) > 0 {
+		var en shim.Envelope
+		if err := json.Unmarshal(job.Payload, &en); err == nil && en.StdoutLimit > 0 {
+			return en.StdoutLimit
+		}
+	}
+	return e.cfg.StdoutLimit
+}
+
+// childrenByCall maps call IDs to the dispatched children that exist now,
+// from the job list (prefix hf-, fixture 23) and each child's meta.
+func (e *Executor) childrenByCall(ctx context.Context) (map[string]string, error) {
+	stubs, err := e.n.ListJobs(ctx, "hf-")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, s := range stubs {
+		if s.ParentID == "" || strings.HasPrefix(s.ParentID, "hf-pull-") || !strings.Contains(s.ID, "/dispatch-") {
+			continue
+		}
+		job, err := e.n.JobInfo(ctx, s.ID)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		id := job.Meta[MetaCallID]
+		if id == "" && job.DispatchIdempotencyToken != nil {
+			id = *job.DispatchIdempotencyToken
+		}
+		if id != "" {
+			out[id] = s.ID
+		}
+	}
+	return out, nil
+}
+
+// ChildrenOf lists the dispatched children of a function's jobs (both
+// variants) by prefix, for operators and tests.
+func (e *Executor) ChildrenOf(ctx context.Context, fn executor.Function) ([]string, error) {
+	var ids []string
+	for _, parent := range []string{JobID(fn), BigJobID(fn)} {
+		stubs, err := e.n.ListJobs(ctx, parent+"/dispatch")
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range stubs {
+			if s.ParentID == parent {
+				ids = append(ids, s.ID)
+			}
+		}
+	}
+	return ids, nil
+}
