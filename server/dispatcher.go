@@ -50,7 +50,11 @@ func (d *dispatcher) run(ctx context.Context) {
 		}
 		d.propagateCancels(ctx, ws)
 		ws.Add(d.s.store.AbandonCh())
-		// Periodic wake-up as well: a raised quota is a users-table change.
+		// A raised quota is a change of the users table: watch it too.
+		if _, err := d.s.store.Users(ws); err != nil {
+			d.log.Warn("watching users failed", "error", err)
+		}
+		// And wake up now and then regardless, as a safety net.
 		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		_ = ws.WatchCtx(tctx)
 		cancel()
