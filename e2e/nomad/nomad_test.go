@@ -130,7 +130,6 @@ func (s *suite) fn(name string, command ...string) executor.Function {
 	return f
 }
 
-
 // call runs one call and waits for its end (real Nomad: up to 2 minutes,
 // image pulls included).
 func (s *suite) call(f executor.Function, stdin []byte, limit int64) executor.Event {
