@@ -8,13 +8,17 @@ import (
 	"strings"
 
 	nomad "github.com/hashicorp/nomad/api"
+
+	"github.com/hyperfunc/hyperfunc/executor"
 )
 
 // ErrUnavailable marks an error after which the same request may succeed
 // later: Nomad could not be reached, had no leader, or answered 5xx for a
 // reason of its own. The dispatcher retries such calls (a retried Start is
 // safe: it carries the same idempotency token).
-var ErrUnavailable = errors.New("nomad unavailable")
+//
+// It wraps executor.ErrUnavailable, which is what the dispatcher tests for.
+var ErrUnavailable = fmt.Errorf("nomad unavailable: %w", executor.ErrUnavailable)
 
 // ErrRefused marks a permanent refusal: an unknown job, bad meta, a payload
 // over Nomad's limit, an ACL denial. Retrying the same request cannot help.
@@ -58,7 +62,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // Is makes errors.Is(err, ErrUnavailable / ErrRefused / ErrNotFound) work.
 func (e *Error) Is(target error) bool {
 	switch target {
-	case ErrUnavailable:
+	case ErrUnavailable, executor.ErrUnavailable:
 		return e.Retryable
 	case ErrRefused:
 		return !e.Retryable
