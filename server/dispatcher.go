@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -315,11 +316,25 @@ func resultOf(ev executor.Event) *fsm.CallResult {
 	}
 	if ev.Kind == executor.Failed {
 		r.State = fsm.StateFailed
+		r.Message = withStderr(ev.Message, ev.Stderr)
 		if ev.Reason == api.ReasonCancelled {
 			r.State = fsm.StateCanceled
 		}
 	}
 	return r
+}
+
+// withStderr adds the first line of stderr to a failure message that does
+// not show it yet, whatever the executor: it is what a user needs first.
+func withStderr(msg, stderr string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(stderr), "\n")
+	if line == "" || strings.Contains(msg, line) {
+		return msg
+	}
+	if len(line) > 200 {
+		line = line[:200]
+	}
+	return msg + ": " + line
 }
 
 func execFunction(fn *fsm.Function) executor.Function {
