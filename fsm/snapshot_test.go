@@ -129,3 +129,19 @@ func TestRestoreRejectsBadSnapshots(t *testing.T) {
 		})
 	}
 }
+
+func TestHashFollowsState(t *testing.T) {
+	a, b := newHarness(t), newHarness(t)
+	a.fn("alice", "f")
+	b.fn("alice", "f")
+	ha, _ := a.f.Store().Hash()
+	hb, _ := b.f.Store().Hash()
+	if ha != hb {
+		t.Fatal("replicas of the same entries hash differently")
+	}
+	b.enqueue("alice/f", "alice", "c1")
+	hb, _ = b.f.Store().Hash()
+	if ha == hb {
+		t.Fatal("different states hash alike")
+	}
+}

@@ -19,6 +19,7 @@ func (s *Server) statusRoutes(r *gin.Engine) {
 	r.GET("/v1/agent/health", s.health)
 	r.GET("/metrics", gin.WrapH(s.metrics.handler()))
 	r.GET("/v1/operator/raft/configuration", s.authenticate, requireAdmin, s.raftConfiguration)
+	r.GET("/v1/operator/state", s.authenticate, requireAdmin, s.stateHash)
 	r.DELETE("/v1/operator/raft/peer", s.toLeader(true), s.authenticate, requireAdmin, s.removePeer)
 }
 
@@ -183,4 +184,24 @@ func (s *Server) internalLeave(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+// stateHash answers the applied index and a digest of the local replica, so
+// that a checker can prove every server holds the same state.
+func (s *Server) stateHash(c *gin.Context) {
+	// The digest must be of the state at the index it reports: wait for
+	// the FSM to be idle at one index before and after hashing.
+	for i := 0; i < 50; i++ {
+		before := s.raft.AppliedIndex()
+		h, err := s.store.Hash()
+		if err != nil {
+			writeError(c, err)
+			return
+		}
+		if s.raft.AppliedIndex() == before {
+			c.JSON(http.StatusOK, gin.H{"index": before, "hash": h, "latest": s.store.LatestIndex()})
+			return
+		}
+	}
+	writeError(c, fmt.Errorf("%w: the state kept changing while hashing", ErrUnavailable))
 }

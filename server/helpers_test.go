@@ -1,0 +1,147 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/server/servertest"
+)
+
+// ctx is a per-test context bounded well below the go test timeout.
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// response is a raw HTTP answer.
+type response struct {
+	Code   int
+	Header http.Header
+	Body   []byte
+}
+
+// errorBody decodes the JSON error every error answer must carry, and
+// fails the test when it is missing.
+func (r *response) errorBody(t *testing.T) string {
+	t.Helper()
+	if r.Code < 400 {
+		t.Fatalf("HTTP %d is not an error: %s", r.Code, r.Body)
+	}
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Fatalf("HTTP %d error with Content-Type %q, not JSON: %q", r.Code, ct, r.Body)
+	}
+	var eb api.ErrorBody
+	if err := json.Unmarshal(r.Body, &eb); err != nil || eb.Error == "" {
+		t.Fatalf("HTTP %d error body is not {\"error\": ...}: %q (%v)", r.Code, r.Body, err)
+	}
+	return eb.Error
+}
+
+// do sends one request. body may be nil, []byte, string or a value to
+// encode as JSON.
+func do(t *testing.T, method, url, token string, body any, hdr ...string) *response {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		enc, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(enc)
+	}
+	req, err := http.NewRequestWithContext(ctx(t), method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the answer: %v", method, url, err)
+	}
+	return &response{Code: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// wantCode fails unless r has status code want.
+func (r *response) want(t *testing.T, want int) *response {
+	t.Helper()
+	if r.Code != want {
+		t.Fatalf("HTTP %d, want %d: %s", r.Code, want, r.Body)
+	}
+	return r
+}
+
+func createFn(t *testing.T, cl *api.Client, name string, command ...string) *api.Function {
+	t.Helper()
+	f, err := cl.Functions().Create(ctx(t), &api.FunctionSpec{Name: name, Image: "busybox", Command: command})
+	if err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+	return f
+}
+
+func call(t *testing.T, cl *api.Client, fn, stdin string) string {
+	t.Helper()
+	id, err := cl.Calls().Call(ctx(t), fn, strings.NewReader(stdin), nil)
+	if err != nil {
+		t.Fatalf("call %s: %v", fn, err)
+	}
+	return id
+}
+
+// waitState polls a call until it is in state.
+func waitState(t *testing.T, cl *api.Client, id, state string) *api.Call {
+	t.Helper()
+	var got *api.Call
+	servertest.Eventually(t, 15*time.Second, func() error {
+		c, _, err := cl.Calls().Info(ctx(t), id, nil)
+		if err != nil {
+			return err
+		}
+		got = c
+		if c.State != state {
+			return fmt.Errorf("call %s is %s (%s), want %s", id, c.State, c.Message, state)
+		}
+		return nil
+	})
+	return got
+}
+
+// waitRunning waits until exactly these calls run in the engine.
+func waitRunning(t *testing.T, eng *servertest.Engine, ids ...string) {
+	t.Helper()
+	servertest.Eventually(t, 15*time.Second, func() error {
+		got := eng.Running()
+		if fmt.Sprint(sortedCopy(got)) != fmt.Sprint(sortedCopy(ids)) {
+			return fmt.Errorf("running %v, want %v", got, ids)
+		}
+		return nil
+	})
+}
+
+func sortedCopy(s []string) []string { return slices.Sorted(slices.Values(s)) }
