@@ -1,10 +1,12 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -49,6 +51,12 @@ func (s *Server) toLeader(write bool) gin.HandlerFunc {
 				pr.Out.Header.Set(headerForwarded, s.self.ID)
 			},
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+				// A *url.Error names the URL, and per-function paths carry
+				// secrets: keep only the cause.
+				var ue *url.Error
+				if errors.As(err, &ue) {
+					err = ue.Err
+				}
 				writeError(c, fmt.Errorf("%w: leader at %s unreachable: %v", ErrNoLeader, addr, err))
 			},
 		}
