@@ -42,6 +42,7 @@ func (d *dispatcher) run(ctx context.Context) {
 	if !d.reconcile(ctx) {
 		return
 	}
+	d.cleanOrphans(ctx)
 	for ctx.Err() == nil {
 		ws := memdb.NewWatchSet()
 		if err := d.schedule(ctx, ws); err != nil {
@@ -127,6 +128,32 @@ func (d *dispatcher) reconcile(ctx context.Context) bool {
 		return true
 	}
 	return false
+}
+
+// orphanCleaner is implemented by executors that can find leftovers of
+// calls by label (localexec): containers of calls that ended while no
+// leader was there to remove them.
+type orphanCleaner interface {
+	CleanOrphans(ctx context.Context, keep func(callID string) bool) (int, error)
+}
+
+// cleanOrphans removes what the executor kept of calls this cluster knows
+// to have ended. Calls it does not know are kept: another cluster may
+// share the engine.
+func (d *dispatcher) cleanOrphans(ctx context.Context) {
+	oc, ok := d.exec.(orphanCleaner)
+	if !ok {
+		return
+	}
+	n, err := oc.CleanOrphans(ctx, func(id string) bool {
+		c, err := d.s.store.Call(nil, id)
+		return err != nil || c == nil || !fsm.Final(c.State)
+	})
+	if err != nil {
+		d.log.Warn("cleaning orphaned containers failed", "error", err)
+	} else if n > 0 {
+		d.log.Info("removed orphaned containers", "count", n)
+	}
 }
 
 // quota is how many calls owner may run at once; read at every pass so a
