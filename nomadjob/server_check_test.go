@@ -1,5 +1,3 @@
-//go:build !noservercheck
-
 package nomadjob_test
 
 import (
@@ -7,6 +5,5 @@ import (
 	"github.com/hyperfunc/hyperfunc/server"
 )
 
-// The Nomad executor is a server.Executor. (Build with -tags noservercheck
-// to test this package while the server package does not compile.)
+// The Nomad executor is a server.Executor.
 var _ server.Executor = (*nomadjob.Executor)(nil)
