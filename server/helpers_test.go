@@ -145,3 +145,32 @@ func waitRunning(t *testing.T, eng *servertest.Engine, ids ...string) {
 }
 
 func sortedCopy(s []string) []string { return slices.Sorted(slices.Values(s)) }
+
+func jsonBody(s string) io.Reader { return strings.NewReader(s) }
+
+func readResponse(t *testing.T, resp *http.Response) *response {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	return &response{Code: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// newUser creates a user (quota 0: the default) and returns a client with
+// a token of it on server i, and the token's secret.
+func newUser(t *testing.T, c *servertest.Cluster, i int, name string, quota int, readOnly bool) (*api.Client, string) {
+	t.Helper()
+	admin := c.Client(i)
+	if _, err := admin.Users().Info(ctx(t), name); api.StatusCode(err) == http.StatusNotFound {
+		if _, err := admin.Users().Create(ctx(t), &api.User{Name: name, Quota: quota}); err != nil {
+			t.Fatalf("create user %s: %v", name, err)
+		}
+	}
+	tok, err := admin.Tokens().Create(ctx(t), &api.TokenRequest{User: name, ReadOnly: readOnly})
+	if err != nil {
+		t.Fatalf("token of %s: %v", name, err)
+	}
+	return c.ClientWithToken(i, tok.Secret), tok.Secret
+}

@@ -1,6 +1,8 @@
 package servertest
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -18,6 +20,11 @@ import (
 
 // RootToken is the bootstrap admin secret of clusters with ACLs on.
 const RootToken = "servertest-root-token"
+
+var rootTokenHash = func() string {
+	h := sha256.Sum256([]byte(RootToken))
+	return hex.EncodeToString(h[:])
+}()
 
 // ClusterKey is the internal-endpoint secret of every test cluster.
 const ClusterKey = "servertest-cluster-key"
@@ -221,7 +228,7 @@ func (c *Cluster) FollowerIndexes() []int {
 
 // WaitForLeader waits until exactly one live server leads, every live
 // server follows it and knows its HTTP address (so it can forward), and,
-// with ACLs on, the bootstrap admin exists everywhere. It returns the
+// with ACLs on, the bootstrap token works everywhere. It returns the
 // leader's index.
 func (c *Cluster) WaitForLeader() int {
 	c.t.Helper()
@@ -250,8 +257,8 @@ func (c *Cluster) WaitForLeader() int {
 				return fmt.Errorf("server %d does not know the leader's HTTP address yet", i)
 			}
 			if c.opts.ACL {
-				if u, _ := s.Store().User(nil, "admin"); u == nil {
-					return fmt.Errorf("server %d has no bootstrap admin yet", i)
+				if tok, _ := s.Store().TokenBySecretHash(rootTokenHash); tok == nil {
+					return fmt.Errorf("server %d has no bootstrap token yet", i)
 				}
 			}
 		}

@@ -39,21 +39,21 @@ var ErrFailStart = errors.New("fake executor: cannot start this function")
 // runs, in what order, how many at once, and how often each was asked to
 // start. It is safe for concurrent use.
 type Engine struct {
-	mu         sync.Mutex
-	runs       map[string]*run
-	starts     map[string]int // Start invocations per call ID
-	order      []string       // call IDs in the order they began to run
-	running    map[string]int // per owner
-	maxRunning map[string]int // per owner, high-water mark
-	behaviours map[string]Behaviour
-	released   map[string]bool // released before they ran
-	releaseAll bool
-	down       bool
+	mu          sync.Mutex
+	runs        map[string]*run
+	starts      map[string]int // Start invocations per call ID
+	order       []string       // call IDs in the order they began to run
+	running     map[string]int // per owner
+	maxRunning  map[string]int // per owner, high-water mark
+	behaviours  map[string]Behaviour
+	released    map[string]bool // released before they ran
+	releaseAll  bool
+	down        bool
 	registerErr error
-	gate       chan struct{} // non-nil: Start waits for it
-	registered map[string]executor.Function
-	pulls      []string
-	seq        int
+	gate        chan struct{} // non-nil: Start waits for it
+	registered  map[string]executor.Function
+	pulls       []string
+	seq         int
 }
 
 type run struct {
