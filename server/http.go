@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -82,7 +83,18 @@ func bindJSON(c *gin.Context, out any) error {
 		}
 		return badRequest("invalid JSON body: %v", err)
 	}
-	if dec.More() {
+	// Only whitespace may follow the value, and it counts against the
+	// limit too (dec.More would accept a stray '}' or ']' and stop at the
+	// limit without saying so).
+	rest, err := io.ReadAll(io.MultiReader(dec.Buffered(), body))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("%w: request body exceeds %d bytes", ErrTooLarge, maxJSONBody)
+		}
+		return badRequest("reading the request body: %v", err)
+	}
+	if len(bytes.Trim(rest, " \t\r\n")) > 0 {
 		return badRequest("invalid JSON body: trailing data after the object")
 	}
 	return nil
