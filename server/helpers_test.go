@@ -1,11 +1,13 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -173,4 +175,28 @@ func newUser(t *testing.T, c *servertest.Cluster, i int, name string, quota int,
 		t.Fatalf("token of %s: %v", name, err)
 	}
 	return c.ClientWithToken(i, tok.Secret), tok.Secret
+}
+
+// rawPost writes a request by hand, with extraHeaders as given (lines a
+// Go client would refuse to send), and returns the status code.
+func rawPost(t *testing.T, baseURL, path, token, extraHeaders string) int {
+	t.Helper()
+	host := strings.TrimPrefix(baseURL, "http://")
+	conn, err := net.DialTimeout("tcp", host, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "POST " + path + " HTTP/1.1\r\nHost: " + host + "\r\nAuthorization: Bearer " + token +
+		"\r\nContent-Length: 1\r\nConnection: close\r\n" + extraHeaders + "\r\nx"
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading the answer to a raw request: %v", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
