@@ -31,7 +31,7 @@ var logLine = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \[(CALL|PENDI
 func checkSeedLogs(t *testing.T, text, id, stdin string) {
 	t.Helper()
 	want := []*regexp.Regexp{
-		regexp.MustCompile(`^\S+ \[CALL\] CallId: ` + id + `, ShortStdin: `+regexp.QuoteMeta(stdin)+`\n`),
+		regexp.MustCompile(`^\S+ \[CALL\] CallId: ` + id + `, ShortStdin: ` + regexp.QuoteMeta(stdin) + `\n`),
 		regexp.MustCompile(`^\S+ \[PENDING\] CallId: ` + id + `\n`),
 		regexp.MustCompile(`^\S+ \[RUNNING\] CallId: ` + id + `\n`),
 		regexp.MustCompile(`^\S+ \[FINISHED\] CallId: ` + id + `, ShortStdout: HelloWorld\n, ShortStderr: \n`),

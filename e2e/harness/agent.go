@@ -102,6 +102,16 @@ func StartCluster(t testing.TB, n int, args []string) []*Agent {
 			}
 		}
 		if len(errs) == 0 {
+			// Health only says a node knows the leader's Raft address; a
+			// follower forwards once the leader's member record (its HTTP
+			// address) has reached it. Wait for a forwarded read to work.
+			for _, a := range agents {
+				if err := a.WaitForwarding(context.Background(), startTimeout); err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", a.Name, err))
+				}
+			}
+		}
+		if len(errs) == 0 {
 			return agents
 		}
 		for _, a := range agents {
@@ -298,6 +308,18 @@ func (a *Agent) WaitHealthy(ctx context.Context, timeout time.Duration) error {
 		return fmt.Errorf("%w (last: %s)", err, last)
 	}
 	return nil
+}
+
+// WaitForwarding polls a consistent read (GET /v1/functions, answered by
+// the leader, forwarded by a follower) until it succeeds.
+func (a *Agent) WaitForwarding(ctx context.Context, timeout time.Duration) error {
+	return Poll(ctx, timeout, func() (bool, string) {
+		r, err := DoErr(ctx, http.MethodGet, a.URL()+"/v1/functions", nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.Code == http.StatusOK, fmt.Sprintf("GET /v1/functions: HTTP %d %s", r.Code, r.Body)
+	})
 }
 
 func (a *Agent) logContains(s string) bool {

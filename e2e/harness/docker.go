@@ -138,9 +138,19 @@ func (w *Watcher) Events(function string) []ContainerEvent {
 
 // Creates counts container creations per call ID of function.
 func (w *Watcher) Creates(function string) map[string]int {
+	return w.count(function, events.ActionCreate)
+}
+
+// Starts counts container starts per call ID of function: a call whose
+// container started twice ran twice.
+func (w *Watcher) Starts(function string) map[string]int {
+	return w.count(function, events.ActionStart)
+}
+
+func (w *Watcher) count(function string, action events.Action) map[string]int {
 	out := map[string]int{}
 	for _, e := range w.Events(function) {
-		if e.Action == string(events.ActionCreate) {
+		if e.Action == string(action) {
 			out[e.CallID]++
 		}
 	}
