@@ -321,6 +321,7 @@ func (d *dispatcher) record(ctx context.Context, batch []executor.Event) {
 		if err == nil && len(fin.Results) > 0 {
 			if _, _, err = d.s.raftApply(fsm.CallFinishType, fin); err == nil {
 				d.s.metrics.finished.Add(float64(len(fin.Results)))
+				d.release(ctx, fin.Results)
 				fin.Results = nil
 			}
 		}
@@ -331,6 +332,25 @@ func (d *dispatcher) record(ctx context.Context, batch []executor.Event) {
 		d.log.Warn("recording call events failed; retrying", "error", err)
 		sleepCtx(ctx, backoff)
 	}
+}
+
+// release lets the executor drop what it kept of calls whose end is now
+// recorded. A failure only leaves garbage that cleanOrphans or the
+// executor's own sweep removes later.
+func (d *dispatcher) release(ctx context.Context, rs []*fsm.CallResult) {
+	hs := make([]executor.Handle, 0, len(rs))
+	for _, r := range rs {
+		c, err := d.s.store.Call(nil, r.ID)
+		if err != nil || c == nil {
+			continue
+		}
+		hs = append(hs, executor.Handle{CallID: c.ID, Ref: c.Ref})
+	}
+	go func() {
+		if err := d.exec.Release(ctx, hs); err != nil {
+			d.log.Warn("releasing finished calls failed", "calls", len(hs), "error", err)
+		}
+	}()
 }
 
 func resultOf(ev executor.Event) *fsm.CallResult {

@@ -29,6 +29,12 @@ type Executor interface {
 	// these calls: Running (watched again, outcome through Events), Finished
 	// or Failed (with the result), or NotFound for a call that never started.
 	Reconcile(ctx context.Context, hs []executor.Handle) ([]executor.Event, error)
+	// Release says that the final state of these calls is recorded in the
+	// replicated state: the executor may now drop what it kept of them
+	// (containers, result files, Nomad child jobs). Until then it keeps
+	// them, so that a leader that dies between the executor's report and
+	// the record leaves the result for the next leader's Reconcile.
+	Release(ctx context.Context, hs []executor.Handle) error
 	// Pull fetches an image ahead of the first call.
 	Pull(ctx context.Context, image string) error
 	// Health says whether the executor can run calls now.
