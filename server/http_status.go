@@ -58,10 +58,16 @@ func (s *Server) statusPeers(c *gin.Context) {
 func (s *Server) health(c *gin.Context) {
 	h := api.Health{OK: true, Executor: s.exec.Name(), Checks: map[string]string{}}
 	h.Leader, _ = s.leaderMember()
-	if h.Leader == "" {
+	switch {
+	case h.Leader == "":
 		h.OK = false
 		h.Checks["raft"] = "no cluster leader"
-	} else {
+	case s.leaderHTTP() == "":
+		// A follower that cannot name the leader's HTTP address cannot
+		// forward writes yet: not ready to take traffic.
+		h.OK = false
+		h.Checks["raft"] = "the leader's HTTP address is not known here yet"
+	default:
 		h.Checks["raft"] = "ok"
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
