@@ -45,7 +45,7 @@ stop:
 	bash scripts/dev.sh stop
 
 chaos: build
-	$(GO) test -race -timeout 0 -run TestChaos ./e2e/chaos -chaos.duration=$${DURATION:-2m} -v
+	$(GO) test -race -count=1 -timeout 0 -run TestChaos ./e2e/chaos -chaos.duration=$${DURATION:-2m} -chaos.strict -v
 
 e2e-nomad: build
 	$(GO) test -v -count=1 ./e2e/nomad/...

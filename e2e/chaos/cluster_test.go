@@ -1,0 +1,562 @@
+package chaos
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hyperfunc/hyperfunc/api"
+)
+
+// bins are the binaries under test, built once per test binary.
+type bins struct {
+	dir       string
+	hyperfunc string
+	double    string
+}
+
+var (
+	buildOnce sync.Once
+	built     *bins
+	buildErr  error
+)
+
+func buildBins(t testing.TB) *bins {
+	t.Helper()
+	buildOnce.Do(func() { built, buildErr = build() })
+	if buildErr != nil {
+		t.Fatalf("building the binaries: %v", buildErr)
+	}
+	return built
+}
+
+func build() (*bins, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = "/usr/local/go/bin/go"
+	}
+	out, err := exec.Command(goBin, "env", "GOMOD").Output()
+	if err != nil {
+		return nil, fmt.Errorf("go env GOMOD: %w", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(out)))
+	dir, err := os.MkdirTemp("", "hyperfunc-chaos-bin-")
+	if err != nil {
+		return nil, err
+	}
+	// hf-shim sits next to hyperfunc: the agent serves it to Nomad clients.
+	cmd := exec.Command(goBin, "build", "-o", dir+string(filepath.Separator),
+		"./cmd/hyperfunc", "./cmd/hf-shim", "./nomadjob/nomadtest/cmd/nomad-double")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return &bins{dir: dir, hyperfunc: filepath.Join(dir, "hyperfunc"), double: filepath.Join(dir, "nomad-double")}, nil
+}
+
+// ---- the Nomad double ----
+
+type double struct {
+	cmd     *exec.Cmd
+	nomad   string
+	control string
+	done    chan struct{}
+	hc      *http.Client
+}
+
+func startDouble(t testing.TB, b *bins, logPath string) *double {
+	t.Helper()
+	logF, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(b.double)
+	cmd.Stderr = logF
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting the Nomad double: %v", err)
+	}
+	d := &double{cmd: cmd, done: make(chan struct{}), hc: &http.Client{Timeout: 10 * time.Second}}
+	go func() { _ = cmd.Wait(); logF.Close(); close(d.done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-d.done
+		}
+	})
+	line := make(chan string, 1)
+	go func() {
+		r := bufio.NewReader(stdout)
+		l, _ := r.ReadString('\n')
+		line <- l
+		_, _ = io.Copy(logF, r)
+	}()
+	select {
+	case l := <-line:
+		for _, f := range strings.Fields(l) {
+			if v, ok := strings.CutPrefix(f, "nomad="); ok {
+				d.nomad = v
+			}
+			if v, ok := strings.CutPrefix(f, "control="); ok {
+				d.control = v
+			}
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the Nomad double printed no address in 30s")
+	}
+	if d.nomad == "" || d.control == "" {
+		t.Fatalf("the Nomad double printed no nomad=/control= address (see %s)", logPath)
+	}
+	return d
+}
+
+func (d *double) post(path string) error {
+	resp, err := d.hc.Post(d.control+path, "text/plain", nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("POST %s: HTTP %d", path, resp.StatusCode)
+	}
+	return nil
+}
+
+// executions is how many times the double ran call id's task.
+func (d *double) executions(id string) (int, error) {
+	resp, err := d.hc.Get(d.control + "/executions?call=" + id)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// ---- the agents ----
+
+type nodeState int
+
+const (
+	nodeStopped nodeState = iota
+	nodeRunning
+	nodePaused
+)
+
+type node struct {
+	c    *cluster
+	idx  int
+	name string
+
+	httpProxy, raftProxy *proxy
+	logPath              string
+
+	mu       sync.Mutex
+	httpAddr string // real listen addresses (the proxies' targets)
+	raftAddr string
+	dataDir  string
+	gen      int // data dir generation: a fresh data dir is a new server
+	state    nodeState
+	drained  bool // out of the public address's rotation
+	cmd      *exec.Cmd
+	done     chan struct{}
+	client   *api.Client
+}
+
+type cluster struct {
+	t      testing.TB
+	bins   *bins
+	dir    string
+	net    *network
+	double *double
+	nodes  []*node
+	lb     *proxy // -public-url: the address Nomad tasks fetch the shim from
+	token  string
+	key    string
+	hc     *http.Client
+	logf   func(format string, args ...any)
+	rng    *rand.Rand // guarded by rngMu
+	rngMu  sync.Mutex
+}
+
+const clusterSize = 3
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func newCluster(t testing.TB, b *bins, dir string, seed uint64, logf func(string, ...any)) *cluster {
+	t.Helper()
+	c := &cluster{
+		t: t, bins: b, dir: dir, net: newNetwork(), logf: logf,
+		token: "chaos-admin-" + strconv.FormatUint(seed, 16), key: "chaos-cluster-key",
+		hc:  &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+		rng: rand.New(rand.NewPCG(seed, 0x5eed)),
+	}
+	c.double = startDouble(t, b, filepath.Join(dir, "nomad-double.log"))
+	lb, err := c.net.newProxy(-1, c.pickLive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.lb = lb
+	t.Cleanup(lb.Close)
+	for i := 0; i < clusterSize; i++ {
+		n := &node{c: c, idx: i, name: fmt.Sprintf("node%d", i+1), logPath: filepath.Join(dir, fmt.Sprintf("node%d.log", i+1))}
+		if n.httpAddr, err = freePort(); err != nil {
+			t.Fatal(err)
+		}
+		if n.raftAddr, err = freePort(); err != nil {
+			t.Fatal(err)
+		}
+		n.httpProxy, err = c.net.newProxy(i, n.realHTTP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.raftProxy, err = c.net.newProxy(i, n.realRaft)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(n.httpProxy.Close)
+		t.Cleanup(n.raftProxy.Close)
+		n.dataDir = filepath.Join(dir, fmt.Sprintf("%s-data-%d", n.name, n.gen))
+		c.nodes = append(c.nodes, n)
+	}
+	t.Cleanup(func() {
+		for _, n := range c.nodes {
+			n.signal(syscall.SIGCONT)
+			n.stop(syscall.SIGKILL, 10*time.Second)
+		}
+	})
+	for _, n := range c.nodes {
+		if err := n.start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+func (c *cluster) randIntN(n int) int {
+	c.rngMu.Lock()
+	defer c.rngMu.Unlock()
+	return c.rng.IntN(n)
+}
+
+// pickLive is the public address's balancing: a running, unpaused node, as
+// a load balancer with health checks would pick.
+func (c *cluster) pickLive() string {
+	var live []string
+	for _, n := range c.nodes {
+		n.mu.Lock()
+		if n.state == nodeRunning && !n.drained {
+			live = append(live, n.httpAddr)
+		}
+		n.mu.Unlock()
+	}
+	if len(live) == 0 {
+		return ""
+	}
+	return live[rand.IntN(len(live))]
+}
+
+func (n *node) realHTTP() string { n.mu.Lock(); defer n.mu.Unlock(); return n.httpAddr }
+func (n *node) realRaft() string { n.mu.Lock(); defer n.mu.Unlock(); return n.raftAddr }
+
+// Client talks to the node's real HTTP address, as a client next to it
+// would: a partitioned node still takes requests.
+func (n *node) Client() *api.Client {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.client
+}
+
+func (n *node) State() nodeState { n.mu.Lock(); defer n.mu.Unlock(); return n.state }
+
+func (n *node) args() []string {
+	var join []string
+	for _, o := range n.c.nodes {
+		if o != n {
+			join = append(join, o.httpProxy.Addr())
+		}
+	}
+	return []string{"agent",
+		"-data-dir", n.dataDir,
+		"-http-addr", n.httpAddr, "-raft-addr", n.raftAddr,
+		"-advertise-http", n.httpProxy.Addr(), "-advertise-raft", n.raftProxy.Addr(),
+		"-public-url", "http://" + n.c.lb.Addr(),
+		"-bootstrap-expect", strconv.Itoa(clusterSize), "-join", strings.Join(join, ","),
+		"-nomad-addr", n.c.double.nomad,
+		"-acl", "-bootstrap-token", n.c.token, "-cluster-key", n.c.key,
+		"-log-level", "info",
+	}
+}
+
+// start runs the agent with the node's addresses and data dir.
+func (n *node) start() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.state != nodeStopped {
+		return fmt.Errorf("%s: start while it runs", n.name)
+	}
+	f, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	args := n.args()
+	fmt.Fprintf(f, "=== chaos: %s %s\n", n.c.bins.hyperfunc, strings.Join(args, " "))
+	cmd := exec.Command(n.c.bins.hyperfunc, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("starting %s: %w", n.name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		n.mu.Lock()
+		if n.cmd == cmd {
+			n.state = nodeStopped
+		}
+		n.mu.Unlock()
+		n.c.net.setPID(n.idx, 0)
+		close(done)
+	}()
+	n.cmd, n.done, n.state, n.drained = cmd, done, nodeRunning, false
+	n.c.net.setPID(n.idx, cmd.Process.Pid)
+	n.client, _ = api.NewClient(&api.Config{Address: n.httpAddr, Token: n.c.token, HTTPClient: n.c.hc})
+	return nil
+}
+
+func (n *node) signal(sig syscall.Signal) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.state == nodeStopped {
+		return
+	}
+	_ = syscall.Kill(n.cmd.Process.Pid, sig)
+	switch sig {
+	case syscall.SIGSTOP:
+		n.state = nodePaused
+	case syscall.SIGCONT:
+		n.state, n.drained = nodeRunning, false
+	}
+}
+
+// drain takes the node out of the public address's rotation, closes its
+// idle kept-alive connections and waits (a few seconds at most) for the
+// downloads in flight through it to end, as a load balancer does before a
+// server is stopped. SIGCONT or a start puts it back.
+func (n *node) drain() {
+	n.mu.Lock()
+	n.drained = true
+	addr := n.httpAddr
+	n.mu.Unlock()
+	_ = poll(3*time.Second, 20*time.Millisecond, func() error {
+		if k := n.c.net.closeIdleTo(addr, 200*time.Millisecond); k > 0 {
+			return fmt.Errorf("%d downloads in flight", k)
+		}
+		return nil
+	})
+}
+
+// stop sends sig and waits for the exit; after timeout it kills. It
+// reports whether the process ended of sig (not of the fallback kill).
+func (n *node) stop(sig syscall.Signal, timeout time.Duration) bool {
+	n.mu.Lock()
+	done, running := n.done, n.state != nodeStopped && n.cmd != nil
+	n.mu.Unlock()
+	if !running {
+		return true
+	}
+	n.signal(sig)
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+	}
+	n.signal(syscall.SIGCONT)
+	n.signal(syscall.SIGKILL)
+	<-done
+	return false
+}
+
+// freshDataDir gives the node an empty data dir: a new server ID.
+func (n *node) freshDataDir() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.gen++
+	n.dataDir = filepath.Join(n.c.dir, fmt.Sprintf("%s-data-%d", n.name, n.gen))
+}
+
+// nodeID is the Raft server ID the agent keeps in its data dir.
+func (n *node) nodeID() string {
+	n.mu.Lock()
+	dir := n.dataDir
+	n.mu.Unlock()
+	b, _ := os.ReadFile(filepath.Join(dir, "node-id"))
+	return strings.TrimSpace(string(b))
+}
+
+func (n *node) logTail(lines int) string {
+	b, _ := os.ReadFile(n.logPath)
+	ls := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(ls) > lines {
+		ls = ls[len(ls)-lines:]
+	}
+	return fmt.Sprintf("--- %s (%s), last %d lines ---\n%s\n", n.name, n.logPath, len(ls), strings.Join(ls, "\n"))
+}
+
+var requeuedRE = regexp.MustCompile(`reconciled started calls: calls=\d+ requeued=(\d+)`)
+
+// requeuedAfterFailover sums, over every agent's log, the calls that a new
+// leader's reconcile found never started and queued again.
+func (c *cluster) requeuedAfterFailover() int {
+	total := 0
+	for _, n := range c.nodes {
+		b, _ := os.ReadFile(n.logPath)
+		for _, m := range requeuedRE.FindAllSubmatch(b, -1) {
+			k, _ := strconv.Atoi(string(m[1]))
+			total += k
+		}
+	}
+	return total
+}
+
+// get reads a JSON endpoint of the node with the admin token.
+func (c *cluster) get(ctx context.Context, n *node, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.realHTTP()+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("GET %s on %s: HTTP %d: %s", path, n.name, resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// leader is the node every running node names as leader, or nil.
+func (c *cluster) leader(ctx context.Context) (*node, error) {
+	var addr string
+	for _, n := range c.nodes {
+		if n.State() != nodeRunning {
+			return nil, fmt.Errorf("%s is not running", n.name)
+		}
+		var a string
+		if err := c.get(ctx, n, "/v1/status/leader", &a); err != nil {
+			return nil, err
+		}
+		if a == "" {
+			return nil, fmt.Errorf("%s knows no leader", n.name)
+		}
+		if addr != "" && a != addr {
+			return nil, fmt.Errorf("nodes disagree on the leader: %s and %s", addr, a)
+		}
+		addr = a
+	}
+	for _, n := range c.nodes {
+		if n.raftProxy.Addr() == addr {
+			return n, nil
+		}
+	}
+	return nil, fmt.Errorf("leader %s is none of the nodes' advertised Raft addresses", addr)
+}
+
+// stable checks that all three nodes run, agree on a leader, and that the
+// leader's Raft configuration holds exactly the three current servers as
+// voters.
+func (c *cluster) stable(ctx context.Context) error {
+	l, err := c.leader(ctx)
+	if err != nil {
+		return err
+	}
+	var cfg []*api.RaftServer
+	if err := c.get(ctx, l, "/v1/operator/raft/configuration", &cfg); err != nil {
+		return err
+	}
+	want := map[string]string{}
+	for _, n := range c.nodes {
+		want[n.nodeID()] = n.raftProxy.Addr()
+	}
+	voters := 0
+	for _, s := range cfg {
+		if !s.Voter {
+			continue
+		}
+		voters++
+		if want[s.ID] != s.Address {
+			return fmt.Errorf("voter %s at %s is not a current server", s.ID, s.Address)
+		}
+	}
+	if voters != clusterSize {
+		return fmt.Errorf("%d voters, want %d", voters, clusterSize)
+	}
+	return nil
+}
+
+// waitStable polls stable until it holds or timeout passes.
+func (c *cluster) waitStable(timeout time.Duration) error {
+	return poll(timeout, 200*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		return c.stable(ctx)
+	})
+}
+
+// poll runs cond every interval until it returns nil; after timeout it
+// returns the last error.
+func poll(timeout, interval time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %s: %w", timeout, err)
+		}
+		time.Sleep(interval)
+	}
+}
+
+var errStopped = errors.New("stopped")
