@@ -21,8 +21,11 @@ docker:
 	bash scripts/setup-docker.sh
 
 # The whole suite, race detector on, real Docker with runsc included.
+# The disruptive tests restart the shared dockerd, so they run alone, after
+# the rest.
 test: docker
-	CI=$${CI:-} $(GO) test -race -timeout 20m ./... ./e2e/testdata/imagemagick
+	$(GO) test -race -timeout 20m ./... ./e2e/testdata/imagemagick
+	HYPERFUNC_DISRUPTIVE=1 $(GO) test -race -count=1 -p 1 -timeout 5m ./e2e/disruptive/
 
 test-unit:
 	$(GO) test -race -short ./...
