@@ -100,6 +100,23 @@ func bindJSON(c *gin.Context, out any) error {
 	return nil
 }
 
+// errShuttingDown ends the requests of a server that stops.
+var errShuttingDown = fmt.Errorf("%w: this server is shutting down; retry on another", ErrUnavailable)
+
+// waitEnded answers a request whose wait ended early: nothing when the
+// client went away, 503 when this server stops, else the error (a queued
+// call deleted with its function is a 404), never a silent empty 200.
+func waitEnded(c *gin.Context, err error) {
+	ctx := c.Request.Context()
+	if ctx.Err() != nil {
+		if !errors.Is(context.Cause(ctx), errShuttingDown) {
+			return // the client went away; a call goes on and can be fetched
+		}
+		err = errShuttingDown
+	}
+	writeError(c, err)
+}
+
 // blocking runs a read as a blocking query: with ?index=N it waits (up to
 // ?wait, default 5m, at most 10m) until the read's index passes N, then
 // answers with X-Hyper-Index.
@@ -137,9 +154,10 @@ func (s *Server) blocking(c *gin.Context, read func(ws memdb.WatchSet) (uint64, 
 			return
 		}
 		ctx, cancel := context.WithDeadline(c.Request.Context(), deadline)
-		_ = ws.WatchCtx(ctx) // a change, the deadline or a gone client
+		_ = ws.WatchCtx(ctx) // a change, the deadline, a gone client or shutdown
 		cancel()
-		if c.Request.Context().Err() != nil {
+		if err := c.Request.Context().Err(); err != nil {
+			waitEnded(c, err)
 			return
 		}
 	}

@@ -113,7 +113,8 @@ func (s *Server) submitCall(c *gin.Context, f *fsm.Function, sync bool) {
 	}
 	final, err := s.waitCall(c.Request.Context(), call.ID)
 	if err != nil {
-		return // the client went away; the call goes on and can be fetched
+		waitEnded(c, err)
+		return
 	}
 	s.writeOutput(c, final)
 }
@@ -227,6 +228,7 @@ func (s *Server) callOutput(c *gin.Context) {
 	}
 	if c.Query("wait") == "true" && !fsm.Final(call.State) {
 		if call, err = s.waitCall(c.Request.Context(), call.ID); err != nil {
+			waitEnded(c, err)
 			return
 		}
 	}

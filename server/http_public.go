@@ -68,6 +68,7 @@ func (s *Server) publicOutput(wait bool) gin.HandlerFunc {
 		}
 		if wait && !fsm.Final(call.State) {
 			if call, err = s.waitCall(c.Request.Context(), call.ID); err != nil {
+				waitEnded(c, err)
 				return
 			}
 		}

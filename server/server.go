@@ -107,6 +107,10 @@ type Server struct {
 	leaderStop context.CancelFunc
 	leaderDone chan struct{}
 
+	// stopRequests ends every request's context with errShuttingDown, so
+	// long polls and sync calls answer at once when the server stops.
+	stopRequests context.CancelCauseFunc
+
 	shutdownCh chan struct{}
 	wg         sync.WaitGroup
 }
@@ -175,7 +179,12 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.self = api.Member{ID: s.cfg.NodeID, RaftAddr: string(s.trans.LocalAddr()), HTTPAddr: s.cfg.AdvertiseHTTP}
-	s.httpSrv = &http.Server{Handler: s.router(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	base, stop := context.WithCancelCause(context.Background())
+	s.stopRequests = stop
+	s.httpSrv = &http.Server{
+		Handler: s.router(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
+		BaseContext: func(net.Listener) context.Context { return base },
+	}
 	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
@@ -224,6 +233,7 @@ func (s *Server) Shutdown(leave bool) error {
 	close(s.shutdownCh)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	s.stopRequests(errShuttingDown)
 	_ = s.httpSrv.Shutdown(ctx)
 	s.stopLeading()
 	err := s.raft.Shutdown().Error()
