@@ -1,7 +1,8 @@
 // Package nomadjob is the Nomad executor: one parameterized batch job per
 // function, one dispatched child job per call, allocations watched through the
 // event stream, results read from the allocation directory, children purged
-// after collection. See DESIGN.md in this folder.
+// once the dispatcher says the call's end is recorded (Release) or swept by
+// CleanOrphans. See DESIGN.md in this folder.
 package nomadjob
 
 import (
@@ -34,7 +35,17 @@ type Executor struct {
 	calls   map[string]*call // by call ID
 	byChild map[string]*call // by dispatched job ID
 	kick    chan struct{}    // ask the watch loop for a re-check of every call
+	// reported holds the calls whose final event this executor sent on
+	// Events, by call ID (value: the child job ID), until Release or
+	// CleanOrphans: it keeps a call from being reported twice by this
+	// process and gives Release the child of a handle without Ref.
+	reported map[string]string
 }
+
+// maxReported bounds the reported set of calls nobody releases (leadership
+// lost before the record): past it, entries are dropped at random; a dropped
+// one only loses its dedup and its Ref fallback, CleanOrphans still sweeps.
+const maxReported = 1 << 16
 
 // call is a watched call.
 type call struct {
@@ -62,12 +73,13 @@ func New(cfg Config, opts ...Option) (*Executor, error) {
 		return nil, err
 	}
 	e := &Executor{
-		cfg:     cfg,
-		log:     slog.Default(),
-		events:  make(chan executor.Event, 256),
-		calls:   map[string]*call{},
-		byChild: map[string]*call{},
-		kick:    make(chan struct{}, 1),
+		cfg:      cfg,
+		log:      slog.Default(),
+		events:   make(chan executor.Event, 256),
+		calls:    map[string]*call{},
+		byChild:  map[string]*call{},
+		kick:     make(chan struct{}, 1),
+		reported: map[string]string{},
 	}
 	for _, o := range opts {
 		o(e)
@@ -139,12 +151,18 @@ func (e *Executor) Deregister(ctx context.Context, fn executor.Function) error {
 
 // Start dispatches the call with its ID as idempotency token: a second Start
 // (this leader retrying, or a new leader after a failover) gets the same
-// child job back and never runs the command twice.
+// child job back and never runs the command twice. A call whose end this
+// executor already reported gets its handle back and nothing else: its
+// outcome went through Events once (Reconcile answers it again).
 func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Handle, error) {
 	e.mu.Lock()
 	if c := e.calls[spec.CallID]; c != nil {
 		e.mu.Unlock()
 		return executor.Handle{CallID: spec.CallID, Ref: c.child}, nil
+	}
+	if child, ok := e.reported[spec.CallID]; ok {
+		e.mu.Unlock()
+		return executor.Handle{CallID: spec.CallID, Ref: child}, nil
 	}
 	e.mu.Unlock()
 
@@ -182,10 +200,17 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Hand
 	return executor.Handle{CallID: spec.CallID, Ref: c.child}, nil
 }
 
-// Cancel stops the call's child job (purged) and reports it Failed canceled.
+// Cancel stops the call's child job and reports it Failed canceled. The
+// child is stopped, not purged: until Release it keeps the idempotency token
+// taken and tells a next leader's Reconcile that the call was canceled. A
+// call whose end was reported already is left alone.
 func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
 	child := h.Ref
 	e.mu.Lock()
+	if _, ok := e.reported[h.CallID]; ok {
+		e.mu.Unlock()
+		return nil
+	}
 	if c := e.calls[h.CallID]; c != nil && child == "" {
 		child = c.child
 	}
@@ -198,11 +223,11 @@ func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
 		child = found[h.CallID]
 	}
 	if child != "" {
-		if err := e.n.DeregisterJob(ctx, child, true); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := e.n.DeregisterJob(ctx, child, false); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
 	}
-	if e.finish(h.CallID) {
+	if e.finish(h.CallID, child) {
 		e.emit(executor.Event{
 			CallID: h.CallID, Kind: executor.Failed, Ref: child,
 			Reason: api.ReasonCancelled, Message: "canceled", EndedAt: time.Now(),
@@ -224,22 +249,54 @@ func (e *Executor) watch(callID, child string, limit int64) *call {
 	return c
 }
 
-// finish takes a call off the watch list; only the first caller gets true
-// and reports the call's end.
-func (e *Executor) finish(callID string) bool {
+// finish marks a call reported, taking it off the watch list; only the
+// first caller gets true and reports the call's end. child names the call's
+// child when the call is not watched (Cancel of an unknown call).
+func (e *Executor) finish(callID, child string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c := e.calls[callID]
-	if c == nil {
-		return true
+	if c := e.calls[callID]; c != nil {
+		return e.finishLocked(c)
 	}
+	if _, ok := e.reported[callID]; ok {
+		return false
+	}
+	e.markReported(callID, child)
+	return true
+}
+
+// finishCall is finish for a watched call: false once the call was
+// reported, or dropped from the watch list by Release.
+func (e *Executor) finishCall(c *call) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.finishLocked(c)
+}
+
+func (e *Executor) finishLocked(c *call) bool {
 	if c.done {
 		return false
 	}
 	c.done = true
-	delete(e.calls, callID)
-	delete(e.byChild, c.child)
+	if e.calls[c.id] == c {
+		delete(e.calls, c.id)
+	}
+	if e.byChild[c.child] == c {
+		delete(e.byChild, c.child)
+	}
+	e.markReported(c.id, c.child)
 	return true
+}
+
+// markReported adds a call to the reported set. e.mu held.
+func (e *Executor) markReported(callID, child string) {
+	if len(e.reported) >= maxReported {
+		for id := range e.reported {
+			delete(e.reported, id)
+			break
+		}
+	}
+	e.reported[callID] = child
 }
 
 func (e *Executor) emit(ev executor.Event) {

@@ -94,11 +94,9 @@ func TestEchoAndStdin(t *testing.T) {
 	if evs[0].Kind != executor.Running || e.col.finals("c1") != 1 {
 		t.Fatalf("events: %+v", evs)
 	}
-	// The child is purged after collection.
-	waitFor(t, 5*time.Second, "child purged", func() bool { return e.srv.Job(ev.Ref) == nil })
-	kids, err := e.ex.ChildrenOf(ctx(t), fn("cat", "cat"))
-	if err != nil || len(kids) != 0 {
-		t.Fatalf("children left: %v %v", kids, err)
+	// The child stays until Release (release_test.go).
+	if e.srv.Job(ev.Ref) == nil {
+		t.Fatal("child purged before Release")
 	}
 }
 
@@ -374,10 +372,35 @@ func TestCancel(t *testing.T) {
 	if ev.Kind != executor.Failed || ev.Reason != api.ReasonCancelled {
 		t.Fatalf("%+v", ev)
 	}
-	if e.srv.Job(h.Ref) != nil {
-		t.Fatal("child not purged")
+	// Stopped, not purged: the token stays taken and a next leader's
+	// Reconcile says canceled.
+	if j := e.srv.Job(h.Ref); j == nil || j.Stop == nil || !*j.Stop {
+		t.Fatalf("child not stopped or purged: %+v", j)
 	}
 	waitFor(t, time.Second, "one final event", func() bool { return e.col.finals("c-cancel") == 1 })
+	// A second Cancel of a reported call reports nothing more.
+	if err := e.ex.Cancel(ctx(t), h); err != nil {
+		t.Fatal(err)
+	}
+	ex2, _ := e.newExecutor()
+	evs, err := ex2.Reconcile(ctx(t), []executor.Handle{h, {CallID: "c-cancel"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ev := range evs {
+		if ev.Kind != executor.Failed || ev.Reason != api.ReasonCancelled || ev.Ref != h.Ref {
+			t.Fatalf("reconcile[%d] of a canceled call: %+v", i, ev)
+		}
+	}
+	if err := ex2.Release(ctx(t), []executor.Handle{h}); err != nil {
+		t.Fatal(err)
+	}
+	if e.srv.Job(h.Ref) != nil {
+		t.Fatal("child not purged by Release")
+	}
+	if n := e.col.finals("c-cancel"); n != 1 {
+		t.Fatalf("%d final events", n)
+	}
 }
 
 func TestReconcile(t *testing.T) {
@@ -422,8 +445,12 @@ func TestReconcile(t *testing.T) {
 			t.Fatalf("reconcile[%d] = %+v, want %v %q", i, evs[i], w.kind, w.reason)
 		}
 	}
-	if string(evs[0].Stdout) != "done\n" || e.srv.Job(h1.Ref) != nil {
-		t.Fatalf("collected %q, child left: %v", evs[0].Stdout, e.srv.Job(h1.Ref) != nil)
+	// Collected from the dead child, which stays until Release.
+	if string(evs[0].Stdout) != "done\n" || e.srv.Job(h1.Ref) == nil {
+		t.Fatalf("collected %q, child purged: %v", evs[0].Stdout, e.srv.Job(h1.Ref) == nil)
+	}
+	if err := ex2.Release(ctx(t), []executor.Handle{h1}); err != nil || e.srv.Job(h1.Ref) != nil {
+		t.Fatalf("release: %v, child left: %v", err, e.srv.Job(h1.Ref) != nil)
 	}
 	e.srv.Release()
 	if ev := col2.final(t, "c-run"); ev.Kind != executor.Finished {

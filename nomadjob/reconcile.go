@@ -5,19 +5,23 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
+	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
 
+	"github.com/hyperfunc/hyperfunc/api"
 	"github.com/hyperfunc/hyperfunc/executor"
 	"github.com/hyperfunc/hyperfunc/shim"
 )
 
 // Reconcile answers what became of calls after a leader change: Running
 // (watched again, the end comes through Events), Finished or Failed
-// (collected now, child purged), NotFound for a call without Ref that left
-// no child, Failed lost for a call whose child is gone. An error means Nomad
-// could not be asked; nothing was decided and the caller tries again.
+// (collected now from the dead child's allocation; the child stays until
+// Release), Failed canceled for a child that Cancel stopped, NotFound for a
+// call without Ref that left no child, Failed lost for a call whose child is
+// gone. A call this executor reported already is collected again: its
+// report may never have been recorded. An error means Nomad could not be
+// asked; nothing was decided and the caller tries again.
 func (e *Executor) Reconcile(ctx context.Context, hs []executor.Handle) ([]executor.Event, error) {
 	var byCall map[string]string // call ID -> child, built once if needed
 	out := make([]executor.Event, 0, len(hs))
@@ -65,14 +69,15 @@ func (e *Executor) reconcileChild(ctx context.Context, callID, child string) (ex
 		c := &call{id: callID, child: child}
 		return lostEvent(c, fmt.Sprintf("dispatched job %s is gone from Nomad and left no allocation", child)), nil
 	}
+	if stoppedByCancel(job, a) {
+		return executor.Event{
+			CallID: callID, Kind: executor.Failed, Ref: child,
+			Reason: api.ReasonCancelled, Message: "canceled", EndedAt: time.Now(),
+		}, nil
+	}
 	limit := e.limitOf(job)
 	if a != nil && isTerminal(a.ClientStatus) {
-		ev, err := e.collect(ctx, callID, child, a.ID, limit)
-		if err != nil {
-			return executor.Event{}, err
-		}
-		e.purge(ctx, child)
-		return ev, nil
+		return e.collect(ctx, callID, child, a.ID, limit)
 	}
 	c := e.watch(callID, child, limit)
 	e.mu.Lock()
@@ -85,6 +90,15 @@ func (e *Executor) reconcileChild(ctx context.Context, callID, child string) (ex
 		ev.StartedAt = startedAt(a.TaskStates)
 	}
 	return ev, nil
+}
+
+// stoppedByCancel: the child was stopped (Cancel deregisters without purge)
+// and its allocation did not end on its own before that.
+func stoppedByCancel(job *nomad.Job, a *nomad.AllocationListStub) bool {
+	if job == nil || !deref(job.Stop) {
+		return false
+	}
+	return a == nil || !isTerminal(a.ClientStatus) || a.DesiredStatus == nomad.AllocDesiredStatusStop
 }
 
 // limitOf reads the stdout limit from the child's payload (the envelope).
@@ -107,7 +121,7 @@ func (e *Executor) childrenByCall(ctx context.Context) (map[string]string, error
 	}
 	out := map[string]string{}
 	for _, s := range stubs {
-		if s.ParentID == "" || strings.HasPrefix(s.ParentID, "hf-pull-") || !strings.Contains(s.ID, "/dispatch-") {
+		if !isChildStub(s) {
 			continue
 		}
 		job, err := e.n.JobInfo(ctx, s.ID)
@@ -117,11 +131,7 @@ func (e *Executor) childrenByCall(ctx context.Context) (map[string]string, error
 		if err != nil {
 			return nil, err
 		}
-		id := job.Meta[MetaCallID]
-		if id == "" && job.DispatchIdempotencyToken != nil {
-			id = *job.DispatchIdempotencyToken
-		}
-		if id != "" {
+		if id := callIDOf(job); id != "" {
 			out[id] = s.ID
 		}
 	}

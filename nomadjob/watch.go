@@ -197,7 +197,7 @@ func (e *Executor) check(ctx context.Context, c *call) {
 	}
 	a := latest(allocs)
 	if a == nil {
-		if _, err := e.n.JobInfo(ctx, c.child); errors.Is(err, ErrNotFound) && e.finish(c.id) {
+		if _, err := e.n.JobInfo(ctx, c.child); errors.Is(err, ErrNotFound) && e.finishCall(c) {
 			e.emit(lostEvent(c, fmt.Sprintf("dispatched job %s is gone from Nomad and left no allocation", c.child)))
 		}
 		return
@@ -229,7 +229,8 @@ func startedAt(ts map[string]*nomad.TaskState) time.Time {
 }
 
 // collectLoop collects a terminal call, retrying while Nomad is unavailable,
-// reports it once, then purges the child job.
+// and reports it once. The child stays until Release: a leader that dies
+// before recording the result leaves it for the next leader's Reconcile.
 func (e *Executor) collectLoop(ctx context.Context, c *call, allocID string) {
 	backoff := e.cfg.StreamBackoffMin
 	var ev executor.Event
@@ -254,26 +255,7 @@ func (e *Executor) collectLoop(ctx context.Context, c *call, allocID string) {
 		}
 		backoff = min(backoff*2, e.cfg.StreamBackoffMax)
 	}
-	if !e.finish(c.id) {
-		return
-	}
-	e.emit(ev)
-	e.purge(ctx, c.child)
-}
-
-// purge deletes a collected child job (thousands of dead children slow
-// Nomad down); the allocation stays readable (fixture 25).
-func (e *Executor) purge(ctx context.Context, child string) {
-	backoff := e.cfg.StreamBackoffMin
-	for range 10 {
-		err := e.n.DeregisterJob(ctx, child, true)
-		if err == nil || errors.Is(err, ErrNotFound) {
-			return
-		}
-		if !IsUnavailable(err) || !sleep(ctx, backoff) {
-			e.log.Warn("purge of a collected child failed", "job", child, "err", err)
-			return
-		}
-		backoff = min(backoff*2, e.cfg.StreamBackoffMax)
+	if e.finishCall(c) {
+		e.emit(ev)
 	}
 }
