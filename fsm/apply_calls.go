@@ -256,6 +256,9 @@ func (p *processor) finish(txn *memdb.Txn, lw *logWriter, index uint64, c *Call,
 	nc.StdoutSize = int64(len(r.Stdout))
 	nc.FinishedAt = r.Time
 	nc.Stdin, nc.Env, nc.Key = nil, nil, ""
+	if nc.Ref == "" {
+		nc.Ref = r.Ref
+	}
 	if r.State != StateCanceled {
 		rotated, err := cachestore.PutOutput(txn, &cachestore.Output{
 			CallID: c.ID, Function: c.Function, Seq: c.Seq, Data: r.Stdout,

@@ -105,7 +105,7 @@ func TestApplyCallLifecycle(t *testing.T) {
 	}
 	h.mustApply(CallFinishType, &CallFinishRequest{Results: []*CallResult{
 		{ID: "c1", State: StateFinished, Stdout: []byte("HelloWorld\n"), Time: t0},
-		{ID: "c2", State: StateFailed, Reason: "exit", ExitCode: 3, Message: "exit code 3", Time: t0},
+		{ID: "c2", State: StateFailed, Reason: "exit", ExitCode: 3, Message: "exit code 3", Time: t0, Ref: "ctr-2"},
 	}})
 	// Reported again: ignored.
 	h.mustApply(CallFinishType, &CallFinishRequest{Results: []*CallResult{{ID: "c1", State: StateFailed, Time: t0}}})
@@ -117,7 +117,8 @@ func TestApplyCallLifecycle(t *testing.T) {
 	if out == nil || !bytes.Equal(out.Data, []byte("HelloWorld\n")) {
 		t.Fatalf("output: %+v", out)
 	}
-	if c2 := h.call("c2"); c2.State != StateFailed || c2.ExitCode != 3 {
+	// c2 ended before its CallRunning: the result carries its Ref.
+	if c2 := h.call("c2"); c2.State != StateFailed || c2.ExitCode != 3 || c2.Ref != "ctr-2" {
 		t.Fatalf("c2: %+v", c2)
 	}
 	st, _ := h.f.Store().FunctionStats(nil, f.ID)

@@ -129,6 +129,9 @@ type CallResult struct {
 	Stdout   []byte
 	Stderr   string
 	Time     time.Time
+	// Ref is the executor's name for the call, when it reported one; a call
+	// that ends before its CallRunning was recorded keeps it this way.
+	Ref string `json:",omitempty"`
 }
 
 // CallCancelRequest cancels a call: a PENDING one ends CANCELED at once; a

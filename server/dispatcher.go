@@ -357,6 +357,7 @@ func resultOf(ev executor.Event) *fsm.CallResult {
 	r := &fsm.CallResult{
 		ID: ev.CallID, State: fsm.StateFinished, ExitCode: ev.ExitCode,
 		Stdout: ev.Stdout, Stderr: ev.Stderr, Reason: ev.Reason, Message: ev.Message, Time: ev.EndedAt,
+		Ref: ev.Ref,
 	}
 	if r.Time.IsZero() {
 		r.Time = now()
