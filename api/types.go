@@ -18,13 +18,13 @@ const (
 // Failure reasons of a FAILED call. They pick the HTTP status of `get`
 // (timeout 504, output too large 509, everything else 500).
 const (
-	ReasonExit      = "exit"       // the command exited non-zero
-	ReasonTimeout   = "timeout"    // the function's timeout stopped it
-	ReasonOutput    = "output"     // stdout exceeded the limit
-	ReasonImage     = "image"      // the image could not be pulled or started
-	ReasonLost      = "lost"       // the executor lost track of it (node lost, engine restarted)
-	ReasonExecutor  = "executor"   // the executor refused the call
-	ReasonCancelled = "canceled"   // a user canceled it
+	ReasonExit      = "exit"     // the command exited non-zero
+	ReasonTimeout   = "timeout"  // the function's timeout stopped it
+	ReasonOutput    = "output"   // stdout exceeded the limit
+	ReasonImage     = "image"    // the image could not be pulled or started
+	ReasonLost      = "lost"     // the executor lost track of it (node lost, engine restarted)
+	ReasonExecutor  = "executor" // the executor refused the call
+	ReasonCancelled = "canceled" // a user canceled it
 )
 
 // Sizes are the Hyper container sizes, mapped to CPU (MHz, as Nomad counts

@@ -28,7 +28,17 @@ var forwardTransport = &http.Transport{
 // may be stale) and proxies the request to the leader otherwise.
 func (s *Server) toLeader(write bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if s.IsLeader() || (!write && isStale(c)) {
+		if !write && isStale(c) {
+			return
+		}
+		if s.IsLeader() {
+			// A consistent read must not come from a deposed leader that
+			// has not noticed yet: confirm the lease with a quorum first.
+			if !write {
+				if err := s.raft.VerifyLeader().Error(); err != nil {
+					writeError(c, fmt.Errorf("%w: leadership could not be confirmed: %v", ErrNoLeader, err))
+				}
+			}
 			return
 		}
 		if c.GetHeader(headerForwarded) != "" {

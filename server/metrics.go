@@ -28,7 +28,9 @@ type metrics struct {
 
 func newMetrics(s *Server) *metrics {
 	m := &metrics{s: s, reg: prometheus.NewRegistry()}
-	f := func(name, help string) prometheus.Opts { return prometheus.Opts{Namespace: "hyperfunc", Name: name, Help: help} }
+	f := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: "hyperfunc", Name: name, Help: help}
+	}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts(f("http_requests_total", "HTTP requests by route and status.")), []string{"method", "route", "code"})
 	m.enqueued = prometheus.NewCounter(prometheus.CounterOpts(f("calls_enqueued_total", "Calls queued through this server.")))
 	m.finished = prometheus.NewCounter(prometheus.CounterOpts(f("calls_finished_total", "Calls this server recorded as ended while leading.")))

@@ -40,13 +40,13 @@ type Config struct {
 	BootstrapToken string // secret of the first admin token (generated when empty)
 	ClusterKey     string // shared secret of internal endpoints (join, leave)
 
-	DefaultQuota   int // calls a user may run at once unless set per user
-	MaxQueued      int // queued calls per user
-	MaxStdin       int64
-	StdoutLimit    int64
-	FSM            fsm.Config
-	ApplyTimeout   time.Duration
-	PublicURL      string // base of function addresses; defaults to http://AdvertiseHTTP
+	DefaultQuota int // calls a user may run at once unless set per user
+	MaxQueued    int // queued calls per user
+	MaxStdin     int64
+	StdoutLimit  int64
+	FSM          fsm.Config
+	ApplyTimeout time.Duration
+	PublicURL    string // base of function addresses; defaults to http://AdvertiseHTTP
 	// ShimArchive is the hf-shim archive served to Nomad clients at
 	// /v1/artifacts/hf-shim.tar.gz (its checksum is in every function job).
 	ShimArchive []byte
