@@ -28,10 +28,10 @@ var _ server.Executor = (*fakeExec)(nil)
 
 func newFakeExec() *fakeExec { return &fakeExec{events: make(chan executor.Event, 1<<16)} }
 
-func (f *fakeExec) Name() string                                         { return "bench-fake" }
+func (f *fakeExec) Name() string                                        { return "bench-fake" }
 func (f *fakeExec) Register(context.Context, executor.Function) error   { return nil }
 func (f *fakeExec) Deregister(context.Context, executor.Function) error { return nil }
-func (f *fakeExec) Events() <-chan executor.Event                        { return f.events }
+func (f *fakeExec) Events() <-chan executor.Event                       { return f.events }
 func (f *fakeExec) Cancel(context.Context, executor.Handle) error       { return nil }
 func (f *fakeExec) Pull(context.Context, string) error                  { return nil }
 func (f *fakeExec) Health(context.Context) error                        { return nil }

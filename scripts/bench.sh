@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Runs hyperfunc's benchmarks (DESIGN.md §9) and prints a summary with the
+# ratios measured side by side in this run. docs/BENCHMARKS.md explains the
+# figures. Raw `go test -bench` output is kept in $BENCH_OUT.
+#
+#   bash scripts/bench.sh            # everything, about 6 minutes on 2 cores
+#   BENCH_ONLY=cluster bash scripts/bench.sh   # one group: cluster, fsm, cache, echo
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin"
+GO=${GO:-go}
+BENCH_OUT=${BENCH_OUT:-$(mktemp -t hyperfunc-bench.XXXXXX)}
+ONLY=${BENCH_ONLY:-}
+: >"$BENCH_OUT"
+
+run() { # group, go test arguments...
+	local group=$1
+	shift
+	if [[ -n $ONLY && $ONLY != "$group" ]]; then return; fi
+	echo "== $group: go test -run '^\$' $*" >&2
+	# Agent and executor logs go to stderr; only the result lines matter.
+	$GO test -run '^$' "$@" 2>&1 | tee -a "$BENCH_OUT" | grep -E '^(Benchmark|ok|FAIL|---|panic)' >&2
+}
+
+# 1 and 3: committed enqueues and accepted calls on a 3-node loopback cluster.
+run cluster -bench 'Enqueue|Accept' -benchtime 3s -timeout 10m ./bench/
+# 2: a million queued calls: snapshot, restore, memory per call.
+run fsm -bench 'Snapshot1M|MemoryPerCall' -benchtime 1x -timeout 20m ./bench/
+# 5: one output insert into a full 50 MiB output cache.
+run cache -bench 'CacheRotation' -benchtime 2000x -timeout 10m ./bench/
+# 4: sync echo through hyperfunc vs docker run, and the executor alone.
+run echo -bench 'SyncEcho|DockerRunRunsc' -benchtime 10x -timeout 10m ./bench/ ./localexec/
+
+# metric <regex on package:BenchmarkName> <unit>: the value of a unit on its line.
+metric() {
+	awk -v re="$1" -v unit="$2" '
+		$1 == "pkg:" { n = split($2, parts, "/"); pkg = parts[n] }
+		$1 ~ "^Benchmark" && (pkg ":" $1) ~ re {
+			for (i = 3; i < NF; i++) if ($(i+1) == unit) { print $i; exit }
+		}' "$BENCH_OUT"
+}
+nsop() { metric "$1" "ns/op"; }
+ratio() { # a b: a/b, or n/a
+	awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'
+}
+secs() { awk -v n="${1:-}" 'BEGIN { if (n == "") print "n/a"; else printf "%.2f", n / 1e9 }'; }
+num() { awk -v n="${1:-}" -v f="${2:-%.0f}" 'BEGIN { if (n == "") print "n/a"; else printf f, n }'; }
+row() { printf '  %-58s %s\n' "$1" "$2"; }
+
+echo
+echo "hyperfunc benchmarks ($(nproc) cores, $(go version | awk '{print $3}'), $(date -u +%Y-%m-%dT%H:%MZ)); raw output: $BENCH_OUT"
+if [[ -z $ONLY || $ONLY == cluster ]]; then
+	echo "1. committed enqueues, 3-node loopback cluster, BoltDB on disk (goal >= 5000/s at 64 clients)"
+	for v in http raft; do
+		for c in 1 64; do
+			n="Enqueue/$v/clients=$c-"
+			row "$v, $c client(s)" "$(num "$(metric "$n" enqueues/s)")/s  p50 $(metric "$n" p50-ms) ms  p99 $(metric "$n" p99-ms) ms"
+		done
+	done
+	row "http: 64 clients / 1 client" "x$(ratio "$(metric 'Enqueue/http/clients=64-' enqueues/s)" "$(metric 'Enqueue/http/clients=1-' enqueues/s)")"
+	row "64 clients: http (batched) / raft (one call per entry)" "x$(ratio "$(metric 'Enqueue/http/clients=64-' enqueues/s)" "$(metric 'Enqueue/raft/clients=64-' enqueues/s)")"
+	echo "3. async calls accepted over HTTP, 64 clients spread over 3 nodes (goal >= 5000/s)"
+	n='Accept/spread/clients=64-'
+	row "spread over 3 nodes" "$(num "$(metric "$n" calls/s)")/s  p50 $(metric "$n" p50-ms) ms  p99 $(metric "$n" p99-ms) ms"
+	row "spread / all to the leader" "x$(ratio "$(metric "$n" calls/s)" "$(metric 'Enqueue/http/clients=64-' enqueues/s)")"
+fi
+if [[ -z $ONLY || $ONLY == fsm ]]; then
+	echo "2. a million queued calls (32 B stdin) in the FSM (goal: restore < 10 s)"
+	row "snapshot persist" "$(secs "$(nsop 'Snapshot1M/persist')") s  ($(num "$(metric 'Snapshot1M/persist' snapshot-MiB)") MiB on disk)"
+	row "snapshot restore" "$(secs "$(nsop 'Snapshot1M/restore')") s"
+	row "heap per queued call" "$(num "$(metric 'MemoryPerCall/queued-1M' B/call)") B"
+	row "heap per queued call without its 2 log events (100k)" "$(num "$(metric 'MemoryPerCall/queued-no-logs' B/call)") B"
+	row "heap per finished call (no stdin, empty output)" "$(num "$(metric 'MemoryPerCall/finished' B/call)") B"
+fi
+if [[ -z $ONLY || $ONLY == cache ]]; then
+	echo "5. one output insert into a full 50 MiB output cache (rotates one out)"
+	for s in 1KiB 64KiB 1MiB; do
+		row "cachestore.PutOutput, $s outputs" "$(num "$(nsop "CacheRotation/cachestore/size=$s-")" '%.0f') ns"
+		row "whole CallFinish apply, $s stdout" "$(num "$(nsop "CacheRotation/fsm/size=$s-")" '%.0f') ns"
+	done
+fi
+if [[ -z $ONLY || $ONLY == echo ]]; then
+	echo "4. sync echo: hyperfunc (1 node, local Docker, runsc) vs docker run --runtime=runsc (goal ratio <= 1.10)"
+	e='^bench:BenchmarkSyncEcho-'
+	row "hyperfunc mean / p50" "$(metric "$e" hyperfunc-ms) / $(metric "$e" hyperfunc-p50-ms) ms"
+	row "docker run mean / p50" "$(metric "$e" docker-ms) / $(metric "$e" docker-p50-ms) ms"
+	row "ratio hyperfunc / docker run (mean, p50)" "$(metric "$e" ratio) / $(metric "$e" p50-ratio)"
+	x=$(nsop '^localexec:BenchmarkSyncEcho-')
+	d=$(nsop '^localexec:BenchmarkDockerRunRunsc-')
+	row "executor alone (localexec) / docker run, in sequence" "$(secs "$x") s / $(secs "$d") s = $(ratio "$x" "$d")"
+fi
