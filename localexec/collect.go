@@ -2,7 +2,9 @@ package localexec
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 
@@ -13,56 +15,146 @@ import (
 	"github.com/hyperfunc/hyperfunc/executor"
 )
 
-// collect reads the result of an exited container that no watcher saw end
-// (this process crashed or restarted meanwhile). Stdout comes from the
-// container's logs: the "local" log driver keeps it byte for byte.
-func (e *Executor) collect(ctx context.Context, callID string, ins container.InspectResponse) (executor.Event, error) {
-	ev, limit, reason, msg, err := e.collectRaw(ctx, callID, ins)
-	if err != nil {
-		return ev, err
-	}
-	return outcome(ev, limit, reason, msg), nil
+// msgStoppedOutside explains a call whose container was stopped by someone
+// other than hyperfunc: the function did not fail, its exit code (143 for
+// dockerd's SIGTERM) would blame it wrongly.
+const msgStoppedOutside = "the container was stopped outside hyperfunc (engine restart or docker stop)"
+
+// target is what a collector needs to know of a call's container.
+type target struct {
+	callID  string
+	ref     string // container ID ("" when there is none)
+	dir     string // host call dir
+	limit   int64
+	timeout time.Duration
 }
 
-// collectRaw reads the result and guesses the reason the container ended,
-// leaving the verdict to outcome.
-func (e *Executor) collectRaw(ctx context.Context, callID string, ins container.InspectResponse) (ev executor.Event, limit int64, reason, msg string, err error) {
-	rc, err := e.cli.ContainerLogs(ctx, ins.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true})
-	if err != nil {
-		return ev, 0, "", "", fmt.Errorf("logs of %s: %w", ins.ID, err)
-	}
-	defer rc.Close()
-	limit = labelInt(ins, labelStdoutLimit, DefaultStdoutLimit)
-	stdout := &capped{limit: limit}
-	stderr := &capped{limit: executor.StderrPreviewBytes}
-	if _, err := stdcopy.StdCopy(stdout, stderr, rc); err != nil {
-		return ev, 0, "", "", fmt.Errorf("logs of %s: %w", ins.ID, err)
-	}
-	out, truncated := stdout.result()
-	errPreview, _ := stderr.result()
-	ev = executor.Event{
-		CallID: callID, Ref: ins.ID, Stdout: out, Truncated: truncated, Stderr: string(errPreview),
-	}
-	if ins.State != nil {
-		ev.ExitCode = ins.State.ExitCode
-		ev.StartedAt = parseTime(ins.State.StartedAt)
-		ev.EndedAt = parseTime(ins.State.FinishedAt)
-	}
-	// The reason we stopped it died with the old process; the labels and the
-	// run time tell a timeout apart, an output kill shows as truncation.
+// targetOf reads the target of a container from its labels.
+func targetOf(callID string, ins container.InspectResponse) target {
+	t := target{callID: callID, ref: ins.ID, limit: labelInt(ins, labelStdoutLimit, DefaultStdoutLimit)}
 	if ins.Config != nil {
-		if d, err := time.ParseDuration(ins.Config.Labels[labelTimeout]); err == nil && d > 0 &&
-			ev.ExitCode != 0 && !ev.StartedAt.IsZero() && ev.EndedAt.Sub(ev.StartedAt) >= d {
-			reason, msg = api.ReasonTimeout, fmt.Sprintf("timeout after %s", d)
+		t.dir = ins.Config.Labels[labelCallDir]
+		if d, err := time.ParseDuration(ins.Config.Labels[labelTimeout]); err == nil && d > 0 {
+			t.timeout = d
 		}
 	}
-	if reason == "" && ins.State != nil && ins.State.OOMKilled {
-		reason, msg = api.ReasonExit, fmt.Sprintf("exit code %d: out of memory", ev.ExitCode)
+	return t
+}
+
+// collect turns what an ended call left into its final event: result.json
+// and stdout from the call dir (binary-safe), the stderr preview from the
+// container's logs (best effort: the engine may be away). c carries the
+// reason this executor stopped the call, if it did; it may be nil.
+// engineErr is set when the engine stopped answering during the call.
+func (e *Executor) collect(ctx context.Context, c *call, t target, engineErr error) executor.Event {
+	ev := executor.Event{CallID: t.callID, Ref: t.ref}
+	var dr dirResult
+	if t.dir != "" {
+		dr = readDir(t.dir, t.limit)
+	} else {
+		dr.err = errors.New("the container names no call dir")
 	}
-	if reason == "" && ins.State != nil && ins.State.Status == "dead" {
-		reason, msg = api.ReasonLost, "container is dead: "+ins.State.Error
+	var (
+		ins    *container.InspectResponse
+		insErr error = cerrdefs.ErrNotFound
+	)
+	if t.ref != "" && engineErr == nil {
+		ev.Stderr = e.stderrPreview(ctx, t.ref)
+		// The container's state matters only without a result, or to tell
+		// an OOM kill (saves a round trip on the common path).
+		if dr.res == nil || dr.res.ExitCode == 137 {
+			ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			r, err := e.cli.ContainerInspect(ictx, t.ref)
+			cancel()
+			if insErr = err; err == nil {
+				ins = &r
+			}
+		}
 	}
-	return ev, limit, reason, msg, nil
+	if r := dr.res; r != nil {
+		ev.Stdout, ev.ExitCode = dr.stdout, r.ExitCode
+		ev.Truncated = r.Truncated || dr.trunc
+		ev.StartedAt, ev.EndedAt = parseTime(r.StartedAt), parseTime(r.EndedAt)
+	} else if ins != nil && ins.State != nil {
+		ev.ExitCode = ins.State.ExitCode
+		ev.StartedAt, ev.EndedAt = parseTime(ins.State.StartedAt), parseTime(ins.State.FinishedAt)
+	}
+	if ev.EndedAt.IsZero() {
+		ev.EndedAt = time.Now()
+	}
+	fail := func(reason, msg string) executor.Event {
+		ev.Kind, ev.Reason, ev.Message = executor.Failed, reason, msg
+		return ev
+	}
+	if c != nil {
+		if reason, msg := c.stopped(); reason != "" {
+			return fail(reason, msg)
+		}
+	}
+	r := dr.res
+	switch {
+	case r == nil && dr.err != nil:
+		return fail(api.ReasonLost, fmt.Sprintf("reading the result of the call: %v", dr.err))
+	case r == nil && engineErr != nil:
+		return fail(api.ReasonLost, fmt.Sprintf("lost the docker engine during the call: %v", engineErr))
+	case r == nil && ins != nil && ins.State != nil && ins.State.OOMKilled:
+		return fail(api.ReasonExit, oomMessage(*ins))
+	case r == nil && cerrdefs.IsNotFound(insErr):
+		return fail(api.ReasonLost, fmt.Sprintf("container %s of the call is gone and left no result (engine restarted or container removed)", t.ref))
+	case r == nil:
+		return fail(api.ReasonLost, msgStoppedOutside+" before it recorded a result")
+	case r.Error != "" && (r.ExitCode == 126 || r.ExitCode == 127):
+		return fail(api.ReasonImage, r.Error) // the command is missing or cannot run in this image
+	case r.Error != "":
+		return fail(api.ReasonExecutor, "hf-shim: "+r.Error)
+	case r.TimedOut:
+		if t.timeout > 0 {
+			return fail(api.ReasonTimeout, fmt.Sprintf("timeout after %s", t.timeout))
+		}
+		return fail(api.ReasonTimeout, "timeout")
+	case ev.Truncated:
+		return fail(api.ReasonOutput, outputMessage(t.limit))
+	case r.ExternalSignal != "":
+		return fail(api.ReasonLost, fmt.Sprintf("%s: the command got %s", msgStoppedOutside, r.ExternalSignal))
+	case r.ExitCode == 137 && ins != nil && ins.State != nil && ins.State.OOMKilled:
+		return fail(api.ReasonExit, oomMessage(*ins))
+	case r.ExitCode != 0:
+		return fail(api.ReasonExit, exitMessage(r.ExitCode, ev.Stderr))
+	}
+	ev.Kind = executor.Finished
+	return ev
+}
+
+// stderrPreview reads the first bytes of the container's stderr (the
+// command's, passed through by the shim) from its logs; "" when the engine
+// does not answer.
+func (e *Executor) stderrPreview(ctx context.Context, ref string) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rc, err := e.cli.ContainerLogs(ctx, ref, container.LogsOptions{ShowStderr: true})
+	if cerrdefs.IsNotFound(err) {
+		return ""
+	}
+	if err != nil {
+		e.log.Warn("reading the stderr of a call", "container", ref, "err", err)
+		return ""
+	}
+	defer rc.Close()
+	w := &capped{limit: executor.StderrPreviewBytes}
+	if _, err := stdcopy.StdCopy(io.Discard, w, rc); err != nil {
+		e.log.Warn("reading the stderr of a call", "container", ref, "err", err)
+	}
+	b, _ := w.result()
+	return string(b)
+}
+
+// oomMessage explains an exit that the kernel's OOM killer caused.
+func oomMessage(ins container.InspectResponse) string {
+	mem := ""
+	if ins.HostConfig != nil && ins.HostConfig.Memory > 0 {
+		mem = fmt.Sprintf(" (limit %s)", limitText(ins.HostConfig.Memory))
+	}
+	return "exit code 137: out of memory" + mem
 }
 
 func labelInt(ins container.InspectResponse, key string, def int64) int64 {
@@ -82,42 +174,4 @@ func parseTime(s string) time.Time {
 		return time.Time{}
 	}
 	return t
-}
-
-// removeNow removes a container on a path that must not wait long (Start).
-func (e *Executor) removeNow(id string) {
-	ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
-	defer cancel()
-	if err := e.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-		e.log.Warn("remove container; CleanOrphans will retry", "container", id, "err", err)
-	}
-}
-
-// remove removes a collected container, retrying while the engine is away
-// (restarting dockerd) for up to RemoveRetry: a result once collected must
-// not leave its container behind.
-func (e *Executor) remove(id string) {
-	deadline := time.Now().Add(e.removeRetry)
-	backoff := 100 * time.Millisecond
-	for {
-		err := e.cli.ContainerRemove(e.ctx, id, container.RemoveOptions{Force: true})
-		if err == nil || cerrdefs.IsNotFound(err) {
-			return
-		}
-		if e.ctx.Err() != nil {
-			return // closing: the next executor's CleanOrphans removes it
-		}
-		if time.Now().After(deadline) {
-			e.log.Warn("remove container; CleanOrphans will retry", "container", id, "err", err)
-			return
-		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-e.ctx.Done():
-			t.Stop()
-			return
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
 }

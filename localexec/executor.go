@@ -1,7 +1,9 @@
 // Package localexec runs calls on the local Docker engine: one container per
-// call, under gVisor (runsc) when the engine offers it. It is the embedded
-// executor of a single-machine hyperfunc; it implements server.Executor
-// without importing server (the consumer declares the interface).
+// call, under gVisor (runsc) when the engine offers it, with hf-shim as its
+// entrypoint and the call's input and result in a host directory. It is the
+// embedded executor of a single-machine hyperfunc; it implements
+// server.Executor without importing server (the consumer declares the
+// interface). See DESIGN.md.
 package localexec
 
 import (
@@ -9,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -23,15 +27,26 @@ const RuntimeRunsc = "runsc"
 // and whose container does not exist (never started, or already collected).
 var ErrNoSuchCall = errors.New("localexec: no such call")
 
-// Config of an Executor. The zero value works: a client from the
-// environment (DOCKER_HOST ...), slog's default logger, 1024 buffered events.
+// Config of an Executor. ShimPath is required; the rest has defaults: a
+// client from the environment (DOCKER_HOST ...), slog's default logger, 1024
+// buffered events.
 type Config struct {
 	Client      *client.Client
 	Logger      *slog.Logger
 	EventBuffer int
-	// RemoveRetry bounds how long a container removal that failed (the
-	// engine is down) is retried in the background. Default 10 minutes.
-	RemoveRetry time.Duration
+	// StateDir holds one directory per call (envelope, stdin, stdout,
+	// result.json), bind-mounted into the call's container. It must be on
+	// the engine's host (true of the local engine) and survive a restart of
+	// this process: the next leader collects results from it. The agent
+	// uses <data dir>/calls; the default is $TMPDIR/hyperfunc-calls.
+	StateDir string
+	// ShimPath is the static hf-shim binary, bind-mounted read-only into
+	// every container as its entrypoint.
+	ShimPath string
+	// EngineGrace is how long a watcher whose engine stopped answering
+	// waits for it (or for the call's result to appear on disk) before it
+	// reports the call lost. Default 30 s.
+	EngineGrace time.Duration
 }
 
 // Executor runs calls as containers on one Docker engine.
@@ -39,7 +54,9 @@ type Executor struct {
 	cli         *client.Client
 	log         *slog.Logger
 	events      chan executor.Event
-	removeRetry time.Duration
+	engineGrace time.Duration
+	stateDir    string // absolute
+	shimPath    string // absolute
 
 	// ctx lives as long as the executor: watchers use it rather than the
 	// context of the Start that launched them, which ends with the request.
@@ -54,6 +71,10 @@ type Executor struct {
 	calls map[string]*call // started or starting calls, until their container is removed
 
 	images imageCache
+
+	// beforeStart, set by tests only, runs between create and start; an
+	// error ends Start there, as a leader dying in that window would.
+	beforeStart func(containerID string) error
 }
 
 // New returns an executor. It asks the engine which runtimes it has; an
@@ -76,26 +97,64 @@ func New(ctx context.Context, cfg Config) (*Executor, error) {
 	if buf <= 0 {
 		buf = 1024
 	}
-	rr := cfg.RemoveRetry
-	if rr <= 0 {
-		rr = 10 * time.Minute
+	grace := cfg.EngineGrace
+	if grace <= 0 {
+		grace = 30 * time.Second
+	}
+	shimPath, err := checkShim(cfg.ShimPath)
+	if err != nil {
+		return nil, err
+	}
+	stateDir := cfg.StateDir
+	if stateDir == "" {
+		stateDir = filepath.Join(os.TempDir(), "hyperfunc-calls")
+	}
+	if stateDir, err = filepath.Abs(stateDir); err != nil {
+		return nil, fmt.Errorf("localexec: state dir: %w", err)
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("localexec: state dir: %w", err)
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	e := &Executor{
 		cli:         cli,
 		log:         log.With("executor", "docker"),
 		events:      make(chan executor.Event, buf),
-		removeRetry: rr,
+		engineGrace: grace,
+		stateDir:    stateDir,
+		shimPath:    shimPath,
 		ctx:         bg,
 		cancel:      cancel,
 		calls:       map[string]*call{},
-		images:      imageCache{present: map[string]bool{}, pulls: map[string]*pull{}},
+		images:      imageCache{configs: map[string]*imageConfig{}, pulls: map[string]*pull{}},
 	}
 	if _, err := e.detectRuntime(ctx); err != nil {
 		e.log.Warn("docker engine not reachable yet; runtime detected later", "err", err)
 	}
 	return e, nil
 }
+
+// checkShim makes path absolute and checks that it is an executable file.
+func checkShim(path string) (string, error) {
+	if path == "" {
+		return "", errors.New("localexec: no hf-shim binary configured (Config.ShimPath; `make build` puts it in bin/hf-shim)")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("localexec: hf-shim: %w", err)
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return "", fmt.Errorf("localexec: hf-shim: %w", err)
+	}
+	if !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+		return "", fmt.Errorf("localexec: hf-shim %s is not an executable file", abs)
+	}
+	return abs, nil
+}
+
+// StateDir is the directory that holds the calls' directories.
+func (e *Executor) StateDir() string { return e.stateDir }
 
 // Close stops the watchers without touching the containers: calls still
 // running stay for Reconcile of the next executor, as after a crash.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,32 @@ import (
 )
 
 var _ server.Executor = (*localexec.Executor)(nil)
+
+// stateDir is the StateDir of every executor of this test binary: a
+// "restarted" executor finds the call dirs of the one before.
+var stateDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "localexec-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	stateDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	testimages.RemoveShim()
+	os.Exit(code)
+}
+
+func shimPath(tb testing.TB) string {
+	tb.Helper()
+	p, err := testimages.Shim()
+	if err != nil {
+		tb.Fatalf("hf-shim: %v", err)
+	}
+	return p
+}
 
 // dockerClient connects to the engine. Without one, the test skips, except
 // in CI (env CI set) where a missing engine is a failure, not a pass.
@@ -63,7 +91,9 @@ func setup(tb testing.TB) (*localexec.Executor, *client.Client, string) {
 
 func newExec(tb testing.TB, cli *client.Client) *localexec.Executor {
 	tb.Helper()
-	e, err := localexec.New(context.Background(), localexec.Config{Client: cli, RemoveRetry: time.Minute})
+	e, err := localexec.New(context.Background(), localexec.Config{
+		Client: cli, StateDir: stateDir, ShimPath: shimPath(tb), EngineGrace: 3 * time.Second,
+	})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -86,6 +116,7 @@ func spec(tb testing.TB, cli *client.Client, img string, cmd ...string) executor
 	id := newCallID(tb)
 	tb.Cleanup(func() {
 		_ = cli.ContainerRemove(context.Background(), "hf-"+id, container.RemoveOptions{Force: true})
+		_ = os.RemoveAll(filepath.Join(stateDir, id))
 	})
 	return executor.Spec{
 		CallID: id,
@@ -167,12 +198,37 @@ func eventually(tb testing.TB, within time.Duration, what string, cond func() bo
 	}
 }
 
+// removed waits until the calls have neither a container nor a call dir.
 func removed(tb testing.TB, cli *client.Client, ids ...string) {
 	tb.Helper()
 	for _, id := range ids {
-		eventually(tb, 30*time.Second, "container of "+id+" removed", func() bool {
-			return len(containers(tb, cli, id)) == 0
+		eventually(tb, 30*time.Second, "container and dir of "+id+" removed", func() bool {
+			_, err := os.Stat(filepath.Join(stateDir, id))
+			return len(containers(tb, cli, id)) == 0 && os.IsNotExist(err)
 		})
+	}
+}
+
+// release tells e that the calls' outcomes are recorded, and checks that
+// their containers and dirs go.
+func release(tb testing.TB, e *localexec.Executor, cli *client.Client, hs ...executor.Handle) {
+	tb.Helper()
+	if err := e.Release(context.Background(), hs); err != nil {
+		tb.Fatalf("release: %v", err)
+	}
+	for _, h := range hs {
+		removed(tb, cli, h.CallID)
+	}
+}
+
+// kept checks that a call's container and dir are still there.
+func kept(tb testing.TB, cli *client.Client, id string) {
+	tb.Helper()
+	if n := len(containers(tb, cli, id)); n != 1 {
+		tb.Fatalf("%d containers of %s before Release, want 1", n, id)
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, id, "result.json")); err != nil {
+		tb.Fatalf("result of %s before Release: %v", id, err)
 	}
 }
 

@@ -5,19 +5,28 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/pkg/jsonmessage"
+	"github.com/hyperfunc/hyperfunc/executor"
 )
 
-// imageCache remembers images known to be present, so a call costs no
-// inspect round trip, and joins concurrent pulls of one image.
+// imageCache remembers the config (entrypoint, cmd) of images known to be
+// present, so a call costs no inspect round trip, and joins concurrent
+// pulls of one image.
 type imageCache struct {
 	mu      sync.Mutex
-	present map[string]bool
+	configs map[string]*imageConfig
 	pulls   map[string]*pull
+}
+
+// imageConfig is what a call needs of its image: Docker's rules for the
+// command (the shim replaces the entrypoint, so the executor composes argv).
+type imageConfig struct {
+	entrypoint, cmd []string
 }
 
 type pull struct {
@@ -25,36 +34,58 @@ type pull struct {
 	err  error
 }
 
-func (c *imageCache) isPresent(ref string) bool {
+func (c *imageCache) get(ref string) *imageConfig {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.present[ref]
+	return c.configs[ref]
 }
 
-func (c *imageCache) set(ref string, ok bool) {
+func (c *imageCache) set(ref string, cfg *imageConfig) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if ok {
-		c.present[ref] = true
+	if cfg != nil {
+		c.configs[ref] = cfg
 	} else {
-		delete(c.present, ref)
+		delete(c.configs, ref)
 	}
 }
 
-// ensureImage makes ref present locally, pulling it if the engine lacks it.
-func (e *Executor) ensureImage(ctx context.Context, ref string) error {
-	if e.images.isPresent(ref) {
-		return nil
+// image makes ref present locally, pulling it if the engine lacks it, and
+// returns its config.
+func (e *Executor) image(ctx context.Context, ref string) (*imageConfig, error) {
+	if cfg := e.images.get(ref); cfg != nil {
+		return cfg, nil
 	}
-	_, err := e.cli.ImageInspect(ctx, ref)
-	if err == nil {
-		e.images.set(ref, true)
-		return nil
+	ins, err := e.cli.ImageInspect(ctx, ref)
+	if cerrdefs.IsNotFound(err) {
+		if err := e.Pull(ctx, ref); err != nil {
+			return nil, err
+		}
+		ins, err = e.cli.ImageInspect(ctx, ref)
 	}
-	if !cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("inspect image %s: %w", ref, err)
+	if err != nil {
+		return nil, fmt.Errorf("inspect image %s: %w", ref, err)
 	}
-	return e.Pull(ctx, ref)
+	cfg := &imageConfig{}
+	if ins.Config != nil {
+		cfg.entrypoint, cfg.cmd = ins.Config.Entrypoint, ins.Config.Cmd
+	}
+	e.images.set(ref, cfg)
+	return cfg, nil
+}
+
+// argv is the command of a call with Docker's semantics: the function's
+// entrypoint (which drops the image's cmd, as `docker run --entrypoint`
+// does) or the image's, followed by the function's command or the image's.
+func argv(fn executor.Function, img *imageConfig) []string {
+	if len(fn.Entrypoint) > 0 {
+		return append(slices.Clone(fn.Entrypoint), fn.Command...)
+	}
+	cmd := fn.Command
+	if len(cmd) == 0 {
+		cmd = img.cmd
+	}
+	return append(slices.Clone(img.entrypoint), cmd...)
 }
 
 // Pull fetches ref from its registry (hyper pull). Concurrent pulls of the
@@ -81,7 +112,7 @@ func (e *Executor) Pull(ctx context.Context, ref string) error {
 			c.mu.Lock()
 			delete(c.pulls, ref)
 			if p.err == nil {
-				c.present[ref] = true
+				delete(c.configs, ref) // the tag may name a new image now
 			}
 			c.mu.Unlock()
 			close(p.done)

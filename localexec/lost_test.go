@@ -102,15 +102,15 @@ func TestEngineLostMidCall(t *testing.T) {
 	wantFailed(t, ev, api.ReasonLost, "docker engine")
 	t.Logf("lost: %s", ev.Message)
 
-	// The engine comes back: the lost call's container goes, and the same
-	// executor runs the next call.
+	// The engine comes back: Release removes the lost call's container, and
+	// the same executor runs the next call.
 	p.up(t)
-	removed(t, direct, s.CallID)
+	release(t, e, direct, executor.Handle{CallID: s.CallID})
 	s2 := spec(t, direct, img, "echo", "back")
 	if ev := run(t, e, s2); ev.Kind != executor.Finished || string(ev.Stdout) != "back\n" {
 		t.Fatalf("after reconnect: %v %q %s", ev.Kind, ev.Stdout, ev.Message)
 	}
-	removed(t, direct, s2.CallID)
+	release(t, e, direct, executor.Handle{CallID: s2.CallID})
 
 	// With the engine away, Start says unavailable (retry), not failed.
 	p.down()

@@ -6,16 +6,14 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/hyperfunc/hyperfunc/api"
-	"github.com/hyperfunc/hyperfunc/executor"
 )
 
 // DefaultStdoutLimit applies to a Spec without StdoutLimit.
 const DefaultStdoutLimit = 1 << 20
 
-// capped keeps the first limit bytes written to it and drops the rest. The
-// first byte past the limit calls over once (the live path kills the
-// container there). It keeps accepting writes so the stream is drained.
+// capped keeps the first limit bytes written to it and drops the rest (the
+// stderr preview). The first byte past the limit calls over once, if set.
+// It keeps accepting writes so the stream is drained.
 type capped struct {
 	mu        sync.Mutex
 	limit     int64
@@ -76,21 +74,4 @@ func exitMessage(code int, stderr string) string {
 		return fmt.Sprintf("exit code %d", code)
 	}
 	return fmt.Sprintf("exit code %d: %s", code, line)
-}
-
-// outcome turns what a container left into the call's final event. A
-// reason recorded by stop (timeout, canceled, output) wins over the exit
-// code, which is then just the signal's 137.
-func outcome(ev executor.Event, limit int64, reason, msg string) executor.Event {
-	switch {
-	case reason != "":
-		ev.Kind, ev.Reason, ev.Message = executor.Failed, reason, msg
-	case ev.Truncated:
-		ev.Kind, ev.Reason, ev.Message = executor.Failed, api.ReasonOutput, outputMessage(limit)
-	case ev.ExitCode != 0:
-		ev.Kind, ev.Reason, ev.Message = executor.Failed, api.ReasonExit, exitMessage(ev.ExitCode, ev.Stderr)
-	default:
-		ev.Kind = executor.Finished
-	}
-	return ev
 }

@@ -2,7 +2,9 @@ package localexec
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -13,10 +15,14 @@ import (
 )
 
 // Reconcile answers what became of calls after a restart or a leader change.
-// A running container is watched again (its outcome comes through Events),
-// an exited one is collected and removed, a missing one is NotFound when it
-// was never confirmed started (Ref empty) and lost otherwise. An engine that
-// does not answer is an error: the caller retries rather than guessing.
+// A running container is watched again (its outcome comes through Events);
+// a created one never started, and since its input is on disk it is started
+// now and watched; an exited one is collected. Without a container, a call
+// dir holding result.json is collected from the dir; otherwise the call is
+// NotFound when it was never confirmed started (Ref empty, and its shim
+// never claimed the dir) and lost otherwise. Nothing is removed: Release
+// does that once the outcome is recorded. An engine that does not answer is
+// an error: the caller retries rather than guessing.
 func (e *Executor) Reconcile(ctx context.Context, hs []executor.Handle) ([]executor.Event, error) {
 	out := make([]executor.Event, 0, len(hs))
 	for _, h := range hs {
@@ -48,18 +54,29 @@ func (e *Executor) reconcile(ctx context.Context, h executor.Handle) (executor.E
 			Message: "call " + h.CallID + " has no container here"}, nil
 	}
 	ins, err := e.inspectCall(ctx, h)
-	if cerrdefs.IsNotFound(err) || (err == nil && ins.State != nil && ins.State.Status == "created") {
-		if err == nil { // created, never started: it never ran
-			e.removeNow(ins.ID)
-		}
+	if cerrdefs.IsNotFound(err) {
 		c.decide(executor.Handle{}, ErrNoSuchCall)
 		e.untrack(c)
-		if h.Ref == "" {
+		dir := ""
+		if validCallID.MatchString(h.CallID) {
+			dir = e.callDir(h.CallID)
+		}
+		switch {
+		case dir != "" && hasResult(dir):
+			// It ended and its container went (removed by hand, or the
+			// engine lost it): the result is in the dir.
+			limit, timeout := dirSpec(dir)
+			return e.collect(ctx, nil, target{callID: h.CallID, ref: h.Ref, dir: dir, limit: limit, timeout: timeout}, nil), nil
+		case h.Ref == "" && (dir == "" || !claimed(dir)):
 			return executor.Event{CallID: h.CallID, Kind: executor.NotFound}, nil
+		}
+		ref := h.Ref
+		if ref == "" {
+			ref = containerName(h.CallID)
 		}
 		return executor.Event{
 			CallID: h.CallID, Kind: executor.Failed, Ref: h.Ref, Reason: api.ReasonLost,
-			Message: fmt.Sprintf("container %s of the call is gone (engine restarted or container removed)", h.Ref),
+			Message: fmt.Sprintf("container %s of the call is gone and left no result (engine restarted or container removed)", ref),
 		}, nil
 	}
 	if err != nil {
@@ -87,40 +104,62 @@ func (e *Executor) inspectCall(ctx context.Context, h executor.Handle) (containe
 	return ins, nil
 }
 
-// adopt takes over a started container that no watcher follows. Running:
-// follow its logs to the end, like a fresh call. Ended: collect its result
-// and remove it. With viaEvents the outcome also goes out on Events (Start,
-// Cancel); otherwise it is only returned (Reconcile).
+// adopt takes over a container that no watcher follows. Created (a leader
+// died between create and start): start it, its input is on disk. Running:
+// watch it. Ended: collect its result. With viaEvents the outcome also goes
+// out on Events (Start, Cancel); otherwise it is only returned (Reconcile).
 func (e *Executor) adopt(ctx context.Context, c *call, ins container.InspectResponse, viaEvents bool) (executor.Event, error) {
-	if ins.State != nil && (ins.State.Running || ins.State.Restarting) {
-		rc, err := e.cli.ContainerLogs(e.ctx, ins.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true})
-		if err != nil {
+	t := targetOf(c.id, ins)
+	status := ""
+	if ins.State != nil {
+		status = ins.State.Status
+	}
+	if status == "created" {
+		if reason, msg := c.stopped(); reason != "" {
+			ev := executor.Event{CallID: c.id, Kind: executor.Failed, Ref: ins.ID, Reason: reason, Message: msg}
+			if viaEvents {
+				e.sendAsync(ev)
+			}
 			e.untrack(c)
-			return executor.Event{}, fmt.Errorf("follow logs of %s: %w", ins.ID, err)
+			return ev, nil
 		}
+		started, err := e.startContainer(ctx, ins.ID)
+		if err != nil || !started {
+			if err == nil {
+				err = errors.New("still created after start")
+			}
+			if engineDown(ctx, err) {
+				e.untrack(c)
+				return executor.Event{}, fmt.Errorf("start container %s: %w", ins.ID, err)
+			}
+			// The engine refuses to start it (its call dir is gone, say).
+			ev := executor.Event{CallID: c.id, Kind: executor.Failed, Ref: ins.ID, Reason: api.ReasonLost,
+				Message: fmt.Sprintf("starting the container of the call after a leader change: %v", err)}
+			if viaEvents {
+				e.sendAsync(ev)
+			}
+			e.untrack(c)
+			return ev, nil
+		}
+		now := time.Now()
+		e.wg.Add(1)
+		go e.watch(c, watchArgs{id: ins.ID, dir: t.dir, startedAt: now, timeout: t.timeout, limit: t.limit, sendRunning: viaEvents})
+		return executor.Event{CallID: c.id, Kind: executor.Running, Ref: ins.ID, StartedAt: now}, nil
+	}
+	if ins.State != nil && (ins.State.Running || ins.State.Restarting || ins.State.Paused) {
 		started := parseTime(ins.State.StartedAt)
-		a := watchArgs{
-			id: ins.ID, stream: rc, closeStream: func() { _ = rc.Close() },
-			startedAt: started, limit: labelInt(ins, labelStdoutLimit, DefaultStdoutLimit),
-			sendRunning: viaEvents, recollect: true,
-		}
-		if d, err := time.ParseDuration(ins.Config.Labels[labelTimeout]); err == nil && d > 0 {
-			a.timeout = d
-			a.remaining = max(d-time.Since(started), time.Millisecond)
+		a := watchArgs{id: ins.ID, dir: t.dir, startedAt: started, timeout: t.timeout, limit: t.limit, sendRunning: viaEvents}
+		if t.timeout > 0 {
+			a.remaining = max(t.timeout-time.Since(started), time.Millisecond)
 		}
 		e.wg.Add(1)
 		go e.watch(c, a)
 		return executor.Event{CallID: c.id, Kind: executor.Running, Ref: ins.ID, StartedAt: started}, nil
 	}
-	ev, err := e.collect(ctx, c.id, ins)
-	if err != nil {
-		e.untrack(c)
-		return executor.Event{}, err
-	}
+	ev := e.collect(ctx, c, t, nil)
 	if viaEvents {
 		e.sendAsync(ev)
 	}
-	e.removeNow(ins.ID)
 	e.untrack(c)
 	return ev, nil
 }
@@ -148,7 +187,13 @@ func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
 	c.setRef(ins.ID)
 	c.decide(executor.Handle{CallID: h.CallID, Ref: ins.ID}, nil)
 	if ins.State != nil && ins.State.Status == "created" {
-		e.removeNow(ins.ID)
+		// It never ran. Claim its dir so that its shim never runs it, even
+		// if a leader that knows nothing of this cancel starts it.
+		if t := targetOf(h.CallID, ins); isCallDir(t.dir, h.CallID) {
+			if err := claimDir(t.dir); err != nil {
+				e.log.Warn("claiming the dir of a canceled call", "call", h.CallID, "err", err)
+			}
+		}
 		e.untrack(c)
 		e.sendAsync(executor.Event{CallID: h.CallID, Kind: executor.Failed, Ref: ins.ID, Reason: api.ReasonCancelled, Message: "canceled"})
 		return nil
@@ -160,9 +205,9 @@ func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
 	return nil
 }
 
-// CleanOrphans removes managed containers whose call is neither watched
-// here nor wanted by keep (the server's record of STARTING/RUNNING calls).
-// It answers how many it removed.
+// CleanOrphans removes the containers and call dirs of calls that are
+// neither watched here nor wanted by keep (the server keeps every call it
+// does not know to have ended). It answers how many calls it cleaned.
 func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bool) (int, error) {
 	list, err := e.cli.ContainerList(ctx, container.ListOptions{
 		All:     true,
@@ -171,16 +216,42 @@ func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bo
 	if err != nil {
 		return 0, fmt.Errorf("list containers: %w", err)
 	}
+	drop := func(id string) bool {
+		return validCallID.MatchString(id) && e.lookup(id) == nil && (keep == nil || !keep(id))
+	}
 	n := 0
+	cleaned := map[string]bool{}
 	for _, s := range list {
 		id := s.Labels[executor.LabelCall]
-		if e.lookup(id) != nil || (keep != nil && keep(id)) {
+		if !drop(id) {
 			continue
 		}
 		if err := e.cli.ContainerRemove(ctx, s.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			return n, fmt.Errorf("remove orphan %s: %w", s.ID, err)
 		}
+		if dir := s.Labels[labelCallDir]; isCallDir(dir, id) {
+			if err := os.RemoveAll(dir); err != nil {
+				return n, fmt.Errorf("remove orphan dir: %w", err)
+			}
+		}
+		cleaned[id] = true
 		n++
+	}
+	entries, err := os.ReadDir(e.stateDir)
+	if err != nil {
+		return n, fmt.Errorf("list call dirs: %w", err)
+	}
+	for _, d := range entries {
+		id := d.Name()
+		if !d.IsDir() || !drop(id) {
+			continue
+		}
+		if err := os.RemoveAll(e.callDir(id)); err != nil {
+			return n, fmt.Errorf("remove orphan dir: %w", err)
+		}
+		if !cleaned[id] {
+			n++
+		}
 	}
 	return n, nil
 }

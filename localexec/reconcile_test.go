@@ -3,8 +3,13 @@ package localexec_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/hyperfunc/hyperfunc/localexec"
 
 	"github.com/hyperfunc/hyperfunc/api"
 	"github.com/hyperfunc/hyperfunc/executor"
@@ -48,7 +53,7 @@ func TestReconcileRunning(t *testing.T) {
 	if ev.Kind != executor.Finished || !bytes.Equal(ev.Stdout, testimages.BytesContent()) {
 		t.Fatalf("%v %s: %d bytes", ev.Kind, ev.Message, len(ev.Stdout))
 	}
-	removed(t, cli, s.CallID)
+	release(t, e, cli, executor.Handle{CallID: s.CallID})
 }
 
 func TestReconcileExited(t *testing.T) {
@@ -66,7 +71,7 @@ func TestReconcileExited(t *testing.T) {
 		t.Fatalf("stdout %d bytes (binary-safe: %v), stderr %q",
 			len(ev.Stdout), bytes.Equal(ev.Stdout, testimages.BytesContent()), ev.Stderr)
 	}
-	removed(t, cli, s.CallID)
+	release(t, e, cli, executor.Handle{CallID: s.CallID})
 }
 
 func TestReconcileUnknown(t *testing.T) {
@@ -90,4 +95,87 @@ func TestCleanOrphans(t *testing.T) {
 		t.Fatalf("removed %d: %v", n, err)
 	}
 	removed(t, cli, s.CallID)
+}
+
+// TestReconcileCreatedNotStarted (bug 1): a leader created the container
+// and died before starting it. The input is on disk, so the next leader's
+// Reconcile starts it: the call runs once, with all of its input (a large
+// stdin, in its own file, and a small one, inline in the envelope).
+func TestReconcileCreatedNotStarted(t *testing.T) {
+	t.Parallel()
+	for _, size := range []int{1 << 20, 100} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			t.Parallel()
+			e, cli, img := setup(t)
+			s := spec(t, cli, img, "cat")
+			s.Stdin = randomBytes(t, size)
+			old := newExec(t, cli)
+			localexec.CrashBeforeStart(old, errors.New("leader died"))
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if _, err := old.Start(ctx, s); err == nil {
+				t.Fatal("start went through the crash")
+			}
+			old.Close()
+			cs := containers(t, cli, s.CallID)
+			if len(cs) != 1 || cs[0].State != "created" {
+				t.Fatalf("containers after the crash: %+v", cs)
+			}
+			// The dispatcher never learned the container's ID.
+			ev := reconcileOne(t, e, executor.Handle{CallID: s.CallID})
+			if ev.Kind != executor.Running || ev.Ref != cs[0].ID {
+				t.Fatalf("reconcile: %+v", ev)
+			}
+			ev = final(t, e, s.CallID)
+			if ev.Kind != executor.Finished || !bytes.Equal(ev.Stdout, s.Stdin) {
+				t.Fatalf("%v %s: %d bytes of %d", ev.Kind, ev.Message, len(ev.Stdout), len(s.Stdin))
+			}
+			// A late Start of the same call (a retry, another leader) gets
+			// the same container and runs nothing again.
+			e3 := newExec(t, cli)
+			if h := start(t, e3, s); h.Ref != cs[0].ID {
+				t.Fatalf("late start: %+v", h)
+			}
+			if ev := final(t, e3, s.CallID); ev.Kind != executor.Finished || !bytes.Equal(ev.Stdout, s.Stdin) {
+				t.Fatalf("late start: %v %s", ev.Kind, ev.Message)
+			}
+			ins, err := cli.ContainerInspect(context.Background(), cs[0].ID)
+			if err != nil || ins.RestartCount != 0 || ins.State.Running {
+				t.Fatalf("container after the late start: %+v %v", ins.State, err)
+			}
+			release(t, e, cli, executor.Handle{CallID: s.CallID, Ref: cs[0].ID})
+		})
+	}
+}
+
+// TestResultSurvivesLeaderDeath (bug 3): the executor reported the outcome
+// but the leader died before recording it. Nothing was removed, so the next
+// leader's Reconcile finds the same result, byte for byte; also when the
+// container itself is gone and only the call dir is left.
+func TestResultSurvivesLeaderDeath(t *testing.T) {
+	t.Parallel()
+	e, cli, img := setup(t)
+	for _, rmContainer := range []bool{false, true} {
+		s := spec(t, cli, img, "sh", "-c", "cat /testdata/bytes.bin; echo warn >&2")
+		old := newExec(t, cli)
+		h := start(t, old, s)
+		ev := final(t, old, s.CallID)
+		if ev.Kind != executor.Finished || !bytes.Equal(ev.Stdout, testimages.BytesContent()) {
+			t.Fatalf("%v %s: %d bytes", ev.Kind, ev.Message, len(ev.Stdout))
+		}
+		old.Close() // no Release: the leader died before the record
+		if rmContainer {
+			if err := cli.ContainerRemove(context.Background(), h.Ref, container.RemoveOptions{Force: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		again := reconcileOne(t, e, h)
+		if again.Kind != executor.Finished || !bytes.Equal(again.Stdout, testimages.BytesContent()) {
+			t.Fatalf("container removed %v: reconcile %v %s: %d bytes", rmContainer, again.Kind, again.Message, len(again.Stdout))
+		}
+		if !rmContainer && again.Stderr != "warn\n" {
+			t.Fatalf("stderr %q", again.Stderr)
+		}
+		release(t, e, cli, h)
+	}
 }

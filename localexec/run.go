@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 const (
 	labelStdoutLimit = "io.hyperfunc.stdout-limit" // bytes
 	labelTimeout     = "io.hyperfunc.timeout"      // Go duration, "" for none
+	labelCallDir     = "io.hyperfunc.call-dir"     // host path of the call dir
 )
 
 // containerName is deterministic so that the engine itself refuses a second
@@ -30,8 +30,8 @@ func containerName(callID string) string { return "hf-" + callID }
 // already started (by this executor, or by a previous one on this engine)
 // gets its existing handle back and is never run again.
 func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Handle, error) {
-	if spec.CallID == "" {
-		return executor.Handle{}, errors.New("localexec: call without ID")
+	if !validCallID.MatchString(spec.CallID) {
+		return executor.Handle{}, fmt.Errorf("localexec: bad call ID %q", spec.CallID)
 	}
 	if err := validateFunction(spec.Function); err != nil {
 		return executor.Handle{}, err
@@ -83,19 +83,31 @@ func (e *Executor) start(ctx context.Context, c *call, spec executor.Spec) (exec
 	if err != nil {
 		return executor.Handle{}, err
 	}
-	img := spec.Function.Image
-	if err := e.ensureImage(ctx, img); err != nil {
+	fn := spec.Function
+	img, err := e.image(ctx, fn.Image)
+	if err != nil {
 		if engineDown(ctx, err) {
 			return executor.Handle{}, err
 		}
 		return e.refuse(spec, api.ReasonImage, err)
 	}
-	cfg, hc := containerSpec(spec, rt)
+	args := argv(fn, img)
+	if len(args) == 0 || args[0] == "" {
+		return e.refuse(spec, api.ReasonImage, fmt.Errorf("no command: neither the function nor image %s names one", fn.Image))
+	}
+	limit := stdoutLimit(spec)
+	// The envelope is on disk before the container exists: from then on,
+	// any leader can start the container with its full input.
+	dir, err := e.prepare(spec, args, limit)
+	if err != nil {
+		return executor.Handle{}, err
+	}
+	cfg, hc := e.containerSpec(spec, rt, dir, limit)
 	created, err := e.cli.ContainerCreate(ctx, cfg, hc, nil, nil, containerName(spec.CallID))
 	if err != nil && cerrdefs.IsNotFound(err) {
 		// Our cache said present, but the image was removed since: pull again.
-		e.images.set(img, false)
-		if err := e.ensureImage(ctx, img); err != nil {
+		e.images.set(fn.Image, nil)
+		if _, err := e.image(ctx, fn.Image); err != nil {
 			if engineDown(ctx, err) {
 				return executor.Handle{}, err
 			}
@@ -104,7 +116,7 @@ func (e *Executor) start(ctx context.Context, c *call, spec executor.Spec) (exec
 		created, err = e.cli.ContainerCreate(ctx, cfg, hc, nil, nil, containerName(spec.CallID))
 	}
 	if err != nil && cerrdefs.IsConflict(err) {
-		return e.startExisting(ctx, c, spec, cfg, hc)
+		return e.startExisting(ctx, c, spec)
 	}
 	if err != nil {
 		if engineDown(ctx, err) {
@@ -112,136 +124,118 @@ func (e *Executor) start(ctx context.Context, c *call, spec executor.Spec) (exec
 		}
 		return e.refuse(spec, api.ReasonExecutor, fmt.Errorf("create container: %w", err))
 	}
-	return e.run(ctx, c, spec, created.ID)
+	return e.run(ctx, c, spec, created.ID, dir, limit)
+}
+
+func stdoutLimit(spec executor.Spec) int64 {
+	if spec.StdoutLimit > 0 {
+		return spec.StdoutLimit
+	}
+	return DefaultStdoutLimit
 }
 
 // startExisting handles a name conflict: a container for this call exists
-// already, left by an earlier executor on this engine. One that ran (or
-// runs) is watched, never started again; one that was only created never ran
-// and is replaced.
-func (e *Executor) startExisting(ctx context.Context, c *call, spec executor.Spec, cfg *container.Config, hc *container.HostConfig) (executor.Handle, error) {
+// already, left by an earlier executor on this engine. Its input is in its
+// own call dir, so whatever its state it is taken over as it is: a created
+// one is started, a running one watched, an exited one collected. It never
+// runs twice: a container starts once, and its shim claims the call dir.
+func (e *Executor) startExisting(ctx context.Context, c *call, spec executor.Spec) (executor.Handle, error) {
 	ins, err := e.cli.ContainerInspect(ctx, containerName(spec.CallID))
 	if err != nil {
 		return executor.Handle{}, fmt.Errorf("inspect existing container: %w", err)
 	}
-	if ins.State == nil || ins.State.Status != "created" {
-		c.setRef(ins.ID)
-		if _, err := e.adopt(ctx, c, ins, true); err != nil {
-			return executor.Handle{}, err
-		}
-		return executor.Handle{CallID: spec.CallID, Ref: ins.ID}, nil
+	c.setRef(ins.ID)
+	if _, err := e.adopt(ctx, c, ins, true); err != nil {
+		return executor.Handle{}, err
 	}
-	if err := e.cli.ContainerRemove(ctx, ins.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-		return executor.Handle{}, fmt.Errorf("remove stale container %s: %w", ins.ID, err)
-	}
-	created, err := e.cli.ContainerCreate(ctx, cfg, hc, nil, nil, containerName(spec.CallID))
-	if err != nil {
-		return executor.Handle{}, fmt.Errorf("create container: %w", err)
-	}
-	return e.run(ctx, c, spec, created.ID)
+	return executor.Handle{CallID: spec.CallID, Ref: ins.ID}, nil
 }
 
-// run attaches to a created container, starts it and hands it to a watcher.
-func (e *Executor) run(ctx context.Context, c *call, spec executor.Spec, id string) (executor.Handle, error) {
+// run starts a created container and hands it to a watcher.
+func (e *Executor) run(ctx context.Context, c *call, spec executor.Spec, id, dir string, limit int64) (executor.Handle, error) {
 	c.setRef(id)
-	h := executor.Handle{CallID: spec.CallID, Ref: id}
-	// Attach before start, so not a byte of output is missed. The stream
-	// lives on the executor's context: it outlasts this Start.
-	att, err := e.cli.ContainerAttach(e.ctx, id, container.AttachOptions{
-		Stream: true, Stdin: true, Stdout: true, Stderr: true,
-	})
-	if err != nil {
-		e.removeNow(id)
-		return executor.Handle{}, fmt.Errorf("attach container: %w", err)
-	}
 	if reason, msg := c.stopped(); reason != "" { // canceled while we created it
-		att.Close()
-		e.removeNow(id)
+		if err := claimDir(dir); err != nil {
+			e.log.Warn("claiming the dir of a canceled call", "call", c.id, "err", err)
+		}
 		return e.refuse(spec, reason, errors.New(msg))
 	}
-	if err := e.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
-		// A start that timed out on our side may have started it anyway:
-		// then it is watched like any other, never started again.
-		ins, ierr := e.cli.ContainerInspect(e.ctx, id)
-		if ierr != nil || ins.State == nil || ins.State.Status == "created" {
-			att.Close()
-			e.removeNow(id)
-			if engineDown(ctx, err) {
-				return executor.Handle{}, fmt.Errorf("start container: %w", err)
-			}
-			return e.refuse(spec, api.ReasonImage, fmt.Errorf("start container: %w", err))
+	if e.beforeStart != nil {
+		if err := e.beforeStart(id); err != nil {
+			return executor.Handle{}, err
 		}
 	}
-	limit := spec.StdoutLimit
-	if limit <= 0 {
-		limit = DefaultStdoutLimit
-	}
-	e.wg.Add(2)
-	go func() {
-		defer e.wg.Done()
-		// A command that exits without reading its stdin makes this write
-		// fail; that is its right, not an error of the call.
-		if len(spec.Stdin) > 0 {
-			_, _ = att.Conn.Write(spec.Stdin)
+	started, err := e.startContainer(ctx, id)
+	if err != nil {
+		if engineDown(ctx, err) {
+			// It stays created: a retried Start or the next leader's
+			// Reconcile starts it, its input being on disk.
+			return executor.Handle{}, fmt.Errorf("start container: %w", err)
 		}
-		_ = att.CloseWrite()
-	}()
+		return e.refuse(spec, api.ReasonImage, fmt.Errorf("start container: %w", err))
+	}
+	if !started {
+		return executor.Handle{}, fmt.Errorf("start container %s: still created after start", id)
+	}
+	e.wg.Add(1)
 	go e.watch(c, watchArgs{
-		id:          id,
-		stream:      att.Reader,
-		closeStream: att.Close,
-		startedAt:   time.Now(),
-		timeout:     spec.Function.Timeout,
-		limit:       limit,
-		sendRunning: true,
+		id: id, dir: dir, startedAt: time.Now(), timeout: spec.Function.Timeout,
+		limit: limit, sendRunning: true,
 	})
-	return h, nil
+	return executor.Handle{CallID: spec.CallID, Ref: id}, nil
 }
 
-// containerSpec is the container of one call: no network, no privileges,
-// the function's resources, and a binary-safe log driver so that the output
-// can still be collected from the logs after a crash of this process.
-func containerSpec(spec executor.Spec, rt string) (*container.Config, *container.HostConfig) {
-	fn := spec.Function
-	limit := spec.StdoutLimit
-	if limit <= 0 {
-		limit = DefaultStdoutLimit
+// startContainer starts a created container. A start that failed on our
+// side (timeout) may have started it anyway: then it counts as started.
+func (e *Executor) startContainer(ctx context.Context, id string) (bool, error) {
+	err := e.cli.ContainerStart(ctx, id, container.StartOptions{})
+	if err == nil {
+		return true, nil
 	}
+	ictx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+	defer cancel()
+	ins, ierr := e.cli.ContainerInspect(ictx, id)
+	if ierr == nil && ins.State != nil && ins.State.Status != "created" {
+		return true, nil
+	}
+	return false, err
+}
+
+// containerSpec is the container of one call: hf-shim as its entrypoint,
+// reading the envelope from the call dir and writing the result there; no
+// network, no privileges, the function's resources. Docker's own stdout and
+// stderr carry only stderr (the stdout is in the call dir), kept by the
+// local log driver for the preview.
+func (e *Executor) containerSpec(spec executor.Spec, rt, dir string, limit int64) (*container.Config, *container.HostConfig) {
+	fn := spec.Function
 	timeout := ""
 	if fn.Timeout > 0 {
 		timeout = fn.Timeout.String()
 	}
 	cfg := &container.Config{
 		Image:      fn.Image,
-		Cmd:        fn.Command,
+		Entrypoint: []string{containerShim, "-envelope", containerEnvelope},
+		// A set entrypoint drops the image's cmd (the shim takes no args).
 		WorkingDir: fn.Workdir,
-		Env:        envList(spec.Env),
 		Labels: map[string]string{
 			executor.LabelCall:     spec.CallID,
 			executor.LabelFunction: fn.ID,
 			executor.LabelManaged:  "true",
 			labelStdoutLimit:       strconv.FormatInt(limit, 10),
 			labelTimeout:           timeout,
+			labelCallDir:           dir,
 		},
-		OpenStdin:    true,
-		StdinOnce:    true, // stdin closes when our attach closes its write side
-		AttachStdin:  true,
-		AttachStdout: true,
-		AttachStderr: true,
-	}
-	if len(fn.Entrypoint) > 0 {
-		cfg.Entrypoint = fn.Entrypoint
 	}
 	hc := &container.HostConfig{
 		Runtime:     rt,
 		NetworkMode: "none",
 		SecurityOpt: []string{"no-new-privileges"},
-		// "local" keeps stdout binary-safe (json-file does not). The file
-		// must hold a whole over-limit stdout plus stderr, so that the first
-		// limit bytes survive rotation.
+		Binds: []string{
+			e.shimPath + ":" + containerShim + ":ro",
+			dir + ":" + containerCallDir,
+		},
 		LogConfig: container.LogConfig{Type: "local", Config: map[string]string{
-			"max-size": strconv.FormatInt(limit+(1<<20), 10),
-			"max-file": "2",
+			"max-size": "1m", "max-file": "2",
 		}},
 	}
 	if fn.CPU > 0 {
@@ -252,14 +246,4 @@ func containerSpec(spec executor.Spec, rt string) (*container.Config, *container
 		hc.MemorySwap = hc.Memory // no swap on top
 	}
 	return cfg, hc
-}
-
-// envList is env as sorted KEY=VALUE, so the container config is stable.
-func envList(env map[string]string) []string {
-	out := make([]string, 0, len(env))
-	for k, v := range env {
-		out = append(out, k+"="+v)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/hyperfunc/hyperfunc/api"
 	"github.com/hyperfunc/hyperfunc/executor"
 	"github.com/hyperfunc/hyperfunc/internal/testimages"
@@ -38,7 +39,10 @@ func TestEchoBinaryStdinAtLimit(t *testing.T) {
 	if sha256.Sum256(ev.Stdout) != sha256.Sum256(s.Stdin) {
 		t.Fatalf("stdout differs from stdin: %d bytes back of %d", len(ev.Stdout), len(s.Stdin))
 	}
-	removed(t, cli, s.CallID)
+	// Nothing goes before the dispatcher says the outcome is recorded.
+	time.Sleep(200 * time.Millisecond)
+	kept(t, cli, s.CallID)
+	release(t, e, cli, executor.Handle{CallID: s.CallID})
 }
 
 func TestStdoutOneBytePastLimit(t *testing.T) {
@@ -51,7 +55,7 @@ func TestStdoutOneBytePastLimit(t *testing.T) {
 	if !ev.Truncated || !bytes.Equal(ev.Stdout, s.Stdin[:1<<20]) {
 		t.Fatalf("truncated=%v, %d bytes kept; want the first 1MiB", ev.Truncated, len(ev.Stdout))
 	}
-	removed(t, cli, s.CallID)
+	release(t, e, cli, executor.Handle{CallID: s.CallID})
 }
 
 func TestEndlessOutputIsKilled(t *testing.T) {
@@ -64,7 +68,7 @@ func TestEndlessOutputIsKilled(t *testing.T) {
 	if !bytes.Equal(ev.Stdout, testimages.BytesContent()[:64<<10]) {
 		t.Fatalf("kept %d bytes, not the first 64KiB", len(ev.Stdout))
 	}
-	removed(t, cli, s.CallID)
+	release(t, e, cli, executor.Handle{CallID: s.CallID})
 }
 
 func TestNonZeroExit(t *testing.T) {
@@ -76,7 +80,7 @@ func TestNonZeroExit(t *testing.T) {
 	if ev.ExitCode != 3 || ev.Stderr != "oops\nmore\n" || string(ev.Stdout) != "partial\n" {
 		t.Fatalf("exit=%d stderr=%q stdout=%q", ev.ExitCode, ev.Stderr, ev.Stdout)
 	}
-	removed(t, cli, s.CallID)
+	release(t, e, cli, executor.Handle{CallID: s.CallID})
 }
 
 func TestMissingImage(t *testing.T) {
@@ -97,7 +101,7 @@ func TestMissingImage(t *testing.T) {
 	if err := e.Pull(context.Background(), img); err == nil || !strings.Contains(err.Error(), img) {
 		t.Fatalf("Pull: %v", err)
 	}
-	removed(t, cli, s.CallID)
+	release(t, e, cli, executor.Handle{CallID: s.CallID})
 }
 
 func TestTimeout(t *testing.T) {
@@ -111,7 +115,7 @@ func TestTimeout(t *testing.T) {
 	if d := time.Since(began); d > 20*time.Second {
 		t.Fatalf("took %s", d)
 	}
-	removed(t, cli, s.CallID)
+	release(t, e, cli, executor.Handle{CallID: s.CallID})
 }
 
 func TestCancel(t *testing.T) {
@@ -124,7 +128,7 @@ func TestCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantFailed(t, final(t, e, s.CallID), api.ReasonCancelled, "")
-	removed(t, cli, s.CallID)
+	release(t, e, cli, executor.Handle{CallID: s.CallID})
 }
 
 func TestEnvEntrypointWorkdir(t *testing.T) {
@@ -146,7 +150,7 @@ func TestEnvEntrypointWorkdir(t *testing.T) {
 			t.Errorf("stdout %q lacks %q", ev.Stdout, want)
 		}
 	}
-	removed(t, cli, s.CallID)
+	release(t, e, cli, executor.Handle{CallID: s.CallID})
 }
 
 func TestStartIsIdempotent(t *testing.T) {
@@ -184,5 +188,66 @@ func TestStartIsIdempotent(t *testing.T) {
 	if ev := final(t, e2, s.CallID); string(ev.Stdout) != "ran\n" {
 		t.Fatalf("second executor saw %v %q %s", ev.Kind, ev.Stdout, ev.Message)
 	}
-	removed(t, cli, s.CallID)
+	release(t, e, cli, executor.Handle{CallID: s.CallID})
+}
+
+// TestImageCmd: a function without a command runs the image's CMD, as
+// `docker run` does (the busybox image's is ["sh"]), here fed a script on
+// stdin, small enough to travel inside the envelope.
+func TestImageCmd(t *testing.T) {
+	t.Parallel()
+	e, cli, img := setup(t)
+	s := spec(t, cli, img)
+	s.Stdin = []byte("echo from the image cmd; echo to stderr >&2\n")
+	ev := run(t, e, s)
+	if ev.Kind != executor.Finished || string(ev.Stdout) != "from the image cmd\n" || ev.Stderr != "to stderr\n" {
+		t.Fatalf("%v %q stderr %q %s", ev.Kind, ev.Stdout, ev.Stderr, ev.Message)
+	}
+	release(t, e, cli, executor.Handle{CallID: s.CallID})
+}
+
+// TestMissingCommand: a command the image lacks fails the call (reason
+// image), through the shim's exit code 127.
+func TestMissingCommand(t *testing.T) {
+	t.Parallel()
+	e, cli, img := setup(t)
+	s := spec(t, cli, img, "no-such-command", "x")
+	wantFailed(t, run(t, e, s), api.ReasonImage, "no-such-command")
+	release(t, e, cli, executor.Handle{CallID: s.CallID})
+}
+
+// TestStoppedOutside (bug 2): a container stopped by someone else (docker
+// stop; dockerd does the same when it shuts down) ends the call lost, with
+// a message that says so, not "exit code 143" as if the function failed.
+func TestStoppedOutside(t *testing.T) {
+	t.Parallel()
+	e, cli, img := setup(t)
+	s := spec(t, cli, img, "sleep", "60")
+	h := start(t, e, s)
+	next(t, e, s.CallID, time.Minute, executor.Running)
+	timeout := 10
+	if err := cli.ContainerStop(context.Background(), h.Ref, container.StopOptions{Timeout: &timeout}); err != nil {
+		t.Fatal(err)
+	}
+	ev := final(t, e, s.CallID)
+	wantFailed(t, ev, api.ReasonLost, "stopped outside hyperfunc (engine restart or docker stop)")
+	t.Logf("stopped outside: %s", ev.Message)
+	release(t, e, cli, h)
+}
+
+// TestRelease: the container and the call dir stay until Release, then go;
+// a second Release is a no-op.
+func TestRelease(t *testing.T) {
+	t.Parallel()
+	e, cli, img := setup(t)
+	s := spec(t, cli, img, "echo", "hi")
+	h := start(t, e, s)
+	if ev := final(t, e, s.CallID); ev.Kind != executor.Finished {
+		t.Fatalf("%v %s", ev.Kind, ev.Message)
+	}
+	kept(t, cli, s.CallID)
+	release(t, e, cli, h)
+	if err := e.Release(context.Background(), []executor.Handle{h}); err != nil {
+		t.Fatalf("second release: %v", err)
+	}
 }

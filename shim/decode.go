@@ -46,7 +46,7 @@ var ErrBadEnvelope = errors.New("bad envelope")
 var envelopeFields = map[string]bool{
 	"v": true, "call_id": true, "argv": true, "env": true, "workdir": true,
 	"stdin": true, "stdin_file": true, "stdout_limit": true, "timeout_ms": true,
-	"result_dir": true,
+	"result_dir": true, "once": true,
 }
 
 // DecodeEnvelope strictly decodes and validates an envelope: one JSON object,

@@ -1,7 +1,8 @@
 // Package shim is the contract between the frontend and hf-shim, the small
-// static program that is the entrypoint of every function container run by
-// Nomad: the envelope it reads and the result record it writes. It imports
-// only the standard library because the shim must stay a tiny static binary.
+// static program that is the entrypoint of every function container (Nomad
+// and the local Docker executor): the envelope it reads and the result
+// record it writes. It imports only the standard library because the shim
+// must stay a tiny static binary.
 package shim
 
 // EnvelopeVersion is the version of the Envelope written by this build.
@@ -23,6 +24,12 @@ type Envelope struct {
 	// ResultDir is where the shim writes "stdout" and "result.json"
 	// (for Nomad: /alloc/data, readable with fs/cat after the task ends).
 	ResultDir string `json:"result_dir"`
+	// Once makes the shim claim the result dir before it runs the command
+	// (it creates StartedFile exclusively): a second start of the same
+	// container, or another container given the same dir, runs nothing and
+	// leaves the first run's result alone. The local executor sets it, since
+	// any leader may start a created container.
+	Once bool `json:"once,omitempty"`
 }
 
 // Result is the record the shim writes to ResultDir/result.json when the
@@ -32,6 +39,10 @@ type Result struct {
 	CallID      string `json:"call_id"`
 	ExitCode    int    `json:"exit_code"`
 	Signal      string `json:"signal,omitempty"`
+	// ExternalSignal is the first signal the shim received from outside
+	// (docker stop, engine shutdown, a cancel) and forwarded to the command.
+	// The command's own exit then does not say what happened to the call.
+	ExternalSignal string `json:"external_signal,omitempty"`
 	TimedOut    bool   `json:"timed_out,omitempty"`
 	Truncated   bool   `json:"truncated,omitempty"` // stdout went past StdoutLimit
 	StdoutBytes int64  `json:"stdout_bytes"`
@@ -44,4 +55,6 @@ type Result struct {
 const (
 	StdoutFile = "stdout"
 	ResultFile = "result.json"
+	// StartedFile is created in ResultDir when an envelope with Once starts.
+	StartedFile = ".started"
 )

@@ -61,6 +61,14 @@ func (r *Runner) RunFile(path string) int {
 		r.logf("%v", err)
 		return ExitShimError
 	}
+	if env.Once {
+		if err := claim(env.ResultDir); err != nil {
+			// Not an error of this run: a run happened already, and its
+			// result (or its absence) is the call's. Write nothing.
+			r.logf("%v", err)
+			return ExitShimError
+		}
+	}
 	res := r.Run(env)
 	if res.Error != "" {
 		r.logf("%s", res.Error)
@@ -70,6 +78,21 @@ func (r *Runner) RunFile(path string) int {
 		return ExitShimError
 	}
 	return res.ExitCode
+}
+
+// ErrAlreadyStarted: an envelope with Once found its result dir claimed.
+var ErrAlreadyStarted = errors.New("this call was started before; not running it again")
+
+// claim creates dir/StartedFile exclusively.
+func claim(dir string) error {
+	f, err := os.OpenFile(joinPath(dir, StartedFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		return ErrAlreadyStarted
+	}
+	if err != nil {
+		return fmt.Errorf("claiming the result dir: %w", err)
+	}
+	return f.Close()
 }
 
 // Run runs the envelope's command and returns its result; it writes
@@ -177,6 +200,9 @@ loop:
 			break loop
 		case sig := <-r.Signals:
 			if s, ok := sig.(syscall.Signal); ok {
+				if res.ExternalSignal == "" {
+					res.ExternalSignal = signalName(s)
+				}
 				kill(s)
 			}
 		case <-timeout:

@@ -272,6 +272,11 @@ func TestRunSignalForwarding(t *testing.T) {
 			if res.ExitCode != tc.code || res.Signal != tc.signal || res.Error != "" || res.TimedOut {
 				t.Fatalf("result %+v", res)
 			}
+			// Even a command that handles the signal and exits on its own
+			// terms was stopped from outside: the result says so.
+			if want := signalName(tc.sig); res.ExternalSignal != want {
+				t.Fatalf("external signal %q, want %q", res.ExternalSignal, want)
+			}
 		})
 	}
 }
@@ -290,7 +295,7 @@ func TestRunTimeout(t *testing.T) {
 			env.TimeoutMs = 200
 			start := time.Now()
 			res := testRunner(t).Run(env)
-			if !res.TimedOut || res.Signal != tc.signal || res.Error != "" {
+			if !res.TimedOut || res.Signal != tc.signal || res.Error != "" || res.ExternalSignal != "" {
 				t.Fatalf("result %+v", res)
 			}
 			if d := time.Since(start); d > 5*time.Second {
@@ -369,6 +374,39 @@ func TestRunFile(t *testing.T) {
 	}
 	if leftovers, _ := filepath.Glob(filepath.Join(dir, ".result-*")); len(leftovers) > 0 {
 		t.Fatalf("temp files left: %v", leftovers)
+	}
+}
+
+// TestRunFileOnce: an envelope with once runs at most once per result dir;
+// a second start leaves the first result alone.
+func TestRunFileOnce(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(t.TempDir(), "payload")
+	body := `{"v":1,"call_id":"once","argv":["sh","-c","echo ran >> ` + filepath.Join(dir, "runs") + `; echo out; exit 3"],"stdout_limit":100,"result_dir":"` + dir + `","once":true}`
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	quiet, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer quiet.Close()
+	r := testRunner(t)
+	r.Stderr = quiet
+	if code := r.RunFile(p); code != 3 {
+		t.Fatalf("first run: code %d", code)
+	}
+	if code := r.RunFile(p); code != ExitShimError {
+		t.Fatalf("second run: code %d, want %d", code, ExitShimError)
+	}
+	runs, _ := os.ReadFile(filepath.Join(dir, "runs"))
+	res, err := ReadResult(dir)
+	if string(runs) != "ran\n" || err != nil || res.ExitCode != 3 || string(stdoutOf(t, &Envelope{ResultDir: dir})) != "out\n" {
+		t.Fatalf("runs %q result %+v %v", runs, res, err)
+	}
+	msg, _ := os.ReadFile(quiet.Name())
+	if !strings.Contains(string(msg), "started before") {
+		t.Fatalf("stderr %q", msg)
 	}
 }
 

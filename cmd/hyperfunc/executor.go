@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -22,11 +23,20 @@ func buildExecutor(ctx context.Context, f *agentFlags, logger hclog.Logger) (ser
 	}
 	slogger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if f.nomadAddr == "" {
-		e, err := localexec.New(ctx, localexec.Config{Logger: slogger})
+		if f.shimPath == "" {
+			return nil, nil, fmt.Errorf("the local docker executor runs every call under hf-shim: put it next to hyperfunc (make build does) or pass -shim-path")
+		}
+		e, err := localexec.New(ctx, localexec.Config{
+			Logger: slogger,
+			// Under the data dir: the call dirs outlive this process, so the
+			// next leader on this machine collects what a dead one left.
+			StateDir: filepath.Join(f.dataDir, "calls"),
+			ShimPath: f.shimPath,
+		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("local docker executor: %w (is dockerd running? scripts/setup-docker.sh starts one)", err)
 		}
-		logger.Info("running calls on the local Docker engine", "runtime", e.Runtime())
+		logger.Info("running calls on the local Docker engine", "runtime", e.Runtime(), "shim", f.shimPath, "calls", e.StateDir())
 		return e, func() { e.Close() }, nil
 	}
 	cfg := nomadjob.ConfigFromEnv()

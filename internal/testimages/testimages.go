@@ -12,6 +12,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -149,4 +152,51 @@ func busyboxContext(bb []byte) (io.Reader, error) {
 		return nil, fmt.Errorf("build context: %w", err)
 	}
 	return &buf, nil
+}
+
+var (
+	shimOnce sync.Once
+	shimPath string
+	shimErr  error
+)
+
+// Shim builds cmd/hf-shim (static, CGO_ENABLED=0) once per process into a
+// temporary directory and returns its path; the local executor bind-mounts
+// it into every call's container. RemoveShim deletes it (from TestMain).
+func Shim() (string, error) {
+	shimOnce.Do(func() {
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			goBin = "/usr/local/go/bin/go"
+		}
+		out, err := exec.Command(goBin, "env", "GOMOD").Output()
+		if err != nil {
+			shimErr = fmt.Errorf("go env GOMOD: %w", err)
+			return
+		}
+		root := filepath.Dir(strings.TrimSpace(string(out)))
+		dir, err := os.MkdirTemp("", "hf-shim-test-")
+		if err != nil {
+			shimErr = err
+			return
+		}
+		p := filepath.Join(dir, "hf-shim")
+		cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags=-s -w", "-o", p, "./cmd/hf-shim")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			os.RemoveAll(dir)
+			shimErr = fmt.Errorf("go build hf-shim: %w\n%s", err, out)
+			return
+		}
+		shimPath = p
+	})
+	return shimPath, shimErr
+}
+
+// RemoveShim deletes what Shim built.
+func RemoveShim() {
+	if shimPath != "" {
+		os.RemoveAll(filepath.Dir(shimPath))
+	}
 }
