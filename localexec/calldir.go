@@ -17,7 +17,7 @@ import (
 
 // Where the call's pieces appear inside its container.
 const (
-	containerCallDir  = "/.hyperfunc/call"   // the call dir, read-write
+	containerCallDir  = "/.hyperfunc/call"    // the call dir, read-write
 	containerShim     = "/.hyperfunc/hf-shim" // the shim binary, read-only
 	envelopeFile      = "envelope.json"
 	stdinFile         = "stdin"

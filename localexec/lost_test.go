@@ -102,10 +102,14 @@ func TestEngineLostMidCall(t *testing.T) {
 	wantFailed(t, ev, api.ReasonLost, "docker engine")
 	t.Logf("lost: %s", ev.Message)
 
-	// The engine comes back: Release removes the lost call's container, and
-	// the same executor runs the next call.
+	// The dispatcher releases the lost call while the engine is still away:
+	// the executor retries on its own once it is back. The same executor
+	// runs the next call.
+	if err := e.Release(context.Background(), []executor.Handle{{CallID: s.CallID}}); err == nil {
+		t.Fatal("Release without engine succeeded")
+	}
 	p.up(t)
-	release(t, e, direct, executor.Handle{CallID: s.CallID})
+	removed(t, direct, s.CallID)
 	s2 := spec(t, direct, img, "echo", "back")
 	if ev := run(t, e, s2); ev.Kind != executor.Finished || string(ev.Stdout) != "back\n" {
 		t.Fatalf("after reconnect: %v %q %s", ev.Kind, ev.Stdout, ev.Message)

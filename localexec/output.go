@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-
 )
 
 // DefaultStdoutLimit applies to a Spec without StdoutLimit.

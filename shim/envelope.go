@@ -39,16 +39,16 @@ type Result struct {
 	CallID      string `json:"call_id"`
 	ExitCode    int    `json:"exit_code"`
 	Signal      string `json:"signal,omitempty"`
-	// ExternalSignal is the first signal the shim received from outside
-	// (docker stop, engine shutdown, a cancel) and forwarded to the command.
-	// The command's own exit then does not say what happened to the call.
-	ExternalSignal string `json:"external_signal,omitempty"`
 	TimedOut    bool   `json:"timed_out,omitempty"`
 	Truncated   bool   `json:"truncated,omitempty"` // stdout went past StdoutLimit
 	StdoutBytes int64  `json:"stdout_bytes"`
 	StartedAt   string `json:"started_at"` // RFC3339Nano
 	EndedAt     string `json:"ended_at"`
 	Error       string `json:"error,omitempty"` // the shim itself failed (bad envelope, exec error)
+	// ExternalSignal is the first signal the shim received from outside
+	// (docker stop, engine shutdown, a cancel) and forwarded to the command.
+	// The command's own exit then does not say what happened to the call.
+	ExternalSignal string `json:"external_signal,omitempty"`
 }
 
 // File names inside ResultDir.
