@@ -198,7 +198,7 @@ type cluster struct {
 	net    *network
 	double *double
 	nodes  []*node
-	lb     *proxy // -public-url: the address Nomad tasks fetch the shim from
+	lb     *publicLB // -public-url: the address Nomad tasks fetch the shim from
 	token  string
 	key    string
 	hc     *http.Client
@@ -227,7 +227,7 @@ func newCluster(t testing.TB, b *bins, dir string, seed uint64, logf func(string
 		rng: rand.New(rand.NewPCG(seed, 0x5eed)),
 	}
 	c.double = startDouble(t, b, filepath.Join(dir, "nomad-double.log"))
-	lb, err := c.net.newProxy(-1, c.pickLive)
+	lb, err := newPublicLB(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,6 +272,89 @@ func (c *cluster) randIntN(n int) int {
 	c.rngMu.Lock()
 	defer c.rngMu.Unlock()
 	return c.rng.IntN(n)
+}
+
+// publicLB is the servers' public address (-public-url), an HTTP load
+// balancer as operators put in front of a cluster: each request goes to a
+// running server in the rotation over a new connection, and a server
+// leaves the rotation (drain) before it is stopped.
+type publicLB struct {
+	c        *cluster
+	ln       net.Listener
+	srv      *http.Server
+	mu       sync.Mutex
+	inflight map[string]int // by server address
+	tr       *http.Transport
+}
+
+func newPublicLB(c *cluster) (*publicLB, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	lb := &publicLB{c: c, ln: ln, inflight: map[string]int{}, tr: &http.Transport{DisableKeepAlives: true}}
+	lb.srv = &http.Server{Handler: http.HandlerFunc(lb.serve)}
+	go func() { _ = lb.srv.Serve(ln) }()
+	return lb, nil
+}
+
+// serve forwards a GET to a server in the rotation; a server that refuses
+// the connection (just started, or just gone) is skipped for another, as
+// load balancers retry idempotent requests.
+func (lb *publicLB) serve(w http.ResponseWriter, r *http.Request) {
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		addr := lb.c.pickLive()
+		if addr == "" {
+			break
+		}
+		resp, err := lb.roundTrip(r, addr)
+		if err != nil {
+			lastErr = err
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		for k, vs := range resp.Header {
+			w.Header()[k] = vs
+		}
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+		resp.Body.Close()
+		lb.mu.Lock()
+		lb.inflight[addr]--
+		lb.mu.Unlock()
+		return
+	}
+	http.Error(w, fmt.Sprintf("no server in the rotation answered: %v", lastErr), http.StatusBadGateway)
+}
+
+// roundTrip sends r to addr over a new connection, counted in flight until
+// the caller has copied the body (it decrements on success).
+func (lb *publicLB) roundTrip(r *http.Request, addr string) (*http.Response, error) {
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+addr+r.URL.RequestURI(), nil)
+	if err != nil {
+		return nil, err
+	}
+	lb.mu.Lock()
+	lb.inflight[addr]++
+	lb.mu.Unlock()
+	resp, err := lb.tr.RoundTrip(out)
+	if err != nil {
+		lb.mu.Lock()
+		lb.inflight[addr]--
+		lb.mu.Unlock()
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (lb *publicLB) Addr() string { return lb.ln.Addr().String() }
+func (lb *publicLB) Close()       { _ = lb.srv.Close() }
+
+func (lb *publicLB) busy(addr string) int {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	return lb.inflight[addr]
 }
 
 // pickLive is the public address's balancing: a running, unpaused node, as
@@ -376,17 +459,17 @@ func (n *node) signal(sig syscall.Signal) {
 	}
 }
 
-// drain takes the node out of the public address's rotation, closes its
-// idle kept-alive connections and waits (a few seconds at most) for the
-// downloads in flight through it to end, as a load balancer does before a
-// server is stopped. SIGCONT or a start puts it back.
+// drain takes the node out of the public address's rotation and waits (a
+// few seconds at most) for the downloads in flight through it to end, as a
+// load balancer does before a server is stopped. SIGCONT or a start puts
+// it back.
 func (n *node) drain() {
 	n.mu.Lock()
 	n.drained = true
 	addr := n.httpAddr
 	n.mu.Unlock()
 	_ = poll(3*time.Second, 20*time.Millisecond, func() error {
-		if k := n.c.net.closeIdleTo(addr, 200*time.Millisecond); k > 0 {
+		if k := n.c.lb.busy(addr); k > 0 {
 			return fmt.Errorf("%d downloads in flight", k)
 		}
 		return nil

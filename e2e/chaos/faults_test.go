@@ -196,6 +196,7 @@ func (nm *nemesis) inject(ctx context.Context, kind string) error {
 			nm.gaps = append(nm.gaps, gap)
 			nm.mu.Unlock()
 			f.note = "rejoined only on a fresh data dir"
+			n.drain()
 			n.stop(syscall.SIGKILL, 10*time.Second)
 			n.freshDataDir()
 			if err := n.start(); err != nil {

@@ -96,30 +96,6 @@ func (n *network) HealAll() {
 	n.mu.Unlock()
 }
 
-// closeIdleTo closes the connections of non-node proxies (the public
-// address) to target that carried nothing for idle (kept-alive ones
-// between two downloads), and counts those still busy.
-func (n *network) closeIdleTo(target string, idle time.Duration) (busy int) {
-	n.mu.Lock()
-	var drop []*pconn
-	for c := range n.conns {
-		if c.dst >= 0 || c.target != target {
-			continue
-		}
-		if time.Since(time.Unix(0, c.last.Load())) >= idle {
-			drop = append(drop, c)
-		} else {
-			busy++
-		}
-	}
-	n.mu.Unlock()
-	for _, c := range drop {
-		c.a.Close()
-		c.b.Close()
-	}
-	return busy
-}
-
 func (n *network) blocked(src, dst int) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
