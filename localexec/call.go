@@ -9,8 +9,8 @@ import (
 )
 
 // call is a call this executor is starting or watching. It stays tracked
-// until its container is removed, so a second Start or a Reconcile of the
-// same call finds it instead of touching the container again.
+// until its final event is sent, so a second Start or a Reconcile of the
+// same call meanwhile finds it instead of touching the container again.
 type call struct {
 	id    string
 	ready chan struct{} // closed once the first Start decided: handle, err
