@@ -58,13 +58,13 @@ func Tables() map[string]*memdb.TableSchema {
 
 // functionSeqIndex orders a table's rows by function, then by sequence, so
 // that the oldest entry of a function is the first one of its prefix.
-func functionSeqIndex(name string) *memdb.IndexSchema {
+func functionSeqIndex[T any](name string, fn func(*T) string, seq func(*T) uint64) *memdb.IndexSchema {
 	return &memdb.IndexSchema{
 		Name:   name,
 		Unique: true,
 		Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
-			&memdb.StringFieldIndex{Field: "Function"},
-			&memdb.UintFieldIndex{Field: "Seq"},
+			StringIndex[T]{Field: "Function", Get: fn},
+			UintIndex[T]{Field: "Seq", Get: seq},
 		}},
 	}
 }

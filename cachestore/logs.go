@@ -21,9 +21,32 @@ type LogEntry struct {
 // so that Size approximates the bytes a reader receives.
 const logEntryOverhead = 40
 
+// KindCall is the entry of an accepted call. It stands for two lines of
+// the seed's log format, "[CALL] CallId: <id>, ShortStdin: ..." and
+// "[PENDING] CallId: <id>", which always come together: one entry instead
+// of two keeps a million queued calls a third lighter. Readers render both
+// (Lines); the size counts both.
+const KindCall = "CALL"
+
+// KindPending is the second line a KindCall entry stands for.
+const KindPending = "PENDING"
+
 // Size is what the entry counts against its function's log cap.
 func (e *LogEntry) Size() int64 {
-	return int64(logEntryOverhead + len(e.CallID) + len(e.Kind) + len(e.Text))
+	n := int64(logEntryOverhead + len(e.CallID) + len(e.Kind) + len(e.Text))
+	if e.Kind == KindCall {
+		n += int64(logEntryOverhead + len(e.CallID) + len(KindPending))
+	}
+	return n
+}
+
+// Lines returns the entry as the lines of the seed's format it stands for:
+// kind and text of each.
+func (e *LogEntry) Lines() [][2]string {
+	if e.Kind == KindCall {
+		return [][2]string{{KindCall, e.Text}, {KindPending, ""}}
+	}
+	return [][2]string{{e.Kind, e.Text}}
 }
 
 func logsTable() *memdb.TableSchema {
@@ -31,7 +54,8 @@ func logsTable() *memdb.TableSchema {
 		Name: TableLogs,
 		Indexes: map[string]*memdb.IndexSchema{
 			// (function, seq) is unique, so it is the primary key.
-			IndexID: functionSeqIndex(IndexID),
+			IndexID: functionSeqIndex(IndexID,
+				func(e *LogEntry) string { return e.Function }, func(e *LogEntry) uint64 { return e.Seq }),
 		},
 	}
 }

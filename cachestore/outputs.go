@@ -24,9 +24,10 @@ func outputsTable() *memdb.TableSchema {
 			IndexID: {
 				Name:    IndexID,
 				Unique:  true,
-				Indexer: &memdb.StringFieldIndex{Field: "CallID"},
+				Indexer: StringIndex[Output]{Field: "CallID", Get: func(o *Output) string { return o.CallID }},
 			},
-			IndexFunction: functionSeqIndex(IndexFunction),
+			IndexFunction: functionSeqIndex(IndexFunction,
+				func(o *Output) string { return o.Function }, func(o *Output) uint64 { return o.Seq }),
 		},
 	}
 }

@@ -20,7 +20,7 @@ type EnqueueResult struct {
 // the sequence numbers derived from its Raft index.
 const seqShift = 16
 
-// MaxBatch bounds the calls of one enqueue entry (two log events each must
+// MaxBatch bounds the calls of one enqueue entry (their log events must
 // fit under seqShift).
 const MaxBatch = 1 << (seqShift - 2)
 
@@ -103,10 +103,9 @@ func (p *processor) applyCallEnqueue(txn *memdb.Txn, index uint64, req *CallEnqu
 		if err := moveStats(txn, c.Function, "", StatePending); err != nil {
 			return err
 		}
-		if err := lw.add(c.Function, c.ID, "CALL", "ShortStdin: "+short(c.Stdin), c.CreatedAt); err != nil {
-			return err
-		}
-		if err := lw.add(c.Function, c.ID, StatePending, "", c.CreatedAt); err != nil {
+		// One entry stands for the seed's CALL and PENDING lines: a call is
+		// queued the moment it is accepted (cachestore.KindCall).
+		if err := lw.add(c.Function, c.ID, cachestore.KindCall, "ShortStdin: "+short(c.Stdin), c.CreatedAt); err != nil {
 			return err
 		}
 		queued++

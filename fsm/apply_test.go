@@ -129,7 +129,9 @@ func TestApplyCallLifecycle(t *testing.T) {
 	var kinds []string
 	for _, e := range logs {
 		if e.CallID == "c1" {
-			kinds = append(kinds, e.Kind)
+			for _, l := range e.Lines() {
+				kinds = append(kinds, l[0])
+			}
 		}
 	}
 	if want := []string{"CALL", "PENDING", "RUNNING", "FINISHED"}; !equal(kinds, want) {

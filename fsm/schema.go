@@ -80,26 +80,24 @@ func functionsTable() *memdb.TableSchema {
 // callsTable orders calls twice: per function (for listing) and per owner
 // and state (the FIFO queue the dispatcher reads head first).
 func callsTable() *memdb.TableSchema {
+	id := cachestore.StringIndex[Call]{Field: "ID", Get: func(c *Call) string { return c.ID }}
+	fn := cachestore.StringIndex[Call]{Field: "Function", Get: func(c *Call) string { return c.Function }}
+	owner := cachestore.StringIndex[Call]{Field: "Owner", Get: func(c *Call) string { return c.Owner }}
+	state := cachestore.StringIndex[Call]{Field: "State", Get: func(c *Call) string { return c.State }}
+	seq := cachestore.UintIndex[Call]{Field: "Seq", Get: func(c *Call) uint64 { return c.Seq }}
 	return &memdb.TableSchema{
 		Name: TableCalls,
 		Indexes: map[string]*memdb.IndexSchema{
-			IndexID: idIndex("ID"),
+			IndexID: {Name: IndexID, Unique: true, Indexer: id},
 			IndexFunction: {
-				Name:   IndexFunction,
-				Unique: true,
-				Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
-					&memdb.StringFieldIndex{Field: "Function"},
-					&memdb.UintFieldIndex{Field: "Seq"},
-				}},
+				Name:    IndexFunction,
+				Unique:  true,
+				Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{fn, seq}},
 			},
 			IndexQueue: {
-				Name:   IndexQueue,
-				Unique: true,
-				Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
-					&memdb.StringFieldIndex{Field: "Owner"},
-					&memdb.StringFieldIndex{Field: "State"},
-					&memdb.UintFieldIndex{Field: "Seq"},
-				}},
+				Name:    IndexQueue,
+				Unique:  true,
+				Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{owner, state, seq}},
 			},
 		},
 	}

@@ -23,26 +23,37 @@ const (
 )
 
 type snapTable struct {
-	tag   byte
+	tag   byte // JSON records
 	table string
 	index string
 	make  func() any
+	// Tables that hold nearly all of a large state have a binary codec
+	// and records of their own tag; readers still take the JSON tag.
+	binTag byte
+	encode func(obj any, buf []byte) []byte
+	decode func(b []byte, intern map[string]string) (any, error)
 }
 
 // snapTables lists every table in the order they are written; the tags are
 // part of the format and never change.
 var snapTables = []snapTable{
-	{1, TableUsers, IndexID, func() any { return new(User) }},
-	{2, TableTokens, IndexID, func() any { return new(Token) }},
-	{3, TableFunctions, IndexID, func() any { return new(Function) }},
-	{4, TableCalls, IndexID, func() any { return new(Call) }},
-	{5, TableMembers, IndexID, func() any { return new(Member) }},
-	{6, TableOwnerUsage, IndexID, func() any { return new(OwnerUsage) }},
-	{7, TableFnStats, IndexID, func() any { return new(FunctionStats) }},
-	{8, TableIndex, IndexID, func() any { return new(IndexEntry) }},
-	{9, cachestore.TableOutputs, cachestore.IndexID, func() any { return new(cachestore.Output) }},
-	{10, cachestore.TableLogs, cachestore.IndexID, func() any { return new(cachestore.LogEntry) }},
-	{11, cachestore.TableUsage, cachestore.IndexID, func() any { return new(cachestore.Usage) }},
+	{1, TableUsers, IndexID, func() any { return new(User) }, 0, nil, nil},
+	{2, TableTokens, IndexID, func() any { return new(Token) }, 0, nil, nil},
+	{3, TableFunctions, IndexID, func() any { return new(Function) }, 0, nil, nil},
+	{4, TableCalls, IndexID, func() any { return new(Call) }, 12,
+		func(o any, b []byte) []byte { return encodeCall(o.(*Call), b) },
+		func(b []byte, in map[string]string) (any, error) { return decodeCall(b, in) }},
+	{5, TableMembers, IndexID, func() any { return new(Member) }, 0, nil, nil},
+	{6, TableOwnerUsage, IndexID, func() any { return new(OwnerUsage) }, 0, nil, nil},
+	{7, TableFnStats, IndexID, func() any { return new(FunctionStats) }, 0, nil, nil},
+	{8, TableIndex, IndexID, func() any { return new(IndexEntry) }, 0, nil, nil},
+	{9, cachestore.TableOutputs, cachestore.IndexID, func() any { return new(cachestore.Output) }, 13,
+		func(o any, b []byte) []byte { return encodeOutput(o.(*cachestore.Output), b) },
+		func(b []byte, in map[string]string) (any, error) { return decodeOutput(b, in) }},
+	{10, cachestore.TableLogs, cachestore.IndexID, func() any { return new(cachestore.LogEntry) }, 14,
+		func(o any, b []byte) []byte { return encodeLog(o.(*cachestore.LogEntry), b) },
+		func(b []byte, in map[string]string) (any, error) { return decodeLog(b, in) }},
+	{11, cachestore.TableUsage, cachestore.IndexID, func() any { return new(cachestore.Usage) }, 0, nil, nil},
 }
 
 type snapshot struct{ txn *memdb.Txn }
@@ -69,12 +80,17 @@ func writeSnapshot(w io.Writer, txn *memdb.Txn) error {
 		if err != nil {
 			return fmt.Errorf("snapshot %s: %w", t.table, err)
 		}
+		var buf []byte
 		for raw := it.Next(); raw != nil; raw = it.Next() {
-			b, err := json.Marshal(raw)
-			if err != nil {
+			tag := t.tag
+			var b []byte
+			if t.encode != nil {
+				buf = t.encode(raw, buf[:0])
+				b, tag = buf, t.binTag
+			} else if b, err = json.Marshal(raw); err != nil {
 				return fmt.Errorf("snapshot %s: %w", t.table, err)
 			}
-			bw.WriteByte(t.tag)
+			bw.WriteByte(tag)
 			n := binary.PutUvarint(lenBuf[:], uint64(len(b)))
 			bw.Write(lenBuf[:n])
 			if _, err := bw.Write(b); err != nil {
@@ -108,7 +124,13 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, error) {
 	byTag := map[byte]snapTable{}
 	for _, t := range snapTables {
 		byTag[t.tag] = t
+		if t.binTag != 0 {
+			bt := t
+			bt.make = nil // marks the binary record kind
+			byTag[t.binTag] = bt
+		}
 	}
+	intern := map[string]string{}
 	db, err := memdb.NewMemDB(Schema())
 	if err != nil {
 		return nil, err
@@ -139,8 +161,14 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, error) {
 		if _, err := io.ReadFull(br, buf); err != nil {
 			return nil, fmt.Errorf("%w: %s record: %w", ErrBadSnapshot, t.table, err)
 		}
-		obj := t.make()
-		if err := json.Unmarshal(buf, obj); err != nil {
+		var obj any
+		if t.make == nil {
+			obj, err = t.decode(buf, intern)
+		} else {
+			obj = t.make()
+			err = json.Unmarshal(buf, obj)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("%w: %s record: %w", ErrBadSnapshot, t.table, err)
 		}
 		if err := txn.Insert(t.table, obj); err != nil {

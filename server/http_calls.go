@@ -308,17 +308,33 @@ func (s *Server) streamLogs(c *gin.Context, f *fsm.Function, defaultFormat strin
 	for {
 		ws := memdb.NewWatchSet()
 		ws.Add(s.store.AbandonCh())
-		entries, err := s.store.Logs(ws, f.ID, after, tail)
+		// With a call ID filter the tail is of that call's lines, so the
+		// store cannot cut it.
+		storeTail := tail
+		if callID != "" {
+			storeTail = 0
+		}
+		entries, err := s.store.Logs(ws, f.ID, after, storeTail)
 		if err != nil {
 			return
 		}
-		tail = 0 // only the first batch is cut to the tail
+		var events []api.LogEvent
 		for _, e := range entries {
 			after = e.Seq
 			if callID != "" && e.CallID != callID {
 				continue
 			}
-			ev := api.LogEvent{Time: e.Time, Function: f.Name, CallID: e.CallID, Kind: e.Kind, Text: e.Text, Index: e.Seq}
+			for _, l := range e.Lines() {
+				events = append(events, api.LogEvent{Time: e.Time, Function: f.Name, CallID: e.CallID, Kind: l[0], Text: l[1], Index: e.Seq})
+			}
+		}
+		// Only the first batch is cut to the tail, counted in lines (an
+		// entry may stand for two).
+		if tail > 0 && len(events) > tail {
+			events = events[len(events)-tail:]
+		}
+		tail = 0
+		for _, ev := range events {
 			if format == "text" {
 				w.WriteString(ev.Line())
 				w.WriteByte('\n')
