@@ -87,4 +87,3 @@ func FuzzDecodeRecords(f *testing.F) {
 		decodeOutput(b, nil)
 	})
 }
-
