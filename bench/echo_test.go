@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/internal/testimages"
 	"github.com/hyperfunc/hyperfunc/localexec"
 	"github.com/hyperfunc/hyperfunc/server"
 )
@@ -58,7 +59,11 @@ func BenchmarkSyncEcho(b *testing.B) {
 		b.Skipf("image %s missing (run scripts/setup-docker.sh): %v", img, err)
 	}
 	c := startCluster(b, 1, func() server.Executor {
-		e, err := localexec.New(ctx, localexec.Config{Client: cli})
+		shim, err := testimages.Shim()
+		if err != nil {
+			b.Fatal(err)
+		}
+		e, err := localexec.New(ctx, localexec.Config{Client: cli, ShimPath: shim, StateDir: b.TempDir()})
 		if err != nil {
 			b.Fatal(err)
 		}
