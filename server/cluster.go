@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -32,6 +35,7 @@ type agentSelf struct {
 	HasState   bool       `json:"has_state"`   // part of a bootstrapped cluster
 	Bootstrap  int        `json:"bootstrap"`   // its -bootstrap-expect
 	LeaderHTTP string     `json:"leader_http"` // when known
+	Voters     []string   `json:"voters"`      // server IDs in its Raft configuration
 }
 
 func (s *Server) selfInfo() agentSelf {
@@ -39,6 +43,11 @@ func (s *Server) selfInfo() agentSelf {
 	info := agentSelf{Member: s.self, Leader: leader, Bootstrap: s.cfg.BootstrapExpect}
 	info.HasState = s.hasState()
 	info.LeaderHTTP = s.leaderHTTP()
+	if cf := s.raft.GetConfiguration(); cf.Error() == nil {
+		for _, srv := range cf.Configuration().Servers {
+			info.Voters = append(info.Voters, string(srv.ID))
+		}
+	}
 	return info
 }
 
@@ -65,6 +74,7 @@ func (s *Server) joinCluster() {
 		}
 	}
 	if s.hasState() {
+		s.rejoin(ctx)
 		return
 	}
 	for ctx.Err() == nil {
@@ -95,11 +105,40 @@ func (s *Server) joinCluster() {
 	}
 }
 
+// rejoin runs when a server starts on existing state. Usually a leader
+// contacts it soon. But a server that left (SIGTERM) is no longer in the
+// others' configuration, and no leader will ever call: when the cluster's
+// leader does not count this server as a voter, ask it to add it again
+// (it then catches up from its own log).
+func (s *Server) rejoin(ctx context.Context) {
+	for ctx.Err() == nil {
+		sleepCtx(ctx, time.Second)
+		if leader, _ := s.leaderMember(); leader != "" {
+			return
+		}
+		for _, p := range s.peers(ctx) {
+			if p.Member.ID == s.self.ID || p.LeaderHTTP == "" || slices.Contains(p.Voters, s.self.ID) {
+				continue
+			}
+			if err := s.requestJoin(ctx, p.Member.HTTPAddr); err != nil {
+				s.log.Warn("rejoin request failed", "peer", p.Member.HTTPAddr, "error", err)
+				continue
+			}
+			s.log.Info("rejoined the cluster after having left it", "via", p.Member.HTTPAddr)
+			return
+		}
+	}
+}
+
 // peers collects the servers known through -join and discovery, self
 // included, deduplicated by ID.
 func (s *Server) peers(ctx context.Context) []agentSelf {
 	byID := map[string]agentSelf{s.self.ID: s.selfInfo()}
 	addrs := append([]string{}, s.cfg.Join...)
+	// A server restarted on its state also knows the members it saw last:
+	// its FSM is empty until a leader tells it what is committed, so they
+	// are kept in a file of its own.
+	addrs = append(addrs, s.knownPeers()...)
 	if s.cfg.Discovery != nil {
 		ms, err := s.cfg.Discovery.Members(ctx)
 		if err != nil {
@@ -248,5 +287,45 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	select {
 	case <-ctx.Done():
 	case <-t.C:
+	}
+}
+
+// peersFile keeps the HTTP addresses of the members this server saw, for a
+// restart that finds no leader (see rejoin).
+const peersFile = "peers.json"
+
+func (s *Server) knownPeers() []string {
+	b, err := os.ReadFile(filepath.Join(s.cfg.DataDir, peersFile))
+	if err != nil {
+		return nil
+	}
+	var addrs []string
+	if err := json.Unmarshal(b, &addrs); err != nil {
+		s.log.Warn("ignoring a corrupt peers file", "error", err)
+		return nil
+	}
+	return addrs
+}
+
+// savePeers records the members' HTTP addresses when they changed.
+func (s *Server) savePeers() {
+	ms, err := s.store.Members(nil)
+	if err != nil || len(ms) == 0 {
+		return
+	}
+	var addrs []string
+	for _, m := range ms {
+		if m.ID != s.self.ID {
+			addrs = append(addrs, m.HTTPAddr)
+		}
+	}
+	sort.Strings(addrs)
+	if slices.Equal(addrs, s.knownPeers()) {
+		return
+	}
+	b, _ := json.Marshal(addrs)
+	tmp := filepath.Join(s.cfg.DataDir, peersFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err == nil {
+		_ = os.Rename(tmp, filepath.Join(s.cfg.DataDir, peersFile))
 	}
 }

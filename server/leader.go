@@ -33,6 +33,7 @@ func (s *Server) monitorLeadership() {
 			if !s.IsLeader() {
 				s.ensureMember()
 			}
+			s.savePeers()
 			s.metrics.refresh()
 		case <-s.shutdownCh:
 			return

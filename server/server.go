@@ -222,6 +222,7 @@ func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
 // cleanly (handing leadership over and removing itself from the voters),
 // as a SIGTERM'd server should.
 func (s *Server) Shutdown(leave bool) error {
+	s.savePeers() // for the restart, which may find no leader to call it
 	if leave {
 		if err := s.leave(); err != nil {
 			s.log.Warn("leaving the cluster failed", "error", err)
