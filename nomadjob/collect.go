@@ -185,6 +185,11 @@ func Outcome(a *nomad.Allocation, res *shim.Result, stdout []byte, limit int64) 
 			}
 		case res.Truncated:
 			return outputOver(ev, stdout, limit)
+		case res.ExternalSignal != "" && res.ExitCode != 0:
+			// Nomad (a stop, a drain, a client restart) signalled the task;
+			// the function did not fail on its own.
+			ev.Reason = api.ReasonLost
+			ev.Message = "the task was stopped outside hyperfunc (Nomad stopped it or its node drained): the command got " + res.ExternalSignal
 		case res.Error != "":
 			ev.Reason = api.ReasonExit
 			if ev.ExitCode == 0 {

@@ -308,7 +308,13 @@ func (d *dispatcher) record(ctx context.Context, batch []executor.Event) {
 			}
 			run.Running = append(run.Running, fsm.CallRunning{ID: ev.CallID, Ref: ev.Ref, Time: t})
 		case executor.Finished, executor.Failed:
-			fin.Results = append(fin.Results, resultOf(ev))
+			r := resultOf(ev)
+			// A canceled call that the executor saw die of its stop signal
+			// is CANCELED, whatever reason the executor gave.
+			if c, _ := d.s.store.Call(nil, ev.CallID); c != nil && c.CancelRequested && r.State == fsm.StateFailed {
+				r.State, r.Reason, r.Message = fsm.StateCanceled, api.ReasonCancelled, "canceled"
+			}
+			fin.Results = append(fin.Results, r)
 		}
 	}
 	for backoff := 200 * time.Millisecond; ctx.Err() == nil; backoff = min(2*backoff, 5*time.Second) {
