@@ -73,7 +73,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	fs.Int64Var(&f.maxStdout, "max-stdout", 1<<20, "stdout limit per call in bytes")
 	fs.Int64Var(&f.outputCache, "output-cache", 50<<20, "output cache per function in bytes (same on every server)")
 	fs.Int64Var(&f.logCache, "log-cache", 50<<20, "log cache per function in bytes (same on every server)")
-	fs.StringVar(&f.shimPath, "shim-path", "", "hf-shim binary served to Nomad clients (default: next to this binary)")
+	fs.StringVar(&f.shimPath, "shim-path", "", "the hf-shim binary: the entrypoint of every function container (default: next to this binary)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
