@@ -13,11 +13,25 @@ import (
 // FSM's answer, and a business error from Apply keeps its identity (so the
 // HTTP layer maps fsm.ErrNotFound and friends with errors.Is).
 func (s *Server) raftApply(t fsm.MessageType, req any) (any, uint64, error) {
-	b, err := fsm.Encode(t, req)
+	f, err := s.raftApplyAsync(t, req)
 	if err != nil {
 		return nil, 0, err
 	}
-	f := s.raft.Apply(b, s.cfg.ApplyTimeout)
+	return s.resolve(t, f)
+}
+
+// raftApplyAsync hands a command to Raft and returns at once; entries
+// given in order are committed in that order.
+func (s *Server) raftApplyAsync(t fsm.MessageType, req any) (raft.ApplyFuture, error) {
+	b, err := fsm.Encode(t, req)
+	if err != nil {
+		return nil, err
+	}
+	return s.raft.Apply(b, s.cfg.ApplyTimeout), nil
+}
+
+// resolve waits for an applied command and unwraps its answer.
+func (s *Server) resolve(t fsm.MessageType, f raft.ApplyFuture) (any, uint64, error) {
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) ||
 			errors.Is(err, raft.ErrEnqueueTimeout) || errors.Is(err, raft.ErrRaftShutdown) ||
@@ -32,13 +46,18 @@ func (s *Server) raftApply(t fsm.MessageType, req any) (any, uint64, error) {
 	return f.Response(), f.Index(), nil
 }
 
-// enqueuer batches call enqueues: requests that arrive while a batch is in
-// Raft wait together and go in the next entry, so N concurrent clients
-// cost about one disk sync, not N.
+// enqueuer batches call enqueues: requests that arrive while earlier
+// batches are in Raft wait together and go in the next entry, so N
+// concurrent clients cost about one disk sync, not N. Up to maxInFlight
+// batches are in Raft at once; they are handed to Raft in arrival order,
+// which keeps the queue FIFO.
 type enqueuer struct {
-	s  *Server
-	ch chan *enqueueReq
+	s        *Server
+	ch       chan *enqueueReq
+	inFlight chan struct{}
 }
+
+const maxInFlight = 4
 
 type enqueueReq struct {
 	call *fsm.Call
@@ -46,7 +65,7 @@ type enqueueReq struct {
 }
 
 func newEnqueuer(s *Server) *enqueuer {
-	return &enqueuer{s: s, ch: make(chan *enqueueReq, 4096)}
+	return &enqueuer{s: s, ch: make(chan *enqueueReq, 4096), inFlight: make(chan struct{}, maxInFlight)}
 }
 
 // enqueue queues one call through the batcher and waits for its commit.
@@ -69,12 +88,21 @@ func (e *enqueuer) run(stop <-chan struct{}) {
 			e.drain()
 			return
 		}
-		batch := []*enqueueReq{first}
+		select {
+		case e.inFlight <- struct{}{}:
+		case <-stop:
+			first.done <- ErrNoLeader
+			e.drain()
+			return
+		}
+		// Take what arrived while waiting for a slot.
+		batch, size := []*enqueueReq{first}, len(first.call.Stdin)
 	fill:
-		for len(batch) < fsm.MaxBatch && batchBytes(batch) < 8<<20 {
+		for len(batch) < fsm.MaxBatch && size < 8<<20 {
 			select {
 			case r := <-e.ch:
 				batch = append(batch, r)
+				size += len(r.call.Stdin)
 			default:
 				break fill
 			}
@@ -83,31 +111,30 @@ func (e *enqueuer) run(stop <-chan struct{}) {
 	}
 }
 
-func batchBytes(b []*enqueueReq) int {
-	n := 0
-	for _, r := range b {
-		n += len(r.call.Stdin)
-	}
-	return n
-}
-
+// apply hands the batch to Raft now (order) and waits for it elsewhere.
 func (e *enqueuer) apply(batch []*enqueueReq) {
 	req := &fsm.CallEnqueueRequest{MaxQueued: e.s.cfg.MaxQueued}
 	for _, r := range batch {
 		req.Calls = append(req.Calls, r.call)
 	}
-	res, _, err := e.s.raftApply(fsm.CallEnqueueType, req)
-	for i, r := range batch {
-		switch {
-		case err != nil:
-			r.done <- err
-		default:
-			r.done <- res.(*fsm.EnqueueResult).Errors[i]
+	f, err := e.s.raftApplyAsync(fsm.CallEnqueueType, req)
+	go func() {
+		defer func() { <-e.inFlight }()
+		var res any
+		if err == nil {
+			res, _, err = e.s.resolve(fsm.CallEnqueueType, f)
 		}
-	}
-	if err == nil {
-		e.s.metrics.enqueued.Add(float64(len(batch)))
-	}
+		for i, r := range batch {
+			if err != nil {
+				r.done <- err
+			} else {
+				r.done <- res.(*fsm.EnqueueResult).Errors[i]
+			}
+		}
+		if err == nil {
+			e.s.metrics.enqueued.Add(float64(len(batch)))
+		}
+	}()
 }
 
 func (e *enqueuer) drain() {
