@@ -120,9 +120,9 @@ type FunctionStats struct {
 
 func (s *FunctionStats) add(state string, d int64) {
 	switch state {
-	case StatePending:
+	case StatePending, StateStarting: // as users see them (server.publicState)
 		s.Pending += d
-	case StateStarting, StateRunning:
+	case StateRunning:
 		s.Running += d
 	case StateFinished:
 		s.Finished += d

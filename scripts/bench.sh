@@ -31,6 +31,10 @@ run cache -bench 'CacheRotation' -benchtime 2000x -timeout 10m ./bench/
 # 4: sync echo through hyperfunc vs docker run, and the executor alone.
 run echo -bench 'SyncEcho|DockerRunRunsc' -benchtime 10x -timeout 10m ./bench/ ./localexec/
 
+# 6: the frontend on Nomad against raw dispatches of the same job, side by
+# side (a real Nomad with NOMAD_ADDR, else the Nomad double).
+run nomad -bench 'NomadLatency|NomadThroughput' -benchtime 20x -timeout 10m ./nomadjob/
+
 # metric <regex on package:BenchmarkName> <unit>: the value of a unit on its line.
 metric() {
 	awk -v re="$1" -v unit="$2" '
@@ -88,4 +92,13 @@ if [[ -z $ONLY || $ONLY == echo ]]; then
 	x=$(nsop '^localexec:BenchmarkSyncEcho-')
 	d=$(nsop '^localexec:BenchmarkDockerRunRunsc-')
 	row "executor alone (localexec) / docker run, in sequence" "$(secs "$x") s / $(secs "$d") s = $(ratio "$x" "$d")"
+fi
+if [[ -z $ONLY || $ONLY == nomad ]]; then
+	target="the Nomad double (set NOMAD_ADDR for a real Nomad)"
+	[[ -n ${NOMAD_ADDR:-} ]] && target="Nomad at $NOMAD_ADDR"
+	echo "6. calls through the frontend vs raw dispatch of the same job, on $target (goal ratio <= 1.05 on a real Nomad)"
+	l='^nomadjob:BenchmarkNomadLatency-'
+	row "p50 raw dispatch / through hyperfunc" "$(metric "$l" raw-p50-ms) / $(metric "$l" frontend-p50-ms) ms, ratio $(metric "$l" ratio)"
+	t='^nomadjob:BenchmarkNomadThroughput-'
+	row "calls/s at concurrency 10, raw / through hyperfunc" "$(metric "$t" raw-calls/s) / $(metric "$t" frontend-calls/s), ratio $(metric "$t" ratio)"
 fi

@@ -140,10 +140,14 @@ func (s *Server) waitCall(ctx context.Context, id string) (*fsm.Call, error) {
 	}
 }
 
-// publicState is the state users see: STARTING shows as RUNNING.
+// publicState is the state users see. STARTING shows as PENDING, not as
+// RUNNING as DESIGN.md first had it: a STARTING call can go back to the
+// queue (the executor was unavailable, or a new leader found it never
+// started), and a state seen by a client must never go backwards. It is
+// RUNNING once the executor confirmed the start.
 func publicState(st string) string {
 	if st == fsm.StateStarting {
-		return fsm.StateRunning
+		return fsm.StatePending
 	}
 	return st
 }
@@ -156,9 +160,9 @@ func (s *Server) writeOutput(c *gin.Context, call *fsm.Call) {
 	c.Header(api.HeaderCallID, call.ID)
 	c.Header(api.HeaderCallState, state)
 	switch call.State {
-	case fsm.StatePending:
+	case fsm.StatePending, fsm.StateStarting:
 		c.JSON(http.StatusAccepted, toAPICall(call))
-	case fsm.StateStarting, fsm.StateRunning:
+	case fsm.StateRunning:
 		c.JSON(http.StatusCreated, toAPICall(call))
 	case fsm.StateFinished:
 		out, err := s.store.Output(nil, call.ID)

@@ -44,7 +44,8 @@ func rank(state string) int {
 var callModel = newCallModel(false)
 
 // relaxedModel also lets a call go from RUNNING back to PENDING: what a
-// requeue of a STARTING call (shown as RUNNING) does. A history that only
+// requeue of a STARTING call did while STARTING was shown as RUNNING (it is
+// shown as PENDING now). A history that only
 // this model accepts shows that and nothing worse.
 var relaxedModel = newCallModel(true)
 
