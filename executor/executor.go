@@ -5,6 +5,7 @@ package executor
 
 import (
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -106,3 +107,18 @@ const StderrPreviewBytes = 4096
 // The dispatcher puts such calls back in the queue and retries later
 // instead of failing them.
 var ErrUnavailable = errors.New("executor unavailable")
+
+// SizeText writes a byte limit the way the seed's messages do: 1048576 as
+// "1MiB", 65536 as "64KiB", anything else in bytes.
+func SizeText(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + "MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + "KiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}
+
+// OutputExceeds is the message of a call whose stdout went past limit.
+func OutputExceeds(limit int64) string { return "output exceeds " + SizeText(limit) }

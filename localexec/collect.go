@@ -152,7 +152,7 @@ func (e *Executor) stderrPreview(ctx context.Context, ref string) string {
 func oomMessage(ins container.InspectResponse) string {
 	mem := ""
 	if ins.HostConfig != nil && ins.HostConfig.Memory > 0 {
-		mem = fmt.Sprintf(" (limit %s)", limitText(ins.HostConfig.Memory))
+		mem = fmt.Sprintf(" (limit %s)", executor.SizeText(ins.HostConfig.Memory))
 	}
 	return "exit code 137: out of memory" + mem
 }

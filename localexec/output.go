@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+
+	"github.com/hyperfunc/hyperfunc/executor"
 )
 
 // DefaultStdoutLimit applies to a Spec without StdoutLimit.
@@ -47,19 +49,8 @@ func (w *capped) result() ([]byte, bool) {
 	return bytes.Clone(w.buf.Bytes()), w.truncated
 }
 
-// limitText formats a byte limit the way users wrote it: "1MiB", "64KiB".
-func limitText(n int64) string {
-	switch {
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%dMiB", n>>20)
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%dKiB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
-}
-
 func outputMessage(limit int64) string {
-	return "output exceeds " + limitText(limit)
+	return executor.OutputExceeds(limit)
 }
 
 // exitMessage is "exit code 3: <first line of stderr>".

@@ -236,19 +236,8 @@ func outputOver(ev executor.Event, stdout []byte, limit int64) executor.Event {
 		stdout = stdout[:limit]
 	}
 	ev.Stdout = stdout
-	ev.Message = "output exceeds " + sizeString(limit)
+	ev.Message = executor.OutputExceeds(limit)
 	return ev
-}
-
-// sizeString writes 1048576 as 1MiB, as the seed's messages do.
-func sizeString(n int64) string {
-	switch {
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%dMiB", n>>20)
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%dKiB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
 }
 
 func exitMessage(code int, signal string) string {

@@ -15,6 +15,7 @@ import (
 	memdb "github.com/hashicorp/go-memdb"
 
 	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/executor"
 	"github.com/hyperfunc/hyperfunc/fsm"
 )
 
@@ -66,18 +67,11 @@ func (s *Server) readStdin(c *gin.Context) ([]byte, error) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, fmt.Errorf("%w: stdin exceeds %s", ErrTooLarge, sizeString(s.cfg.MaxStdin))
+			return nil, fmt.Errorf("%w: stdin exceeds %s", ErrTooLarge, executor.SizeText(s.cfg.MaxStdin))
 		}
 		return nil, badRequest("reading the request body: %v", err)
 	}
 	return b, nil
-}
-
-func sizeString(n int64) string {
-	if n%(1<<20) == 0 {
-		return strconv.FormatInt(n>>20, 10) + "MiB"
-	}
-	return strconv.FormatInt(n, 10) + " bytes"
 }
 
 func (s *Server) callFunction(c *gin.Context) {
