@@ -61,32 +61,45 @@ func logsTable() *memdb.TableSchema {
 }
 
 // AppendLog adds an entry and rotates the function's oldest entries out
-// until its log holds at most limit bytes.
-func AppendLog(txn *memdb.Txn, e *LogEntry, limit int64) error {
+// until its log holds at most limit bytes; it returns those that rotated.
+func AppendLog(txn *memdb.Txn, e *LogEntry, limit int64) ([]*LogEntry, error) {
 	if err := txn.Insert(TableLogs, e); err != nil {
-		return fmt.Errorf("insert log entry: %w", err)
+		return nil, fmt.Errorf("insert log entry: %w", err)
 	}
 	u, err := addUsage(txn, KindLog, e.Function, e.Size(), 1)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var rotated []*LogEntry
 	for u.Bytes > limit {
-		raw, err := txn.First(TableLogs, IndexID+"_prefix", Exact(e.Function))
+		old, err := OldestLog(txn, e.Function)
 		if err != nil {
-			return fmt.Errorf("oldest log entry of %s: %w", e.Function, err)
+			return nil, err
 		}
-		if raw == nil {
-			return fmt.Errorf("log usage of %s says %d bytes but no entry is left", e.Function, u.Bytes)
+		if old == nil {
+			return nil, fmt.Errorf("log usage of %s says %d bytes but no entry is left", e.Function, u.Bytes)
 		}
-		old := raw.(*LogEntry)
 		if err := txn.Delete(TableLogs, old); err != nil {
-			return fmt.Errorf("rotate log entry: %w", err)
+			return nil, fmt.Errorf("rotate log entry: %w", err)
 		}
 		if u, err = addUsage(txn, KindLog, e.Function, -old.Size(), -1); err != nil {
-			return err
+			return nil, err
 		}
+		rotated = append(rotated, old)
 	}
-	return nil
+	return rotated, nil
+}
+
+// OldestLog is the function's oldest log entry still in the cache.
+func OldestLog(txn *memdb.Txn, function string) (*LogEntry, error) {
+	raw, err := txn.First(TableLogs, IndexID+"_prefix", Exact(function))
+	if err != nil {
+		return nil, fmt.Errorf("oldest log entry of %s: %w", function, err)
+	}
+	if raw == nil {
+		return nil, nil
+	}
+	return raw.(*LogEntry), nil
 }
 
 // Logs returns the function's entries with Seq > after, oldest first, and

@@ -40,13 +40,54 @@ func (p *processor) logWriter(txn *memdb.Txn, index uint64) *logWriter {
 	return &logWriter{txn: txn, index: index, limit: p.store.cfg.LogCacheBytes}
 }
 
-func (w *logWriter) add(fnID, callID, kind, text string, t time.Time) error {
-	e := &cachestore.LogEntry{
-		Function: fnID, Seq: w.index<<seqShift | w.n, Time: t,
-		CallID: callID, Kind: kind, Text: text,
-	}
+// add appends one event and answers its sequence number. A final event
+// that rotates out takes its call's record with it when the call's output
+// is gone too.
+func (w *logWriter) add(fnID, callID, kind, text string, t time.Time) (uint64, error) {
+	seq := w.index<<seqShift | w.n
+	e := &cachestore.LogEntry{Function: fnID, Seq: seq, Time: t, CallID: callID, Kind: kind, Text: text}
 	w.n++
-	return cachestore.AppendLog(w.txn, e, w.limit)
+	rotated, err := cachestore.AppendLog(w.txn, e, w.limit)
+	if err != nil {
+		return 0, err
+	}
+	for _, old := range rotated {
+		if !Final(old.Kind) {
+			continue
+		}
+		out, err := cachestore.GetOutput(w.txn, nil, old.CallID)
+		if err != nil {
+			return 0, err
+		}
+		if out == nil {
+			if err := forgetCall(w.txn, old.CallID); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return seq, nil
+}
+
+// forgetCall drops the record of an ended call whose output and final log
+// event both rotated out: nothing of it is left to show.
+func forgetCall(txn *memdb.Txn, id string) error {
+	c, err := getCall(txn, id)
+	if err != nil || c == nil || !Final(c.State) {
+		return err
+	}
+	if err := txn.Delete(TableCalls, c); err != nil {
+		return fmt.Errorf("forget call %s: %w", id, err)
+	}
+	return nil
+}
+
+// finalEventGone reports whether a call's final log event rotated out.
+func finalEventGone(txn *memdb.Txn, c *Call) (bool, error) {
+	oldest, err := cachestore.OldestLog(txn, c.Function)
+	if err != nil {
+		return false, err
+	}
+	return oldest == nil || oldest.Seq > c.LogSeq, nil
 }
 
 // short renders the head of a stream for a log line. Invalid UTF-8 is
@@ -105,7 +146,7 @@ func (p *processor) applyCallEnqueue(txn *memdb.Txn, index uint64, req *CallEnqu
 		}
 		// One entry stands for the seed's CALL and PENDING lines: a call is
 		// queued the moment it is accepted (cachestore.KindCall).
-		if err := lw.add(c.Function, c.ID, cachestore.KindCall, "ShortStdin: "+short(c.Stdin), c.CreatedAt); err != nil {
+		if _, err := lw.add(c.Function, c.ID, cachestore.KindCall, "ShortStdin: "+short(c.Stdin), c.CreatedAt); err != nil {
 			return err
 		}
 		queued++
@@ -176,7 +217,7 @@ func (p *processor) applyCallRunning(txn *memdb.Txn, index uint64, req *CallRunn
 				return err
 			}
 			nc = *n
-			if err := lw.add(c.Function, c.ID, StateRunning, "", r.Time); err != nil {
+			if _, err := lw.add(c.Function, c.ID, StateRunning, "", r.Time); err != nil {
 				return err
 			}
 		}
@@ -270,27 +311,40 @@ func (p *processor) finish(txn *memdb.Txn, lw *logWriter, index uint64, c *Call,
 				nc.Rotated = true
 				continue
 			}
-			if err := markRotated(txn, index, id); err != nil {
+			if err := outputRotated(txn, index, id); err != nil {
 				return err
 			}
 		}
-	}
-	if err := txn.Insert(TableCalls, nc); err != nil {
-		return fmt.Errorf("call update: %w", err)
 	}
 	text := "ShortStdout: " + short(r.Stdout) + ", ShortStderr: " + shortString(r.Stderr)
 	if r.State != StateFinished {
 		text = "Message: " + r.Message
 	}
-	return lw.add(c.Function, c.ID, r.State, text, r.Time)
+	if nc.LogSeq, err = lw.add(c.Function, c.ID, r.State, text, r.Time); err != nil {
+		return err
+	}
+	if err := txn.Insert(TableCalls, nc); err != nil {
+		return fmt.Errorf("call update: %w", err)
+	}
+	return nil
 }
 
 func shortString(s string) string { return short([]byte(s)) }
 
-func markRotated(txn *memdb.Txn, index uint64, id string) error {
+// outputRotated records that a call's output rotated out: get answers 410
+// while its final log event is still there, and the record goes once both
+// are gone.
+func outputRotated(txn *memdb.Txn, index uint64, id string) error {
 	c, err := getCall(txn, id)
 	if err != nil || c == nil {
 		return err
+	}
+	gone, err := finalEventGone(txn, c)
+	if err != nil {
+		return err
+	}
+	if gone {
+		return forgetCall(txn, id)
 	}
 	nc := *c
 	nc.Rotated, nc.ModifyIndex = true, index

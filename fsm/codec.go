@@ -15,7 +15,10 @@ import (
 // most of a million-call restore. Each record starts with its own version
 // byte, so fields can be added without a new snapshot version.
 
-const recordV1 = 1
+const (
+	recordV1 = 1
+	recordV2 = 2 // calls: LogSeq added at the end
+)
 
 var errShortRecord = errors.New("record truncated")
 
@@ -169,10 +172,17 @@ func (d *dec) strmap() map[string]string {
 	return m
 }
 
-func (d *dec) version() {
-	if p := d.take(1); len(p) == 1 && p[0] != recordV1 {
+// version reads the record's version byte; max is the newest this build
+// reads for the record kind.
+func (d *dec) version(max byte) byte {
+	p := d.take(1)
+	if len(p) != 1 {
+		return 0
+	}
+	if p[0] < recordV1 || p[0] > max {
 		d.err = errors.New("unknown record version")
 	}
+	return p[0]
 }
 
 func (d *dec) done() error {
@@ -183,7 +193,7 @@ func (d *dec) done() error {
 }
 
 func encodeCall(c *Call, buf []byte) []byte {
-	e := enc{b: append(buf, recordV1)}
+	e := enc{b: append(buf, recordV2)}
 	e.str(c.ID)
 	e.str(c.Function)
 	e.str(c.Owner)
@@ -205,12 +215,13 @@ func encodeCall(c *Call, buf []byte) []byte {
 	e.timestamp(c.FinishedAt)
 	e.uvarint(c.CreateIndex)
 	e.uvarint(c.ModifyIndex)
+	e.uvarint(c.LogSeq)
 	return e.b
 }
 
 func decodeCall(b []byte, intern map[string]string) (*Call, error) {
 	d := dec{b: b, intern: intern}
-	d.version()
+	v := d.version(recordV2)
 	c := &Call{}
 	c.ID = d.str()
 	c.Function = d.istr()
@@ -237,6 +248,9 @@ func decodeCall(b []byte, intern map[string]string) (*Call, error) {
 	c.FinishedAt = d.timestamp()
 	c.CreateIndex = d.uvarint()
 	c.ModifyIndex = d.uvarint()
+	if v >= recordV2 {
+		c.LogSeq = d.uvarint()
+	}
 	return c, d.done()
 }
 
@@ -253,7 +267,7 @@ func encodeLog(l *cachestore.LogEntry, buf []byte) []byte {
 
 func decodeLog(b []byte, intern map[string]string) (*cachestore.LogEntry, error) {
 	d := dec{b: b, intern: intern}
-	d.version()
+	d.version(recordV1)
 	l := &cachestore.LogEntry{}
 	l.Function = d.istr()
 	l.Seq = d.uvarint()
@@ -275,7 +289,7 @@ func encodeOutput(o *cachestore.Output, buf []byte) []byte {
 
 func decodeOutput(b []byte, intern map[string]string) (*cachestore.Output, error) {
 	d := dec{b: b, intern: intern}
-	d.version()
+	d.version(recordV1)
 	o := &cachestore.Output{}
 	o.CallID = d.str()
 	o.Function = d.istr()

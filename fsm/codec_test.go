@@ -18,7 +18,7 @@ func TestCallCodecRoundTrip(t *testing.T) {
 		{ID: "c1", Function: "alice/f", Owner: "alice", State: StateFailed, Reason: "exit", Message: "exit code 3: é",
 			ExitCode: -7, Stdin: []byte{0, 255}, StdinSize: 2, StdoutSize: 9, Env: map[string]string{"B": "2", "A": ""},
 			Key: "k", Ref: "r", CancelRequested: true, Rotated: true, Seq: 1 << 40,
-			CreatedAt: t0, StartedAt: t0.Add(time.Nanosecond), FinishedAt: t0.Add(time.Hour), CreateIndex: 3, ModifyIndex: 9},
+			CreatedAt: t0, StartedAt: t0.Add(time.Nanosecond), FinishedAt: t0.Add(time.Hour), CreateIndex: 3, ModifyIndex: 9, LogSeq: 77},
 		{ID: "c2", Stdin: []byte{}, Env: map[string]string{}},
 	}
 	for _, c := range calls {

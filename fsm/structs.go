@@ -68,7 +68,10 @@ type Function struct {
 func FunctionID(owner, name string) string { return owner + "/" + name }
 
 // Call is one call of a function. Stdin, Env and Key are needed only until
-// the call ends, and are dropped then to keep finished records small.
+// the call ends, and are dropped then to keep finished records small. A
+// finished call's record lives as long as its output or its final log
+// event is in the function's caches; once both rotated out the record goes
+// too, so the state of a busy function stays bounded by its caps.
 type Call struct {
 	ID              string
 	Function        string // Function.ID
@@ -84,7 +87,8 @@ type Call struct {
 	Key             string // call-scoped secret for fetching stdin (Nomad artifacts)
 	Ref             string // the executor's name for the started call
 	CancelRequested bool
-	Rotated         bool // its output rotated out of the cache
+	Rotated         bool   // its output rotated out of the cache
+	LogSeq          uint64 // sequence number of its final log event
 	Seq             uint64
 	CreatedAt       time.Time
 	StartedAt       time.Time

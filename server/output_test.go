@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/cachestore"
 	"github.com/hyperfunc/hyperfunc/fsm"
 	"github.com/hyperfunc/hyperfunc/server"
 	"github.com/hyperfunc/hyperfunc/server/servertest"
@@ -56,7 +57,8 @@ func TestGetStatusCodes(t *testing.T) {
 	c := servertest.NewCluster(t, 1, servertest.Options{Configure: func(_ int, cfg *server.Config) {
 		cfg.DefaultQuota = 1
 		cfg.StdoutLimit = 64
-		cfg.FSM = fsm.Config{OutputCacheBytes: 16, LogCacheBytes: 1 << 20}
+		// Room for one 10-byte output and a bit: the second rotates the first out.
+		cfg.FSM = fsm.Config{OutputCacheBytes: 2*cachestore.OutputOverhead + 16, LogCacheBytes: 1 << 20}
 	}})
 	cl := c.Client(0)
 	get := func(id string) *response {
@@ -85,7 +87,7 @@ func TestGetStatusCodes(t *testing.T) {
 	if string(r.Body) != "0123456789" || r.Header.Get(api.HeaderCallState) != api.StateFinished {
 		t.Fatalf("200 body %q state %q", r.Body, r.Header.Get(api.HeaderCallState))
 	}
-	second := done("cat", "abcdefghij") // 20 bytes > the 16-byte cache: first rotates out
+	second := done("cat", "abcdefghij") // two outputs exceed the cache: the first rotates out
 	if msg := get(first).want(t, 410).errorBody(t); !strings.Contains(msg, "rotated") {
 		t.Fatalf("410 message %q", msg)
 	}
