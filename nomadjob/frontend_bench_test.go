@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -73,7 +74,8 @@ func setupBench(b *testing.B) *benchEnv {
 	cfg.Address = addr
 	cfg.ArtifactBaseURL = "http://" + httpAddr
 	cfg.ShimSHA256 = sum
-	ex, err := nomadjob.New(cfg)
+	// Quiet: log lines would interleave with the benchmark result lines.
+	ex, err := nomadjob.New(cfg, nomadjob.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
 		b.Fatal(err)
 	}
