@@ -61,6 +61,7 @@ const maxInFlight = 4
 
 type enqueueReq struct {
 	call *fsm.Call
+	cred credential // what authorized it, for a follower's forward
 	done chan error
 }
 

@@ -202,14 +202,17 @@ func (s *Server) internalCall(ctx context.Context, method, addr, path string, in
 	} else {
 		body = bytes.NewReader(nil)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, body)
 	if err != nil {
 		return err
 	}
 	req.Header.Set(headerClusterKey, s.cfg.ClusterKey)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := internalClient.Do(req)
 	if err != nil {
 		return err
 	}
@@ -224,6 +227,10 @@ func (s *Server) internalCall(ctx context.Context, method, addr, path string, in
 	}
 	return nil
 }
+
+// internalClient keeps connections to the other servers alive: the
+// forwarder sends the leader a batch of calls many times a second.
+var internalClient = &http.Client{Transport: forwardTransport}
 
 // addVoter is the leader's side of a join.
 func (s *Server) addVoter(m api.Member) error {

@@ -69,14 +69,17 @@ func badRequest(format string, args ...any) error {
 
 // bindJSON decodes a bounded JSON body strictly: unknown fields, trailing
 // data and oversized bodies are client errors.
-func bindJSON(c *gin.Context, out any) error {
-	body := http.MaxBytesReader(c.Writer, c.Request.Body, maxJSONBody)
+func bindJSON(c *gin.Context, out any) error { return bindJSONLimit(c, out, maxJSONBody) }
+
+// bindJSONLimit is bindJSON with another bound (server-to-server batches).
+func bindJSONLimit(c *gin.Context, out any, limit int64) error {
+	body := http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(out); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return fmt.Errorf("%w: request body exceeds %d bytes", ErrTooLarge, maxJSONBody)
+			return fmt.Errorf("%w: request body exceeds %d bytes", ErrTooLarge, limit)
 		}
 		if errors.Is(err, io.EOF) {
 			return badRequest("empty request body")
@@ -90,7 +93,7 @@ func bindJSON(c *gin.Context, out any) error {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return fmt.Errorf("%w: request body exceeds %d bytes", ErrTooLarge, maxJSONBody)
+			return fmt.Errorf("%w: request body exceeds %d bytes", ErrTooLarge, limit)
 		}
 		return badRequest("reading the request body: %v", err)
 	}

@@ -80,13 +80,17 @@ func (s *Server) callFunction(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	s.submitCall(c, f, c.Query("sync") == "true")
+	var cr credential
+	if s.cfg.ACL {
+		cr.TokenHash = hashSecret(tokenOf(c.Request))
+	}
+	s.submitCall(c, f, c.Query("sync") == "true", cr)
 }
 
 // submitCall queues a call of f with the request body as stdin. Async, it
 // answers the call ID at once; sync, it waits for the end and answers as
 // `get --wait` would.
-func (s *Server) submitCall(c *gin.Context, f *fsm.Function, sync bool) {
+func (s *Server) submitCall(c *gin.Context, f *fsm.Function, sync bool, cr credential) {
 	stdin, err := s.readStdin(c)
 	if err != nil {
 		writeError(c, err)
@@ -96,7 +100,13 @@ func (s *Server) submitCall(c *gin.Context, f *fsm.Function, sync bool) {
 		ID: uuid.NewString(), Function: f.ID, Owner: f.Owner, Stdin: stdin,
 		Env: headerEnv(c.Request.Header), Key: newSecret(), CreatedAt: now(),
 	}
-	if err := s.enqueuer.enqueue(call); err != nil {
+	enqueue := s.enqueuer.enqueue
+	if !s.IsLeader() {
+		// An async call on a follower: batched to the leader, which checks
+		// the credential against its own state.
+		enqueue = func(call *fsm.Call) error { return s.forwardEnqueue(call, cr) }
+	}
+	if err := enqueue(call); err != nil {
 		writeError(c, err)
 		return
 	}

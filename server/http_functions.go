@@ -25,7 +25,8 @@ func (s *Server) functionRoutes(g *gin.RouterGroup) {
 	g.POST("/functions/:name", w, s.authenticate, s.updateFunction)
 	g.DELETE("/functions/:name", w, s.authenticate, s.deleteFunction)
 	g.GET("/functions/:name/status", r, s.authenticate, s.functionStatus)
-	g.POST("/functions/:name/call", w, s.authenticate, s.callFunction)
+	isSync := func(c *gin.Context) bool { return c.Query("sync") == "true" }
+	g.POST("/functions/:name/call", s.toLeaderUnlessAsyncCall(isSync, s.knownOwnFunction), s.authenticate, s.callFunction)
 	g.GET("/functions/:name/logs", r, s.authenticate, s.functionLogs)
 }
 

@@ -16,7 +16,7 @@ import (
 // in the path is the credential, rotatable with `update --refresh`.
 func (s *Server) publicRoutes(r *gin.Engine) {
 	w, rd := s.toLeader(true), s.toLeader(false)
-	r.POST("/call/:name/:secret", w, s.publicCall(false))
+	r.POST("/call/:name/:secret", s.toLeaderUnlessAsyncCall(func(*gin.Context) bool { return false }, s.knownSecretFunction), s.publicCall(false))
 	r.POST("/call/:name/:secret/sync", w, s.publicCall(true))
 	r.GET("/output/:name/:secret/:callid", rd, s.publicOutput(false))
 	r.GET("/output/:name/:secret/:callid/wait", rd, s.publicOutput(true))
@@ -46,7 +46,7 @@ func (s *Server) publicCall(sync bool) gin.HandlerFunc {
 			writeError(c, err)
 			return
 		}
-		s.submitCall(c, f, sync)
+		s.submitCall(c, f, sync, credential{SecretHash: hashSecret(c.Param("secret"))})
 	}
 }
 

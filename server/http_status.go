@@ -31,6 +31,7 @@ func (s *Server) internalRoutes(r *gin.Engine) {
 	r.POST("/v1/internal/join", s.requireClusterKey, w, s.internalJoin)
 	r.POST("/v1/internal/member", s.requireClusterKey, w, s.internalMember)
 	r.POST("/v1/internal/leave", s.requireClusterKey, w, s.internalLeave)
+	r.POST("/v1/internal/enqueue", s.requireClusterKey, w, s.internalEnqueueHandler)
 }
 
 func (s *Server) statusLeader(c *gin.Context) {

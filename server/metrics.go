@@ -18,6 +18,7 @@ type metrics struct {
 	enqueued       prometheus.Counter
 	finished       prometheus.Counter
 	forwarded      prometheus.Counter
+	batched        prometheus.Counter
 	executorErrors prometheus.Counter
 	executorUp     prometheus.Gauge
 	isLeader       prometheus.Gauge
@@ -35,13 +36,14 @@ func newMetrics(s *Server) *metrics {
 	m.enqueued = prometheus.NewCounter(prometheus.CounterOpts(f("calls_enqueued_total", "Calls queued through this server.")))
 	m.finished = prometheus.NewCounter(prometheus.CounterOpts(f("calls_finished_total", "Calls this server recorded as ended while leading.")))
 	m.forwarded = prometheus.NewCounter(prometheus.CounterOpts(f("requests_forwarded_total", "Requests proxied to the leader.")))
+	m.batched = prometheus.NewCounter(prometheus.CounterOpts(f("calls_forwarded_batched_total", "Async calls a follower sent to the leader in batches.")))
 	m.executorErrors = prometheus.NewCounter(prometheus.CounterOpts(f("executor_unavailable_total", "Starts refused because the executor was unavailable.")))
 	m.executorUp = prometheus.NewGauge(prometheus.GaugeOpts(f("executor_up", "1 when the executor answered its last health check.")))
 	m.isLeader = prometheus.NewGauge(prometheus.GaugeOpts(f("raft_leader", "1 while this server leads.")))
 	m.pending = prometheus.NewGauge(prometheus.GaugeOpts(f("calls_pending", "Queued calls in the cluster.")))
 	m.running = prometheus.NewGauge(prometheus.GaugeOpts(f("calls_running", "Started calls in the cluster.")))
 	m.raftIndex = prometheus.NewGauge(prometheus.GaugeOpts(f("raft_applied_index", "Last Raft index applied here.")))
-	m.reg.MustRegister(m.requests, m.enqueued, m.finished, m.forwarded, m.executorErrors, m.executorUp,
+	m.reg.MustRegister(m.requests, m.enqueued, m.finished, m.forwarded, m.batched, m.executorErrors, m.executorUp,
 		m.isLeader, m.pending, m.running, m.raftIndex,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

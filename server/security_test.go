@@ -48,6 +48,7 @@ var routeRules = map[string]routeRule{
 	"POST /v1/internal/join":                 {codes: clusterOK, body: `{"id":"evil","raft_addr":"127.0.0.1:1","http_addr":"127.0.0.1:2"}`},
 	"POST /v1/internal/member":               {codes: clusterOK, body: `{"id":"evil","raft_addr":"127.0.0.1:1","http_addr":"127.0.0.1:2"}`},
 	"POST /v1/internal/leave":                {codes: clusterOK, body: `{"id":"x","raft_addr":"127.0.0.1:1","http_addr":"127.0.0.1:2"}`},
+	"POST /v1/internal/enqueue":              {codes: clusterOK, body: `{"calls":[],"creds":[]}`},
 	"POST /v1/functions":                     {codes: [4]int{401, 403, 201, 403}, body: `{"name":"bobs","image":"busybox"}`},
 	"GET /v1/functions":                      {codes: [4]int{401, 403, 200, 200}},
 	"GET /v1/functions/:name":                {codes: aliceRead},

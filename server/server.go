@@ -102,6 +102,7 @@ type Server struct {
 
 	metrics  *metrics
 	enqueuer *enqueuer
+	fwdQueue chan *enqueueReq // async calls a follower batches to the leader
 
 	mu         sync.Mutex
 	leaderStop context.CancelFunc
@@ -144,6 +145,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics = newMetrics(s)
 	s.enqueuer = newEnqueuer(s)
+	s.fwdQueue = make(chan *enqueueReq, 4096)
 	return s, nil
 }
 
@@ -194,6 +196,8 @@ func (s *Server) Start() error {
 	}()
 	go func() { defer s.wg.Done(); s.monitorLeadership() }()
 	go func() { defer s.wg.Done(); s.enqueuer.run(s.shutdownCh) }()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.runForwarder() }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.joinCluster() }()
 	s.log.Info("agent started", "node", s.cfg.NodeID, "http", s.cfg.AdvertiseHTTP, "raft", s.self.RaftAddr, "executor", s.exec.Name())

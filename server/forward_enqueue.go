@@ -1,0 +1,242 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/hyperfunc/hyperfunc/fsm"
+)
+
+// Async calls that reach a follower are not proxied one by one: the
+// follower authenticates them and builds the call from its own replica
+// (the leader's Apply checks the function and the queue bound again), and a
+// batcher sends what arrived meanwhile to the leader in one request. Two
+// thirds of a spread load thus cost one HTTP exchange per batch instead of
+// one per call. Sync calls are still proxied: they wait at the leader.
+
+// toLeaderUnlessAsyncCall forwards like toLeader(true), except async calls
+// on a follower whose replica already knows the caller's token and the
+// function: the handler queues those through the follower's batcher. What
+// the replica does not know yet (a function or token created a moment
+// ago) goes to the leader, so a client reads its own writes.
+func (s *Server) toLeaderUnlessAsyncCall(sync func(*gin.Context) bool, known func(*gin.Context) bool) gin.HandlerFunc {
+	proxy := s.toLeader(true)
+	return func(c *gin.Context) {
+		if s.IsLeader() || sync(c) || s.leaderHTTP() == "" || !known(c) {
+			proxy(c)
+		}
+	}
+}
+
+// knownOwnFunction: the replica resolves the token and the function of a
+// /v1 call.
+func (s *Server) knownOwnFunction(c *gin.Context) bool {
+	user := DefaultUser
+	if s.cfg.ACL {
+		tok, err := s.store.TokenBySecretHash(hashSecret(tokenOf(c.Request)))
+		if err != nil || tok == nil {
+			return false
+		}
+		user = tok.User
+	}
+	f, err := s.store.Function(nil, fsm.FunctionID(user, c.Param("name")))
+	return err == nil && f != nil
+}
+
+// knownSecretFunction: the replica resolves a per-function address.
+func (s *Server) knownSecretFunction(c *gin.Context) bool {
+	f, err := s.secretFunction(c)
+	return err == nil && f != nil
+}
+
+// internalEnqueue is the leader's side: one batch from a follower, one
+// answer per call. Each call carries the hash of the credential it came
+// with, which the leader checks against its own state: a follower's
+// replica may not have seen a secret rotated or a token revoked a moment
+// ago, and such a call must not be queued.
+type internalEnqueue struct {
+	Calls []*fsm.Call  `json:"calls"`
+	Creds []credential `json:"creds"`
+}
+
+// credential is what authorized a call: the hash of the per-function
+// address secret, or of the API token (ACLs on); both empty with ACLs off.
+type credential struct {
+	SecretHash string `json:"secret_hash,omitempty"`
+	TokenHash  string `json:"token_hash,omitempty"`
+}
+
+// check is the leader's authorization of a forwarded call.
+func (s *Server) check(call *fsm.Call, cr credential) error {
+	f, err := s.store.Function(nil, call.Function)
+	if err != nil {
+		return err
+	}
+	if f == nil || f.Owner != call.Owner {
+		return fmt.Errorf("function %w", fsm.ErrNotFound)
+	}
+	switch {
+	case cr.SecretHash != "":
+		if subtle.ConstantTimeCompare([]byte(cr.SecretHash), []byte(f.SecretHash)) != 1 {
+			return fmt.Errorf("function %w (or wrong address)", fsm.ErrNotFound)
+		}
+	case s.cfg.ACL:
+		tok, err := s.store.TokenBySecretHash(cr.TokenHash)
+		if err != nil {
+			return err
+		}
+		if tok == nil || tok.ReadOnly || tok.User != call.Owner {
+			return fmt.Errorf("%w: token not found or not allowed to call", ErrForbidden)
+		}
+	}
+	return nil
+}
+
+// enqueueOutcome carries an error's message and kind across the wire, so
+// the follower answers the same status the leader would have.
+type enqueueOutcome struct {
+	Error string `json:"error,omitempty"`
+	Kind  string `json:"kind,omitempty"`
+}
+
+var outcomeKinds = []struct {
+	kind string
+	err  error
+}{
+	{"not_found", fsm.ErrNotFound},
+	{"exists", fsm.ErrExists},
+	{"queue_full", fsm.ErrQueueFull},
+	{"no_leader", ErrNoLeader},
+	{"forbidden", ErrForbidden},
+}
+
+func outcomeOf(err error) enqueueOutcome {
+	if err == nil {
+		return enqueueOutcome{}
+	}
+	for _, k := range outcomeKinds {
+		if errors.Is(err, k.err) {
+			return enqueueOutcome{Error: err.Error(), Kind: k.kind}
+		}
+	}
+	return enqueueOutcome{Error: err.Error()}
+}
+
+func (o enqueueOutcome) err() error {
+	if o.Error == "" {
+		return nil
+	}
+	for _, k := range outcomeKinds {
+		if o.Kind == k.kind {
+			return fmt.Errorf("%w: %s", k.err, o.Error)
+		}
+	}
+	return errors.New(o.Error)
+}
+
+func (s *Server) internalEnqueueHandler(c *gin.Context) {
+	var req internalEnqueue
+	if err := bindJSONLimit(c, &req, 64<<20); err != nil {
+		writeError(c, err)
+		return
+	}
+	if len(req.Creds) != len(req.Calls) {
+		writeError(c, badRequest("%d credentials for %d calls", len(req.Creds), len(req.Calls)))
+		return
+	}
+	out := make([]enqueueOutcome, len(req.Calls))
+	done := make(chan struct{})
+	for i, call := range req.Calls {
+		go func() {
+			err := s.check(call, req.Creds[i])
+			if err == nil {
+				err = s.enqueuer.enqueue(call)
+			}
+			out[i] = outcomeOf(err)
+			done <- struct{}{}
+		}()
+	}
+	for range req.Calls {
+		<-done
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// forwardEnqueue queues a call through this follower's batcher.
+func (s *Server) forwardEnqueue(call *fsm.Call, cr credential) error {
+	r := &enqueueReq{call: call, cred: cr, done: make(chan error, 1)}
+	select {
+	case s.fwdQueue <- r:
+	case <-s.shutdownCh:
+		return ErrNoLeader
+	}
+	return <-r.done
+}
+
+// runForwarder sends the calls that arrived while the previous batch was
+// in flight to the leader in one request; a few batches may be in flight.
+func (s *Server) runForwarder() {
+	inFlight := make(chan struct{}, maxInFlight)
+	for {
+		var first *enqueueReq
+		select {
+		case first = <-s.fwdQueue:
+		case <-s.shutdownCh:
+			return
+		}
+		inFlight <- struct{}{}
+		batch, size := []*enqueueReq{first}, len(first.call.Stdin)
+	fill:
+		for len(batch) < fsm.MaxBatch && size < 8<<20 {
+			select {
+			case r := <-s.fwdQueue:
+				batch = append(batch, r)
+				size += len(r.call.Stdin)
+			default:
+				break fill
+			}
+		}
+		go func() {
+			defer func() { <-inFlight }()
+			s.sendBatch(batch)
+		}()
+	}
+}
+
+func (s *Server) sendBatch(batch []*enqueueReq) {
+	fail := func(err error) {
+		for _, r := range batch {
+			r.done <- err
+		}
+	}
+	addr := s.leaderHTTP()
+	if addr == "" {
+		fail(fmt.Errorf("%w: this server knows no leader", ErrNoLeader))
+		return
+	}
+	req := internalEnqueue{Calls: make([]*fsm.Call, len(batch)), Creds: make([]credential, len(batch))}
+	for i, r := range batch {
+		req.Calls[i], req.Creds[i] = r.call, r.cred
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ApplyTimeout+5*time.Second)
+	defer cancel()
+	var out []enqueueOutcome
+	if err := s.internalCall(ctx, http.MethodPost, addr, "/v1/internal/enqueue", req, &out); err != nil {
+		fail(fmt.Errorf("%w: forwarding to the leader at %s: %v", ErrNoLeader, addr, err))
+		return
+	}
+	if len(out) != len(batch) {
+		fail(fmt.Errorf("%w: the leader answered %d outcomes for %d calls", ErrNoLeader, len(out), len(batch)))
+		return
+	}
+	s.metrics.batched.Add(float64(len(batch)))
+	for i, r := range batch {
+		r.done <- out[i].err()
+	}
+}

@@ -1,0 +1,112 @@
+package server_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/server"
+	"github.com/hyperfunc/hyperfunc/server/servertest"
+)
+
+// TestFollowerBatchesAsyncCalls: async calls sent to a follower are queued
+// through its batcher (not proxied one by one), run, and keep the errors
+// the leader would answer: 404 for an unknown function, 429 past the queue
+// bound, on both API faces.
+func TestFollowerBatchesAsyncCalls(t *testing.T) {
+	c := servertest.NewCluster(t, 3, servertest.Options{Configure: func(i int, cfg *server.Config) {
+		cfg.MaxQueued = 40
+		cfg.DefaultQuota = 1
+	}})
+	c.WaitForLeader()
+	f := c.FollowerIndexes()[0]
+	fc := c.Client(f)
+	createFn(t, c.Client(c.LeaderIndex()), "hold", "sleep")
+	fn := createFn(t, fc, "echo", "cat")
+	// (A call right after the create is proxied to the leader, whose
+	// state has the function; once the follower's replica has it too, the
+	// follower batches.)
+	servertest.Eventually(t, 10*time.Second, func() error {
+		if f, _ := c.Server(f).Store().Function(nil, "default/echo"); f == nil {
+			return fmt.Errorf("the follower's replica does not have the function yet")
+		}
+		return nil
+	})
+
+	// 40 concurrent async calls through the follower: all accepted.
+	var wg sync.WaitGroup
+	ids := make([]string, 40)
+	errs := make([]error, 40)
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ids[i], errs[i] = fc.Calls().Call(ctx(t), "echo", strings.NewReader(fmt.Sprint(i)), nil)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("call %d through the follower: %v", i, err)
+		}
+	}
+	// The follower's replica knew the function by then: the calls went
+	// through its batcher, not the proxy.
+	m := do(t, http.MethodGet, c.URL(f)+"/metrics", "", nil)
+	if !strings.Contains(string(m.Body), "hyperfunc_calls_forwarded_batched_total") ||
+		strings.Contains(string(m.Body), "hyperfunc_calls_forwarded_batched_total 0\n") {
+		t.Fatalf("no call went through the follower's batcher")
+	}
+	// Every call exists and finishes.
+	for i, id := range ids {
+		servertest.Eventually(t, 30*time.Second, func() error {
+			call, _, err := c.Client(c.LeaderIndex()).Calls().Info(ctx(t), id, nil)
+			if err != nil || call.State != api.StateFinished {
+				return fmt.Errorf("call %d: %v %v", i, call, err)
+			}
+			return nil
+		})
+	}
+	// The per-function address on a follower: async call accepted.
+	host := strings.Split(strings.TrimPrefix(fn.Address, "http://"), "/")[0]
+	addr := strings.Replace(fn.Address, host, c.Node(f).HTTPAddr, 1)
+	if r := do(t, http.MethodPost, addr, "", "x"); r.Code != http.StatusAccepted {
+		t.Fatalf("per-function address on a follower: HTTP %d %s", r.Code, r.Body)
+	}
+	// Unknown function: 404, answered by the follower.
+	if _, err := fc.Calls().Call(ctx(t), "nope", nil, nil); api.StatusCode(err) != 404 {
+		t.Fatalf("unknown function through a follower: %v", err)
+	}
+	// Fill the queue behind a held call (quota 1), then one past: 429.
+	c.Engine.HoldStarts()
+	defer c.Engine.ReleaseStarts()
+	call(t, fc, "hold", "")
+	var last error
+	for i := 0; i < 45 && last == nil; i++ {
+		_, last = fc.Calls().Call(ctx(t), "hold", nil, nil)
+	}
+	if api.StatusCode(last) != 429 {
+		t.Fatalf("past the queue bound through a follower: %v, want 429", last)
+	}
+}
+
+// TestLeaderChecksForwardedCredentials: a follower's replica may not have
+// seen a secret rotated yet, so the leader checks the credential of every
+// forwarded call against its own state and queues nothing on a stale one.
+func TestLeaderChecksForwardedCredentials(t *testing.T) {
+	c := servertest.NewCluster(t, 1, servertest.Options{})
+	c.WaitForLeader()
+	createFn(t, c.Client(0), "f", "cat")
+	body := `{"calls":[{"ID":"c1","Function":"default/f","Owner":"default"}],"creds":[{"secret_hash":"not-the-hash"}]}`
+	r := do(t, http.MethodPost, c.URL(0)+"/v1/internal/enqueue", "", body, "X-Hyper-Cluster-Key", servertest.ClusterKey).want(t, 200)
+	if !strings.Contains(string(r.Body), `"kind":"not_found"`) {
+		t.Fatalf("a stale secret was not refused: %s", r.Body)
+	}
+	if call, _ := c.Server(0).Store().Call(nil, "c1"); call != nil {
+		t.Fatal("a call with a stale secret was queued")
+	}
+}
