@@ -97,19 +97,24 @@ func (e *enqueuer) run(stop <-chan struct{}) {
 			return
 		}
 		// Take what arrived while waiting for a slot.
-		batch, size := []*enqueueReq{first}, len(first.call.Stdin)
-	fill:
-		for len(batch) < fsm.MaxBatch && size < 8<<20 {
-			select {
-			case r := <-e.ch:
-				batch = append(batch, r)
-				size += len(r.call.Stdin)
-			default:
-				break fill
-			}
-		}
-		e.apply(batch)
+		e.apply(fillBatch(first, e.ch))
 	}
+}
+
+// fillBatch takes the requests waiting behind first, up to one entry's
+// worth: fsm.MaxBatch calls and about 8 MiB of stdin.
+func fillBatch(first *enqueueReq, ch <-chan *enqueueReq) []*enqueueReq {
+	batch, size := []*enqueueReq{first}, len(first.call.Stdin)
+	for len(batch) < fsm.MaxBatch && size < 8<<20 {
+		select {
+		case r := <-ch:
+			batch = append(batch, r)
+			size += len(r.call.Stdin)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // apply hands the batch to Raft now (order) and waits for it elsewhere.

@@ -191,17 +191,7 @@ func (s *Server) runForwarder() {
 			return
 		}
 		inFlight <- struct{}{}
-		batch, size := []*enqueueReq{first}, len(first.call.Stdin)
-	fill:
-		for len(batch) < fsm.MaxBatch && size < 8<<20 {
-			select {
-			case r := <-s.fwdQueue:
-				batch = append(batch, r)
-				size += len(r.call.Stdin)
-			default:
-				break fill
-			}
-		}
+		batch := fillBatch(first, s.fwdQueue)
 		go func() {
 			defer func() { <-inFlight }()
 			s.sendBatch(batch)
