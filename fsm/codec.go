@@ -297,3 +297,42 @@ func decodeOutput(b []byte, intern map[string]string) (*cachestore.Output, error
 	o.Data = d.bytes()
 	return o, d.done()
 }
+
+// encodeEnqueue writes a CallEnqueueBin entry: the type byte, the queue
+// bound, then each call as a length-prefixed call record.
+func encodeEnqueue(t byte, req *CallEnqueueRequest) []byte {
+	e := enc{b: []byte{t}}
+	e.uvarint(uint64(req.MaxQueued))
+	e.uvarint(uint64(len(req.Calls)))
+	var rec []byte
+	for _, c := range req.Calls {
+		rec = encodeCall(c, rec[:0])
+		e.uvarint(uint64(len(rec)))
+		e.b = append(e.b, rec...)
+	}
+	return e.b
+}
+
+func decodeEnqueue(b []byte) (*CallEnqueueRequest, error) {
+	d := dec{b: b, intern: map[string]string{}}
+	req := &CallEnqueueRequest{}
+	mq := d.uvarint()
+	n := d.uvarint()
+	if d.err != nil || mq > math.MaxInt32 || n > uint64(len(d.b)) {
+		return nil, errShortRecord
+	}
+	req.MaxQueued = int(mq)
+	req.Calls = make([]*Call, 0, n)
+	for i := uint64(0); i < n; i++ {
+		rec := d.take(d.uvarint())
+		if d.err != nil {
+			return nil, d.err
+		}
+		c, err := decodeCall(rec, d.intern)
+		if err != nil {
+			return nil, err
+		}
+		req.Calls = append(req.Calls, c)
+	}
+	return req, d.done()
+}

@@ -32,6 +32,9 @@ const (
 	MemberUpsertType   MessageType = 12
 	MemberDeleteType   MessageType = 13
 	CallRequeueType    MessageType = 14
+	// CallEnqueueBinType is CallEnqueueType with a binary body (the call
+	// records of snapshots): the hottest entry, JSON cost every replica CPU.
+	CallEnqueueBinType MessageType = 15
 )
 
 var typeNames = map[MessageType]string{
@@ -49,6 +52,7 @@ var typeNames = map[MessageType]string{
 	MemberUpsertType:   "MemberUpsert",
 	MemberDeleteType:   "MemberDelete",
 	CallRequeueType:    "CallRequeue",
+	CallEnqueueBinType: "CallEnqueueBin",
 }
 
 func (t MessageType) String() string {
@@ -158,6 +162,13 @@ type MemberDeleteRequest struct{ ID string }
 
 // Encode builds a log entry: the type byte, then the JSON body.
 func Encode(t MessageType, body any) ([]byte, error) {
+	if t&^IgnoreUnknownTypeFlag == CallEnqueueBinType {
+		req, ok := body.(*CallEnqueueRequest)
+		if !ok {
+			return nil, fmt.Errorf("encode %s: body is %T", t, body)
+		}
+		return encodeEnqueue(byte(t), req), nil
+	}
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", t, err)
@@ -180,6 +191,13 @@ func Decode(buf []byte) (MessageType, any, error) {
 	mk, ok := requestTypes[t&^IgnoreUnknownTypeFlag]
 	if !ok {
 		return t, nil, fmt.Errorf("%w: %s", ErrUnknownType, t)
+	}
+	if t&^IgnoreUnknownTypeFlag == CallEnqueueBinType {
+		req, err := decodeEnqueue(buf[1:])
+		if err != nil {
+			return t, nil, fmt.Errorf("decode %s: %w", t, err)
+		}
+		return t, req, nil
 	}
 	req := mk()
 	if err := json.Unmarshal(buf[1:], req); err != nil {
@@ -206,4 +224,5 @@ var requestTypes = map[MessageType]func() any{
 	MemberUpsertType:   func() any { return new(MemberUpsertRequest) },
 	MemberDeleteType:   func() any { return new(MemberDeleteRequest) },
 	CallRequeueType:    func() any { return new(CallRequeueRequest) },
+	CallEnqueueBinType: func() any { return new(CallEnqueueRequest) },
 }

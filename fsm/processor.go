@@ -32,6 +32,7 @@ func newProcessor(s *Store) *processor {
 		CallFinishType:     typed(p.applyCallFinish),
 		CallCancelType:     typed(p.applyCallCancel),
 		CallRequeueType:    typed(p.applyCallRequeue),
+		CallEnqueueBinType: typed(p.applyCallEnqueue),
 		MemberUpsertType:   typed(p.applyMemberUpsert),
 		MemberDeleteType:   typed(p.applyMemberDelete),
 	}

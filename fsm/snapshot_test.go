@@ -78,6 +78,7 @@ func TestSnapshotRoundTripEveryCommand(t *testing.T) {
 		{FunctionUpsertType, &FunctionUpsertRequest{Function: &Function{ID: "alice/g", Owner: "alice", Name: "g", Image: "i", SecretHash: "y", CreatedAt: t0}, Create: true}},
 		{FunctionDeleteType, &FunctionDeleteRequest{ID: "alice/g"}},
 		{CallEnqueueType, &CallEnqueueRequest{Calls: []*Call{{ID: "c1", Function: "alice/f", Owner: "alice", Stdin: []byte{0, 1, 2, 255}, CreatedAt: t0}, {ID: "c2", Function: "alice/f", Owner: "alice", CreatedAt: t0}, {ID: "c3", Function: "alice/f", Owner: "alice", CreatedAt: t0}}}},
+		{CallEnqueueBinType, &CallEnqueueRequest{Calls: []*Call{{ID: "c4", Function: "alice/f", Owner: "alice", Stdin: []byte{7}, Env: map[string]string{"HTTP_X": "y"}, CreatedAt: t0}}, MaxQueued: 10}},
 		{CallStartType, &CallStartRequest{IDs: []string{"c1", "c2"}, Time: t0}},
 		{CallRunningType, &CallRunningRequest{Running: []CallRunning{{ID: "c1", Ref: "r1", Time: t0}}}},
 		{CallRequeueType, &CallRequeueRequest{IDs: []string{"c2"}, Time: t0}},

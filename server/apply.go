@@ -123,12 +123,12 @@ func (e *enqueuer) apply(batch []*enqueueReq) {
 	for _, r := range batch {
 		req.Calls = append(req.Calls, r.call)
 	}
-	f, err := e.s.raftApplyAsync(fsm.CallEnqueueType, req)
+	f, err := e.s.raftApplyAsync(fsm.CallEnqueueBinType, req)
 	go func() {
 		defer func() { <-e.inFlight }()
 		var res any
 		if err == nil {
-			res, _, err = e.s.resolve(fsm.CallEnqueueType, f)
+			res, _, err = e.s.resolve(fsm.CallEnqueueBinType, f)
 		}
 		for i, r := range batch {
 			if err != nil {
