@@ -33,14 +33,13 @@ type agentSelf struct {
 	Member     api.Member `json:"member"`
 	Leader     string     `json:"leader"`      // Raft address, "" when none
 	HasState   bool       `json:"has_state"`   // part of a bootstrapped cluster
-	Bootstrap  int        `json:"bootstrap"`   // its -bootstrap-expect
 	LeaderHTTP string     `json:"leader_http"` // when known
 	Voters     []string   `json:"voters"`      // server IDs in its Raft configuration
 }
 
 func (s *Server) selfInfo() agentSelf {
 	leader, _ := s.leaderMember()
-	info := agentSelf{Member: s.self, Leader: leader, Bootstrap: s.cfg.BootstrapExpect}
+	info := agentSelf{Member: s.self, Leader: leader}
 	info.HasState = s.hasState()
 	info.LeaderHTTP = s.leaderHTTP()
 	if cf := s.raft.GetConfiguration(); cf.Error() == nil {
@@ -314,7 +313,9 @@ func (s *Server) knownPeers() []string {
 	return addrs
 }
 
-// savePeers records the members' HTTP addresses when they changed.
+// savePeers records the members' HTTP addresses when they changed. It
+// runs every second, so it compares with what it wrote last, not with the
+// file.
 func (s *Server) savePeers() {
 	ms, err := s.store.Members(nil)
 	if err != nil || len(ms) == 0 {
@@ -327,9 +328,12 @@ func (s *Server) savePeers() {
 		}
 	}
 	sort.Strings(addrs)
-	if slices.Equal(addrs, s.knownPeers()) {
+	s.peersMu.Lock()
+	defer s.peersMu.Unlock()
+	if s.savedPeers != nil && slices.Equal(addrs, s.savedPeers) {
 		return
 	}
+	s.savedPeers = addrs
 	b, _ := json.Marshal(addrs)
 	tmp := filepath.Join(s.cfg.DataDir, peersFile+".tmp")
 	if err := os.WriteFile(tmp, b, 0o600); err == nil {

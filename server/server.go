@@ -104,6 +104,9 @@ type Server struct {
 	enqueuer *enqueuer
 	fwdQueue chan *enqueueReq // async calls a follower batches to the leader
 
+	peersMu    sync.Mutex
+	savedPeers []string // what savePeers wrote last
+
 	mu         sync.Mutex
 	leaderStop context.CancelFunc
 	leaderDone chan struct{}
