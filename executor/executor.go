@@ -15,7 +15,25 @@ const (
 	LabelCall     = "io.hyperfunc.call"     // call ID
 	LabelFunction = "io.hyperfunc.function" // function ID (owner/name)
 	LabelManaged  = "io.hyperfunc.managed"  // "true"
+	// LabelCluster names the cluster that created the container or job (the
+	// cluster ID the first leader commits to Raft). Orphan sweeps touch only
+	// their own cluster's work: two clusters may share one engine or Nomad.
+	LabelCluster = "io.hyperfunc.cluster"
+	// LabelExecutor names the executor that runs it ("docker", "nomad"): a
+	// local agent on the engine of a Nomad client must not sweep Nomad's
+	// containers as its own orphans.
+	LabelExecutor = "io.hyperfunc.executor"
 )
+
+// DefaultUser is the user a function's command runs as when the function
+// names none: nobody, so that a function cannot own what the shim writes and
+// a setuid file it makes is nobody's. Functions whose image needs root say
+// so (User "root" or "0").
+const DefaultUser = "65534:65534"
+
+// DefaultPidsLimit bounds the processes (threads included) of one call's
+// container; a fork bomb stops at it instead of at the host's limit.
+const DefaultPidsLimit = 256
 
 // Function is what an executor needs to know of a function to prepare for
 // its calls (Nomad: the parameterized job).
@@ -31,6 +49,20 @@ type Function struct {
 	CPU        int // MHz
 	MemoryMB   int
 	Timeout    time.Duration // 0: no limit
+	// User is who the command runs as, Docker's --user form ("uid[:gid]",
+	// a name the image knows, "root"); empty means DefaultUser.
+	User string
+	// ClusterID is the ID of the cluster that runs the function (see
+	// LabelCluster), filled in by the server.
+	ClusterID string
+}
+
+// RunAs is the user a function's command runs as.
+func (f Function) RunAs() string {
+	if f.User == "" {
+		return DefaultUser
+	}
+	return f.User
 }
 
 // Spec is one call to run.
