@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,13 +14,27 @@ import (
 	"github.com/hyperfunc/hyperfunc/shim"
 )
 
-// Where the call's pieces appear inside its container.
+// A call dir on the host, <StateDir>/<callid>/ (root, 0700: no other host
+// user reaches into it), holds two parts with opposite trust:
+//
+//	in/   written by the agent before the container exists, mounted
+//	      read-only: the envelope and a large stdin. The function cannot
+//	      change its own input.
+//	out/  written by the shim (as the function's user, so by the function
+//	      too): stdout, result.json, .started. Mounted read-write, on a
+//	      tmpfs of its own when the agent may mount one (size-bounded,
+//	      nosuid, nodev, noexec: off Raft's data disk, and a setuid file
+//	      or a device node made there means nothing on the host). The
+//	      agent reads it as hostile input: see outdir.go.
 const (
-	containerCallDir  = "/.hyperfunc/call"    // the call dir, read-write
+	containerInDir    = "/.hyperfunc/in"      // the call's input, read-only
+	containerOutDir   = "/.hyperfunc/out"     // the shim's result, read-write
 	containerShim     = "/.hyperfunc/hf-shim" // the shim binary, read-only
+	inDir             = "in"
+	outDir            = "out"
 	envelopeFile      = "envelope.json"
 	stdinFile         = "stdin"
-	containerEnvelope = containerCallDir + "/" + envelopeFile
+	containerEnvelope = containerInDir + "/" + envelopeFile
 	// inlineStdinMax: larger stdin goes to its own file, given to the
 	// command as its fd 0 (no copy through the shim).
 	inlineStdinMax = 64 << 10
@@ -45,28 +58,31 @@ func isCallDir(dir, id string) bool {
 // start its container.
 func (e *Executor) prepare(spec executor.Spec, argv []string, limit int64) (string, error) {
 	dir := e.callDir(spec.CallID)
-	if err := os.Mkdir(dir, 0o777); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", fmt.Errorf("call dir: %w", err)
 	}
-	// Whatever the umask: the image's USER, any uid, writes its result here.
-	if err := os.Chmod(dir, 0o777); err != nil {
+	in := filepath.Join(dir, inDir)
+	if err := os.Mkdir(in, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", fmt.Errorf("call dir: %w", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, envelopeFile)); err == nil {
+	if err := e.prepareOut(filepath.Join(dir, outDir), limit); err != nil {
+		return "", err
+	}
+	if _, err := os.Lstat(filepath.Join(in, envelopeFile)); err == nil {
 		return dir, nil
 	}
 	env := shim.Envelope{
 		Version: shim.EnvelopeVersion, CallID: spec.CallID, Argv: argv, Env: spec.Env,
-		StdoutLimit: limit, ResultDir: containerCallDir, Once: true,
+		StdoutLimit: limit, ResultDir: containerOutDir, Once: true,
 	}
 	if t := spec.Function.Timeout; t > 0 {
 		env.TimeoutMs = max(t.Milliseconds(), 1)
 	}
 	if len(spec.Stdin) > inlineStdinMax {
-		if err := writeAtomic(dir, stdinFile, spec.Stdin); err != nil {
+		if err := writeAtomic(in, stdinFile, spec.Stdin); err != nil {
 			return "", err
 		}
-		env.StdinFile = containerCallDir + "/" + stdinFile
+		env.StdinFile = containerInDir + "/" + stdinFile
 	} else {
 		env.Stdin = spec.Stdin
 	}
@@ -77,7 +93,7 @@ func (e *Executor) prepare(spec executor.Spec, argv []string, limit int64) (stri
 	if err != nil {
 		return "", fmt.Errorf("envelope: %w", err)
 	}
-	if err := writeAtomic(dir, envelopeFile, data); err != nil {
+	if err := writeAtomic(in, envelopeFile, data); err != nil {
 		return "", err
 	}
 	return dir, nil
@@ -104,65 +120,30 @@ func writeAtomic(dir, name string, data []byte) error {
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", name, err)
+		return fmt.Errorf("writing %s", name)
 	}
 	return nil
 }
 
-// dirResult is what the shim left in a call dir.
-type dirResult struct {
-	res    *shim.Result // nil: no result.json
-	err    error        // reading result.json failed other than by absence
-	stdout []byte
-	trunc  bool // the stdout file holds more than the limit (a shim bug)
-}
-
-// readDir reads result.json and, when present, the stdout the shim kept.
-// result.json is written last (after stdout is synced), so its presence
-// means stdout is complete.
-func readDir(dir string, limit int64) dirResult {
-	res, err := shim.ReadResult(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return dirResult{}
-	}
-	if err != nil {
-		return dirResult{err: err}
-	}
-	out := dirResult{res: res}
-	f, err := os.Open(filepath.Join(dir, shim.StdoutFile))
-	if err != nil {
-		out.err = fmt.Errorf("stdout: %w", err)
-		return out
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		out.err = fmt.Errorf("stdout: %w", err)
-		return out
-	}
-	if int64(len(b)) > limit {
-		b, out.trunc = b[:limit], true
-	}
-	out.stdout = b
-	return out
-}
-
+// hasResult says whether the shim wrote result.json (a link or anything
+// else in its place counts too: the collector then reports it).
 func hasResult(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, shim.ResultFile))
+	_, err := os.Lstat(filepath.Join(dir, outDir, shim.ResultFile))
 	return err == nil
 }
 
 // claimed says whether the shim of this dir ever started (Envelope.Once).
 func claimed(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, shim.StartedFile))
+	_, err := os.Lstat(filepath.Join(dir, outDir, shim.StartedFile))
 	return err == nil
 }
 
 // dirSpec reads the limits a collector needs from the envelope of a call
-// dir whose container is gone.
+// dir whose container is gone. The envelope is the agent's own (in/ is
+// read-only to the function).
 func dirSpec(dir string) (limit int64, timeout time.Duration) {
 	limit = DefaultStdoutLimit
-	data, err := os.ReadFile(filepath.Join(dir, envelopeFile))
+	data, err := os.ReadFile(filepath.Join(dir, inDir, envelopeFile))
 	if err != nil {
 		return limit, 0
 	}
@@ -181,11 +162,15 @@ func dirSpec(dir string) (limit int64, timeout time.Duration) {
 
 // claimDir marks a call dir as started, as its shim does first thing
 // (Envelope.Once): a shim that finds the mark runs nothing. Used for a call
-// canceled before its container started.
+// canceled before its container started. O_EXCL|O_NOFOLLOW: whatever sits
+// at that name is left alone, a link is never followed.
 func claimDir(dir string) error {
-	f, err := os.OpenFile(filepath.Join(dir, shim.StartedFile), os.O_WRONLY|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(filepath.Join(dir, outDir, shim.StartedFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL|noFollow, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
 	if err != nil {
-		return err
+		return errors.New("claiming the call dir failed")
 	}
 	return f.Close()
 }

@@ -95,6 +95,10 @@ func (e *Executor) collect(ctx context.Context, c *call, t target, engineErr err
 	switch {
 	case r == nil && dr.err != nil:
 		return fail(api.ReasonLost, fmt.Sprintf("reading the result of the call: %v", dr.err))
+	case dr.err != nil:
+		// The function replaced a file of its result (a link, a FIFO, a
+		// directory...): its own doing, and nothing of it is read.
+		return fail(api.ReasonExit, fmt.Sprintf("the function tampered with its result: %v", dr.err))
 	case r == nil && engineErr != nil:
 		return fail(api.ReasonLost, fmt.Sprintf("lost the docker engine during the call: %v", engineErr))
 	case r == nil && ins != nil && ins.State != nil && ins.State.OOMKilled:

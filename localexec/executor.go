@@ -43,6 +43,11 @@ type Config struct {
 	// ShimPath is the static hf-shim binary, bind-mounted read-only into
 	// every container as its entrypoint.
 	ShimPath string
+	// ClusterID names the cluster whose calls this executor runs: its
+	// containers carry it (executor.LabelCluster), and CleanOrphans touches
+	// no container without it, so that two clusters (two dev agents, a test
+	// harness, a Nomad client) can share one engine. Default "local".
+	ClusterID string
 	// EngineGrace is how long a watcher whose engine stopped answering
 	// waits for it (or for the call's result to appear on disk) before it
 	// reports the call lost. Default 30 s.
@@ -57,6 +62,10 @@ type Executor struct {
 	engineGrace time.Duration
 	stateDir    string // absolute
 	shimPath    string // absolute
+	clusterID   string
+	// mountOut: each call's out/ dir gets a tmpfs of its own (the agent runs
+	// as root on the host); else out/ is a plain dir on the state dir's disk.
+	mountOut bool
 
 	// ctx lives as long as the executor: watchers use it rather than the
 	// context of the Start that launched them, which ends with the request.
@@ -115,6 +124,10 @@ func New(ctx context.Context, cfg Config) (*Executor, error) {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("localexec: state dir: %w", err)
 	}
+	clusterID := cfg.ClusterID
+	if clusterID == "" {
+		clusterID = "local"
+	}
 	bg, cancel := context.WithCancel(context.Background())
 	e := &Executor{
 		cli:         cli,
@@ -123,10 +136,16 @@ func New(ctx context.Context, cfg Config) (*Executor, error) {
 		engineGrace: grace,
 		stateDir:    stateDir,
 		shimPath:    shimPath,
+		clusterID:   clusterID,
+		mountOut:    canMount(stateDir),
 		ctx:         bg,
 		cancel:      cancel,
 		calls:       map[string]*call{},
 		images:      imageCache{configs: map[string]*imageConfig{}, pulls: map[string]*pull{}},
+	}
+	if !e.mountOut {
+		e.log.Error("cannot mount a tmpfs for the calls' results (the agent is not root on the host?): " +
+			"what a function writes to its result dir then lands on the state dir's disk, bounded only by the shim's stdout cap")
 	}
 	if _, err := e.detectRuntime(ctx); err != nil {
 		e.log.Warn("docker engine not reachable yet; runtime detected later", "err", err)
@@ -164,8 +183,11 @@ func (e *Executor) Close() error {
 	return nil
 }
 
+// executorName is this executor's name, and its containers' LabelExecutor.
+const executorName = "docker"
+
 // Name is "docker".
-func (e *Executor) Name() string { return "docker" }
+func (e *Executor) Name() string { return executorName }
 
 // Runtime is the OCI runtime calls run under ("runsc", or "runc" when the
 // engine lacks gVisor), "" before the engine answered once.
@@ -201,6 +223,10 @@ func (e *Executor) detectRuntime(ctx context.Context) (string, error) {
 func (e *Executor) Health(ctx context.Context) error {
 	if _, err := e.cli.Ping(ctx); err != nil {
 		return fmt.Errorf("docker engine: %w", err)
+	}
+	if !e.mountOut {
+		e.log.Error("cannot mount a tmpfs for the calls' results (the agent is not root on the host?): " +
+			"what a function writes to its result dir then lands on the state dir's disk, bounded only by the shim's stdout cap")
 	}
 	if _, err := e.detectRuntime(ctx); err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/hyperfunc/hyperfunc/executor"
 	"github.com/hyperfunc/hyperfunc/internal/testimages"
+	"github.com/hyperfunc/hyperfunc/internal/testmounts"
 	"github.com/hyperfunc/hyperfunc/localexec"
 	"github.com/hyperfunc/hyperfunc/server"
 )
@@ -34,6 +35,7 @@ func TestMain(m *testing.M) {
 	}
 	stateDir = dir
 	code := m.Run()
+	testmounts.UnmountUnder(dir)
 	os.RemoveAll(dir)
 	testimages.RemoveShim()
 	os.Exit(code)
@@ -90,9 +92,16 @@ func setup(tb testing.TB) (*localexec.Executor, *client.Client, string) {
 }
 
 func newExec(tb testing.TB, cli *client.Client) *localexec.Executor {
+	return newClusterExec(tb, cli, "", stateDir)
+}
+
+// newClusterExec is newExec for another cluster sharing the engine, with
+// its own state dir (another agent's data dir).
+func newClusterExec(tb testing.TB, cli *client.Client, cluster, dir string) *localexec.Executor {
 	tb.Helper()
 	e, err := localexec.New(context.Background(), localexec.Config{
-		Client: cli, StateDir: stateDir, ShimPath: shimPath(tb), EngineGrace: 3 * time.Second,
+		Client: cli, StateDir: dir, ShimPath: shimPath(tb), EngineGrace: 3 * time.Second,
+		ClusterID: cluster,
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -116,6 +125,7 @@ func spec(tb testing.TB, cli *client.Client, img string, cmd ...string) executor
 	id := newCallID(tb)
 	tb.Cleanup(func() {
 		_ = cli.ContainerRemove(context.Background(), "hf-"+id, container.RemoveOptions{Force: true})
+		testmounts.UnmountUnder(filepath.Join(stateDir, id))
 		_ = os.RemoveAll(filepath.Join(stateDir, id))
 	})
 	return executor.Spec{
@@ -227,7 +237,7 @@ func kept(tb testing.TB, cli *client.Client, id string) {
 	if n := len(containers(tb, cli, id)); n != 1 {
 		tb.Fatalf("%d containers of %s before Release, want 1", n, id)
 	}
-	if _, err := os.Stat(filepath.Join(stateDir, id, "result.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(stateDir, id, "out", "result.json")); err != nil {
 		tb.Fatalf("result of %s before Release: %v", id, err)
 	}
 }

@@ -206,12 +206,18 @@ func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
 }
 
 // CleanOrphans removes the containers and call dirs of calls that are
-// neither watched here nor wanted by keep (the server keeps every call it
+// neither watched here nor wanted by keep, among this cluster's containers
+// of this executor only (labels: another cluster, or Nomad's docker driver,
+// may share the engine) (the server keeps every call it
 // does not know to have ended). It answers how many calls it cleaned.
 func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bool) (int, error) {
 	list, err := e.cli.ContainerList(ctx, container.ListOptions{
 		All:     true,
-		Filters: filters.NewArgs(filters.Arg("label", executor.LabelManaged+"=true")),
+		Filters: filters.NewArgs(
+			filters.Arg("label", executor.LabelManaged+"=true"),
+			filters.Arg("label", executor.LabelCluster+"="+e.clusterID),
+			filters.Arg("label", executor.LabelExecutor+"="+executorName),
+		),
 	})
 	if err != nil {
 		return 0, fmt.Errorf("list containers: %w", err)
@@ -230,7 +236,7 @@ func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bo
 			return n, fmt.Errorf("remove orphan %s: %w", s.ID, err)
 		}
 		if dir := s.Labels[labelCallDir]; isCallDir(dir, id) {
-			if err := os.RemoveAll(dir); err != nil {
+			if err := removeCallDir(dir); err != nil {
 				return n, fmt.Errorf("remove orphan dir: %w", err)
 			}
 		}
@@ -246,7 +252,7 @@ func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bo
 		if !d.IsDir() || !drop(id) {
 			continue
 		}
-		if err := os.RemoveAll(e.callDir(id)); err != nil {
+		if err := removeCallDir(e.callDir(id)); err != nil {
 			return n, fmt.Errorf("remove orphan dir: %w", err)
 		}
 		if !cleaned[id] {

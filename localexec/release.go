@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -87,7 +86,7 @@ func (e *Executor) release(ctx context.Context, h executor.Handle) error {
 		return fmt.Errorf("inspect container: %w", err)
 	}
 	for _, d := range dirs {
-		if err := os.RemoveAll(d); err != nil {
+		if err := removeCallDir(d); err != nil {
 			return fmt.Errorf("remove call dir: %w", err)
 		}
 	}

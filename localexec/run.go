@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -201,11 +202,18 @@ func (e *Executor) startContainer(ctx context.Context, id string) (bool, error) 
 	return false, err
 }
 
+// tmpSize bounds a call's /tmp, the only writable place of its root
+// filesystem (as AWS Lambda does it); under gVisor it lives in the
+// sandbox's memory, so it counts against the function's memory too.
+const tmpSize = "64m"
+
 // containerSpec is the container of one call: hf-shim as its entrypoint,
-// reading the envelope from the call dir and writing the result there; no
-// network, no privileges, the function's resources. Docker's own stdout and
-// stderr carry only stderr (the stdout is in the call dir), kept by the
-// local log driver for the preview.
+// reading the envelope from the call's read-only in/ dir and writing the
+// result to out/; no network, no capabilities, no new privileges, a pids
+// limit, a read-only root filesystem with a bounded /tmp, the function's
+// user (nobody unless it asks for root) and resources. Docker's own stdout
+// and stderr carry only stderr (the stdout is in out/), kept by the local
+// log driver for the preview.
 func (e *Executor) containerSpec(spec executor.Spec, rt, dir string, limit int64) (*container.Config, *container.HostConfig) {
 	fn := spec.Function
 	timeout := ""
@@ -217,27 +225,36 @@ func (e *Executor) containerSpec(spec executor.Spec, rt, dir string, limit int64
 		Entrypoint: []string{containerShim, "-envelope", containerEnvelope},
 		// A set entrypoint drops the image's cmd (the shim takes no args).
 		WorkingDir: fn.Workdir,
+		User:       fn.RunAs(),
 		Labels: map[string]string{
 			executor.LabelCall:     spec.CallID,
 			executor.LabelFunction: fn.ID,
 			executor.LabelManaged:  "true",
+			executor.LabelCluster:  e.clusterID,
+			executor.LabelExecutor: executorName,
 			labelStdoutLimit:       strconv.FormatInt(limit, 10),
 			labelTimeout:           timeout,
 			labelCallDir:           dir,
 		},
 	}
+	pids := int64(executor.DefaultPidsLimit)
 	hc := &container.HostConfig{
-		Runtime:     rt,
-		NetworkMode: "none",
-		SecurityOpt: []string{"no-new-privileges"},
+		Runtime:        rt,
+		NetworkMode:    "none",
+		CapDrop:        []string{"ALL"},
+		SecurityOpt:    []string{"no-new-privileges"},
+		ReadonlyRootfs: true,
+		Tmpfs:          map[string]string{"/tmp": "rw,nosuid,nodev,size=" + tmpSize + ",mode=1777"},
 		Binds: []string{
 			e.shimPath + ":" + containerShim + ":ro",
-			dir + ":" + containerCallDir,
+			filepath.Join(dir, inDir) + ":" + containerInDir + ":ro",
+			filepath.Join(dir, outDir) + ":" + containerOutDir,
 		},
 		LogConfig: container.LogConfig{Type: "local", Config: map[string]string{
 			"max-size": "1m", "max-file": "2",
 		}},
 	}
+	hc.PidsLimit = &pids
 	if fn.CPU > 0 {
 		hc.NanoCPUs = int64(fn.CPU) * 1_000_000 // 1000 MHz = 1 CPU = 1e9
 	}

@@ -2,9 +2,12 @@ package shim
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // WriteResult writes dir/result.json atomically: a temp file in the same
@@ -12,11 +15,15 @@ import (
 // and the stdout file, written and synced before, is complete; WriteResult
 // creates an empty one when the command never ran.
 func WriteResult(dir string, res *Result) error {
-	out, err := os.OpenFile(filepath.Join(dir, StdoutFile), os.O_WRONLY|os.O_CREATE, 0o644)
-	if err != nil {
-		return fmt.Errorf("writing result: %w", err)
-	}
-	if err := out.Close(); err != nil {
+	// O_EXCL|O_NOFOLLOW: whatever the command left at that name (a link,
+	// a FIFO) is neither followed nor opened; the reader judges it.
+	out, err := os.OpenFile(filepath.Join(dir, StdoutFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	switch {
+	case err == nil:
+		if err := out.Close(); err != nil {
+			return fmt.Errorf("writing result: %w", err)
+		}
+	case !errors.Is(err, fs.ErrExist):
 		return fmt.Errorf("writing result: %w", err)
 	}
 	data, err := json.Marshal(res)

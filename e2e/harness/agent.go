@@ -1,6 +1,8 @@
 package harness
 
 import (
+	"github.com/hyperfunc/hyperfunc/internal/testmounts"
+
 	"bufio"
 	"context"
 	"encoding/json"
@@ -136,6 +138,9 @@ func newAgent(t testing.TB, name string) *Agent {
 		name = "agent"
 	}
 	httpAddr, raftAddr, dataDir := freeAddr(t), freeAddr(t), t.TempDir()
+	// Cleanups run last-in first-out: this one, before TempDir's removal,
+	// detaches the out/ tmpfs of calls the agent never released.
+	t.Cleanup(func() { testmounts.UnmountUnder(dataDir) })
 	safe := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
 	a := &Agent{
 		Name: name, HTTPAddr: httpAddr, RaftAddr: raftAddr, DataDir: dataDir,
