@@ -212,7 +212,7 @@ func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
 // does not know to have ended). It answers how many calls it cleaned.
 func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bool) (int, error) {
 	list, err := e.cli.ContainerList(ctx, container.ListOptions{
-		All:     true,
+		All: true,
 		Filters: filters.NewArgs(
 			filters.Arg("label", executor.LabelManaged+"=true"),
 			filters.Arg("label", executor.LabelCluster+"="+e.clusterID),
