@@ -87,7 +87,7 @@ func startCluster(tb testing.TB, n int, newExec func() server.Executor, tune fun
 			RaftAddr:        "127.0.0.1:0",
 			BootstrapExpect: 1,
 			Join:            join,
-			ClusterKey:      "bench",
+			ClusterKey:      "bench-cluster-key",
 			Executor:        newExec(),
 			Logger:          benchLogger(fmt.Sprintf("node%d", i)),
 		}

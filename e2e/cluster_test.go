@@ -22,7 +22,7 @@ import (
 func TestClusterLeaderKill(t *testing.T) {
 	t.Parallel()
 	dc := harness.Docker(t)
-	nodes := harness.StartCluster(t, 3, []string{"-default-quota", "20", "-cluster-key", "e2e-" + harness.RunID()})
+	nodes := harness.StartCluster(t, 3, []string{"-default-quota", "20", "-cluster-key", "e2e-cluster-key-" + harness.RunID()})
 	ctx := context.Background()
 
 	leader := func(among []*harness.Agent, not string) (*harness.Agent, string) {

@@ -81,7 +81,7 @@ func setupBench(b *testing.B) *benchEnv {
 	}
 	b.Cleanup(func() { ex.Close() })
 	srv, err := server.New(server.Config{
-		DataDir: b.TempDir(), HTTPAddr: httpAddr, RaftAddr: "127.0.0.1:0",
+		DataDir: b.TempDir(), HTTPAddr: httpAddr, RaftAddr: "127.0.0.1:0", ClusterKey: "frontend-bench-cluster-key",
 		ShimArchive: archive, Executor: ex, DefaultQuota: 64,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Error, Output: io.Discard}),
 	})

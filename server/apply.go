@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/hashicorp/raft"
 
@@ -62,7 +63,10 @@ const maxInFlight = 4
 type enqueueReq struct {
 	call *fsm.Call
 	cred credential // what authorized it, for a follower's forward
-	done chan error
+	// headers are the request's, for a follower's forward: the leader
+	// builds the call's env from them itself.
+	headers http.Header
+	done    chan error
 }
 
 func newEnqueuer(s *Server) *enqueuer {

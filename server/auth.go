@@ -2,7 +2,6 @@ package server
 
 import (
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -83,12 +82,15 @@ func requireAdmin(c *gin.Context) {
 	}
 }
 
-// headerClusterKey carries the shared secret of server-to-server calls.
+// headerClusterKey carries the internal token of server-to-server calls,
+// derived from the cluster key (clusterAuth), never the key itself.
 const headerClusterKey = "X-Hyper-Cluster-Key"
 
+// requireClusterKey guards the server-to-server routes. Every server has a
+// cluster key (a standalone one generates its own), so these routes are
+// never open.
 func (s *Server) requireClusterKey(c *gin.Context) {
-	got := c.GetHeader(headerClusterKey)
-	if subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.ClusterKey)) != 1 {
-		writeError(c, fmt.Errorf("%w: wrong cluster key", ErrForbidden))
+	if !s.auth.checkHTTPToken(c.GetHeader(headerClusterKey)) {
+		writeError(c, fmt.Errorf("%w: a server-to-server route: wrong or missing cluster key", ErrForbidden))
 	}
 }

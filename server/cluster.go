@@ -210,7 +210,7 @@ func (s *Server) internalCall(ctx context.Context, method, addr, path string, in
 	if err != nil {
 		return err
 	}
-	req.Header.Set(headerClusterKey, s.cfg.ClusterKey)
+	req.Header.Set(headerClusterKey, s.auth.httpToken)
 	resp, err := internalClient.Do(req)
 	if err != nil {
 		return err

@@ -18,7 +18,7 @@ import (
 
 func quietConfig(t *testing.T, dir string) server.Config {
 	return server.Config{
-		DataDir: dir, HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0",
+		DataDir: dir, HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", ClusterKey: servertest.ClusterKey,
 		Executor: servertest.NewEngine().NewExecutor(), RaftTuning: servertest.ShortTimers,
 		Logger: hclog.New(&hclog.LoggerOptions{Output: io.Discard}),
 	}

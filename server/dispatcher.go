@@ -219,7 +219,7 @@ func (d *dispatcher) start(ctx context.Context, c *fsm.Call) {
 	}
 	spec := executor.Spec{
 		CallID:      c.ID,
-		Function:    execFunction(fn),
+		Function:    d.s.execFunction(fn),
 		Env:         callEnv(fn, c),
 		Stdin:       c.Stdin,
 		StdoutLimit: d.s.cfg.StdoutLimit,
@@ -391,9 +391,10 @@ func withStderr(msg, stderr string) string {
 	return msg + ": " + line
 }
 
-func execFunction(fn *fsm.Function) executor.Function {
+func (s *Server) execFunction(fn *fsm.Function) executor.Function {
 	return executor.Function{
-		ID: fn.ID, Owner: fn.Owner, Name: fn.Name, Image: fn.Image,
+		ClusterID: s.auth.clusterID,
+		ID:        fn.ID, Owner: fn.Owner, Name: fn.Name, Image: fn.Image,
 		Command: fn.Command, Entrypoint: fn.Entrypoint, Workdir: fn.Workdir, Env: fn.Env,
 		CPU: fn.CPU, MemoryMB: fn.MemoryMB, Timeout: time.Duration(fn.Timeout) * time.Second,
 	}

@@ -59,11 +59,28 @@ func (s *Server) knownSecretFunction(c *gin.Context) bool {
 // answer per call. Each call carries the hash of the credential it came
 // with, which the leader checks against its own state: a follower's
 // replica may not have seen a secret rotated or a token revoked a moment
-// ago, and such a call must not be queued.
+// ago, and such a call must not be queued. A forwarded call is what the
+// client sent, not a call record: the leader checks it as it checks a
+// client's (stdin limit, the function, the credential) and builds the call
+// itself (its ID, time, key, and env from the headers and the function),
+// so a peer, even one holding the cluster key, cannot queue what no client
+// could.
 type internalEnqueue struct {
-	Calls []*fsm.Call  `json:"calls"`
-	Creds []credential `json:"creds"`
+	Calls []forwardedCall `json:"calls"`
+	Creds []credential    `json:"creds"`
 }
+
+// forwardedCall is a client's async call as a follower received it.
+type forwardedCall struct {
+	Function string      `json:"function"` // owner/name
+	Owner    string      `json:"owner"`
+	Stdin    []byte      `json:"stdin,omitempty"`
+	Headers  http.Header `json:"headers,omitempty"`
+}
+
+// maxForwardBody bounds one forwarded batch: fillBatch stops at 8 MiB of
+// stdin plus one call, base64 adds a third, headers the rest.
+func (s *Server) maxForwardBody() int64 { return 16<<20 + 2*s.cfg.MaxStdin }
 
 // credential is what authorized a call: the hash of the per-function
 // address secret, or of the API token (ACLs on); both empty with ACLs off.
@@ -72,15 +89,26 @@ type credential struct {
 	TokenHash  string `json:"token_hash,omitempty"`
 }
 
-// check is the leader's authorization of a forwarded call.
-func (s *Server) check(call *fsm.Call, cr credential) error {
-	f, err := s.store.Function(nil, call.Function)
+// check is the leader's authorization of a forwarded call; it answers the
+// call as the leader builds it.
+func (s *Server) check(fc forwardedCall, cr credential) (*fsm.Call, error) {
+	if int64(len(fc.Stdin)) > s.cfg.MaxStdin {
+		return nil, s.stdinTooLarge()
+	}
+	f, err := s.store.Function(nil, fc.Function)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if f == nil || f.Owner != call.Owner {
-		return fmt.Errorf("function %w", fsm.ErrNotFound)
+	if f == nil || f.Owner != fc.Owner {
+		return nil, fmt.Errorf("function %w", fsm.ErrNotFound)
 	}
+	if err := s.checkCred(f, cr); err != nil {
+		return nil, err
+	}
+	return s.newCall(f, fc.Stdin, fc.Headers), nil
+}
+
+func (s *Server) checkCred(f *fsm.Function, cr credential) error {
 	switch {
 	case cr.SecretHash != "":
 		if subtle.ConstantTimeCompare([]byte(cr.SecretHash), []byte(f.SecretHash)) != 1 {
@@ -91,7 +119,7 @@ func (s *Server) check(call *fsm.Call, cr credential) error {
 		if err != nil {
 			return err
 		}
-		if tok == nil || tok.ReadOnly || tok.User != call.Owner {
+		if tok == nil || tok.ReadOnly || tok.User != f.Owner {
 			return fmt.Errorf("%w: token not found or not allowed to call", ErrForbidden)
 		}
 	}
@@ -101,8 +129,9 @@ func (s *Server) check(call *fsm.Call, cr credential) error {
 // enqueueOutcome carries an error's message and kind across the wire, so
 // the follower answers the same status the leader would have.
 type enqueueOutcome struct {
-	Error string `json:"error,omitempty"`
-	Kind  string `json:"kind,omitempty"`
+	CallID string `json:"call_id,omitempty"` // the leader's ID of a queued call
+	Error  string `json:"error,omitempty"`
+	Kind   string `json:"kind,omitempty"`
 }
 
 var outcomeKinds = []struct {
@@ -114,6 +143,7 @@ var outcomeKinds = []struct {
 	{"queue_full", fsm.ErrQueueFull},
 	{"no_leader", ErrNoLeader},
 	{"forbidden", ErrForbidden},
+	{"too_large", ErrTooLarge},
 }
 
 func outcomeOf(err error) enqueueOutcome {
@@ -142,7 +172,7 @@ func (o enqueueOutcome) err() error {
 
 func (s *Server) internalEnqueueHandler(c *gin.Context) {
 	var req internalEnqueue
-	if err := bindJSONLimit(c, &req, 64<<20); err != nil {
+	if err := bindJSONLimit(c, &req, s.maxForwardBody()); err != nil {
 		writeError(c, err)
 		return
 	}
@@ -150,15 +180,22 @@ func (s *Server) internalEnqueueHandler(c *gin.Context) {
 		writeError(c, badRequest("%d credentials for %d calls", len(req.Creds), len(req.Calls)))
 		return
 	}
+	if len(req.Calls) > fsm.MaxBatch {
+		writeError(c, badRequest("%d calls in one batch, at most %d", len(req.Calls), fsm.MaxBatch))
+		return
+	}
 	out := make([]enqueueOutcome, len(req.Calls))
 	done := make(chan struct{})
-	for i, call := range req.Calls {
+	for i, fc := range req.Calls {
 		go func() {
-			err := s.check(call, req.Creds[i])
+			call, err := s.check(fc, req.Creds[i])
 			if err == nil {
 				err = s.enqueuer.enqueue(call)
 			}
 			out[i] = outcomeOf(err)
+			if err == nil {
+				out[i].CallID = call.ID
+			}
 			done <- struct{}{}
 		}()
 	}
@@ -168,9 +205,10 @@ func (s *Server) internalEnqueueHandler(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
-// forwardEnqueue queues a call through this follower's batcher.
-func (s *Server) forwardEnqueue(call *fsm.Call, cr credential) error {
-	r := &enqueueReq{call: call, cred: cr, done: make(chan error, 1)}
+// forwardEnqueue queues a call through this follower's batcher; call.ID
+// is the leader's once it returns nil.
+func (s *Server) forwardEnqueue(call *fsm.Call, cr credential, headers http.Header) error {
+	r := &enqueueReq{call: call, cred: cr, headers: headers, done: make(chan error, 1)}
 	select {
 	case s.fwdQueue <- r:
 	case <-s.shutdownCh:
@@ -210,9 +248,10 @@ func (s *Server) sendBatch(batch []*enqueueReq) {
 		fail(fmt.Errorf("%w: this server knows no leader", ErrNoLeader))
 		return
 	}
-	req := internalEnqueue{Calls: make([]*fsm.Call, len(batch)), Creds: make([]credential, len(batch))}
+	req := internalEnqueue{Calls: make([]forwardedCall, len(batch)), Creds: make([]credential, len(batch))}
 	for i, r := range batch {
-		req.Calls[i], req.Creds[i] = r.call, r.cred
+		req.Calls[i] = forwardedCall{Function: r.call.Function, Owner: r.call.Owner, Stdin: r.call.Stdin, Headers: r.headers}
+		req.Creds[i] = r.cred
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ApplyTimeout+5*time.Second)
 	defer cancel()
@@ -227,6 +266,13 @@ func (s *Server) sendBatch(batch []*enqueueReq) {
 	}
 	s.metrics.batched.Add(float64(len(batch)))
 	for i, r := range batch {
-		r.done <- out[i].err()
+		err := out[i].err()
+		if err == nil && out[i].CallID == "" {
+			err = fmt.Errorf("%w: the leader queued a call without an ID", ErrNoLeader)
+		}
+		if err == nil {
+			r.call.ID = out[i].CallID
+		}
+		r.done <- err
 	}
 }

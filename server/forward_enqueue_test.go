@@ -1,6 +1,9 @@
 package server_test
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -9,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/fsm"
 	"github.com/hyperfunc/hyperfunc/server"
 	"github.com/hyperfunc/hyperfunc/server/servertest"
 )
@@ -101,12 +105,62 @@ func TestLeaderChecksForwardedCredentials(t *testing.T) {
 	c := servertest.NewCluster(t, 1, servertest.Options{})
 	c.WaitForLeader()
 	createFn(t, c.Client(0), "f", "cat")
-	body := `{"calls":[{"ID":"c1","Function":"default/f","Owner":"default"}],"creds":[{"secret_hash":"not-the-hash"}]}`
-	r := do(t, http.MethodPost, c.URL(0)+"/v1/internal/enqueue", "", body, "X-Hyper-Cluster-Key", servertest.ClusterKey).want(t, 200)
-	if !strings.Contains(string(r.Body), `"kind":"not_found"`) {
+	body := `{"calls":[{"function":"default/f","owner":"default"}],"creds":[{"secret_hash":"not-the-hash"}]}`
+	r := do(t, http.MethodPost, c.URL(0)+"/v1/internal/enqueue", "", body, "X-Hyper-Cluster-Key", server.InternalToken(servertest.ClusterKey)).want(t, 200)
+	if !strings.Contains(string(r.Body), `"kind":"not_found"`) || strings.Contains(string(r.Body), "call_id") {
 		t.Fatalf("a stale secret was not refused: %s", r.Body)
 	}
-	if call, _ := c.Server(0).Store().Call(nil, "c1"); call != nil {
-		t.Fatal("a call with a stale secret was queued")
+}
+
+// A forwarded call is re-checked as a client's: even a peer that holds the
+// cluster key cannot pick the call's ID, env or time, nor pass the stdin
+// limit, nor send a batch past the bounds.
+func TestLeaderRebuildsForwardedCalls(t *testing.T) {
+	c := servertest.NewCluster(t, 1, servertest.Options{})
+	c.WaitForLeader()
+	createFn(t, c.Client(0), "f", "cat")
+	tok := server.InternalToken(servertest.ClusterKey)
+	limit := 1 << 20 // the default stdin limit
+	post := func(body string) *response {
+		return do(t, http.MethodPost, c.URL(0)+"/v1/internal/enqueue", "", body, "X-Hyper-Cluster-Key", tok)
 	}
+	b64 := func(n int) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("x"), n)) }
+	// A call record's fields are not part of a forwarded call: refused whole.
+	for _, field := range []string{`"id":"chosen"`, `"env":{"LD_PRELOAD":"/x.so"}`, `"created_at":"2001-01-01T00:00:00Z"`, `"key":"k"`} {
+		post(`{"calls":[{"function":"default/f","owner":"default",` + field + `}],"creds":[{}]}`).want(t, 400)
+	}
+	if calls, err := c.Server(0).Store().CallsOfFunction(nil, "default/f"); err != nil || len(calls) != 0 {
+		t.Fatalf("%d calls queued by refused batches (%v)", len(calls), err)
+	}
+	batch := `{"calls":[{"function":"default/f","owner":"default","headers":{"X-Ok":["1"]},"stdin":"` + b64(limit) + `"},` +
+		`{"function":"default/f","owner":"default","stdin":"` + b64(limit+1) + `"}],"creds":[{},{}]}`
+	r := post(batch).want(t, 200)
+	var out []struct {
+		CallID string `json:"call_id"`
+		Kind   string `json:"kind"`
+	}
+	if err := json.Unmarshal(r.Body, &out); err != nil || len(out) != 2 {
+		t.Fatalf("outcomes %s: %v", r.Body, err)
+	}
+	if out[0].CallID == "" || out[0].CallID == "chosen" || out[1].Kind != "too_large" || out[1].CallID != "" {
+		t.Fatalf("outcomes %+v: want the leader's ID for the call at the stdin limit, too_large past it", out)
+	}
+	call, err := c.Server(0).Store().Call(nil, out[0].CallID)
+	if err != nil || call == nil {
+		t.Fatalf("call %s: %v", out[0].CallID, err)
+	}
+	if len(call.Env) != 1 || call.Env["HTTP_X_OK"] != "1" || call.CreatedAt.Year() < 2020 || len(call.Stdin) != limit {
+		t.Fatalf("the leader kept what the peer chose: env %v created %v stdin %d", call.Env, call.CreatedAt, len(call.Stdin))
+	}
+	// A batch past fsm.MaxBatch calls is refused whole.
+	var many strings.Builder
+	many.WriteString(`{"calls":[`)
+	for i := range fsm.MaxBatch + 1 {
+		if i > 0 {
+			many.WriteString(",")
+		}
+		many.WriteString(`{"function":"default/f","owner":"default"}`)
+	}
+	many.WriteString(`],"creds":[` + strings.Repeat(`{},`, fsm.MaxBatch) + `{}]}`)
+	post(many.String()).want(t, 400)
 }

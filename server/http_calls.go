@@ -67,11 +67,24 @@ func (s *Server) readStdin(c *gin.Context) ([]byte, error) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, fmt.Errorf("%w: stdin exceeds %s", ErrTooLarge, executor.SizeText(s.cfg.MaxStdin))
+			return nil, s.stdinTooLarge()
 		}
 		return nil, badRequest("reading the request body: %v", err)
 	}
 	return b, nil
+}
+
+func (s *Server) stdinTooLarge() error {
+	return fmt.Errorf("%w: stdin exceeds %s", ErrTooLarge, executor.SizeText(s.cfg.MaxStdin))
+}
+
+// newCall is a call of f as the leader queues it: a new ID, key and time,
+// the request's headers as env (the function's env is added at start).
+func (s *Server) newCall(f *fsm.Function, stdin []byte, headers http.Header) *fsm.Call {
+	return &fsm.Call{
+		ID: uuid.NewString(), Function: f.ID, Owner: f.Owner, Stdin: stdin,
+		Env: headerEnv(headers), Key: newSecret(), CreatedAt: now(),
+	}
 }
 
 func (s *Server) callFunction(c *gin.Context) {
@@ -96,15 +109,12 @@ func (s *Server) submitCall(c *gin.Context, f *fsm.Function, sync bool, cr crede
 		writeError(c, err)
 		return
 	}
-	call := &fsm.Call{
-		ID: uuid.NewString(), Function: f.ID, Owner: f.Owner, Stdin: stdin,
-		Env: headerEnv(c.Request.Header), Key: newSecret(), CreatedAt: now(),
-	}
+	call := s.newCall(f, stdin, c.Request.Header)
 	enqueue := s.enqueuer.enqueue
 	if !s.IsLeader() {
 		// An async call on a follower: batched to the leader, which checks
-		// the credential against its own state.
-		enqueue = func(call *fsm.Call) error { return s.forwardEnqueue(call, cr) }
+		// it again and queues it under an ID of its own.
+		enqueue = func(call *fsm.Call) error { return s.forwardEnqueue(call, cr, c.Request.Header) }
 	}
 	if err := enqueue(call); err != nil {
 		writeError(c, err)

@@ -108,7 +108,7 @@ func (s *Server) address(name, secret string) string {
 func (s *Server) register(c *gin.Context, f *fsm.Function) error {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 30*time.Second)
 	defer cancel()
-	if err := s.exec.Register(ctx, execFunction(f)); err != nil {
+	if err := s.exec.Register(ctx, s.execFunction(f)); err != nil {
 		return fmt.Errorf("%w: the %s executor refused the function: %v", ErrUnavailable, s.exec.Name(), err)
 	}
 	return nil
@@ -304,7 +304,7 @@ func (s *Server) deleteFunction(c *gin.Context) {
 	// is garbage now, so a failure here is logged, not returned.
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 30*time.Second)
 	defer cancel()
-	if err := s.exec.Deregister(ctx, execFunction(f)); err != nil {
+	if err := s.exec.Deregister(ctx, s.execFunction(f)); err != nil {
 		s.log.Warn("executor deregistration failed", "function", f.ID, "error", err)
 	}
 	c.Status(http.StatusNoContent)

@@ -77,7 +77,14 @@ func (s *Server) setupRaft() error {
 			return fmt.Errorf("raft advertise address: %w", err)
 		}
 	}
-	trans, err := raft.NewTCPTransportWithLogger(s.cfg.RaftAddr, advertise, 3, 10*time.Second, s.log.Named("transport"))
+	stream, err := newTLSStream(s.cfg.RaftAddr, advertise, s.auth.tlsConfig())
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("raft listen %s: %w", s.cfg.RaftAddr, err)
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: s.log.Named("transport"),
+	})
 	if err != nil {
 		store.Close()
 		return fmt.Errorf("raft listen %s: %w", s.cfg.RaftAddr, err)

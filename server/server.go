@@ -38,7 +38,10 @@ type Config struct {
 
 	ACL            bool   // require tokens
 	BootstrapToken string // secret of the first admin token (generated when empty)
-	ClusterKey     string // shared secret of internal endpoints (join, leave)
+	// ClusterKey is the secret every server of the cluster shares (at least
+	// MinClusterKeyBytes): Raft's mutual TLS and the internal routes' token
+	// are derived from it, and the cluster ID (ClusterID). Required.
+	ClusterKey string
 
 	DefaultQuota int // calls a user may run at once unless set per user
 	MaxQueued    int // queued calls per user
@@ -93,6 +96,7 @@ type Server struct {
 	store  *fsm.Store
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
+	auth   *clusterAuth
 	closer func() error // raft stores
 	exec   Executor
 
@@ -128,6 +132,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("no data dir configured")
 	}
+	auth, err := newClusterAuth(cfg.ClusterKey)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
@@ -143,7 +151,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg: cfg, log: cfg.Logger, fsm: f, store: f.Store(), exec: cfg.Executor,
+		cfg: cfg, log: cfg.Logger, fsm: f, store: f.Store(), exec: cfg.Executor, auth: auth,
 		shutdownCh: make(chan struct{}),
 	}
 	s.metrics = newMetrics(s)
@@ -151,6 +159,9 @@ func New(cfg Config) (*Server, error) {
 	s.fwdQueue = make(chan *enqueueReq, 4096)
 	return s, nil
 }
+
+// ClusterID is this cluster's ID (see ClusterID).
+func (s *Server) ClusterID() string { return s.auth.clusterID }
 
 // checkDataDir refuses a data dir that exists but cannot be used, with a
 // message that says which and why, before Raft sees it.

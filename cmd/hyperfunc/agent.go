@@ -66,7 +66,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	fs.StringVar(&f.nomadDCs, "nomad-datacenters", "dc1", "comma-separated datacenters of function jobs")
 	fs.BoolVar(&f.acl, "acl", false, "require tokens (a new cluster creates an admin token)")
 	fs.StringVar(&f.bootstrapToken, "bootstrap-token", os.Getenv("HYPERFUNC_BOOTSTRAP_TOKEN"), "secret of the first admin token (generated into <data-dir>/bootstrap-token when empty)")
-	fs.StringVar(&f.clusterKey, "cluster-key", os.Getenv("HYPERFUNC_CLUSTER_KEY"), "shared secret of server-to-server requests")
+	fs.StringVar(&f.clusterKey, "cluster-key", os.Getenv("HYPERFUNC_CLUSTER_KEY"), "secret every server of the cluster shares (>= 16 bytes): Raft's mutual TLS and server-to-server requests (a standalone server makes its own in <data-dir>/cluster-key)")
 	fs.IntVar(&f.defaultQuota, "default-quota", 10, "calls a user may run at once unless set per user")
 	fs.IntVar(&f.maxQueued, "max-queued", 10000, "queued calls per user before new calls get 429")
 	fs.Int64Var(&f.maxStdin, "max-stdin", 1<<20, "stdin limit per call in bytes")
@@ -132,6 +132,10 @@ func agentCommand(args []string, stderr io.Writer) int {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 
+	if f.clusterKey, err = resolveClusterKey(f); err != nil {
+		fmt.Fprintln(stderr, "Error:", err)
+		return 2
+	}
 	exec, closeExec, err := buildExecutor(ctx, f, logger)
 	if err != nil {
 		logger.Error("executor setup failed", "error", err)
@@ -155,9 +159,6 @@ func agentCommand(args []string, stderr io.Writer) int {
 			return 1
 		}
 		cfg.Discovery = d
-	}
-	if f.bootstrapExpect > 1 && f.clusterKey == "" {
-		logger.Warn("no -cluster-key: internal endpoints (join, leave) accept any caller; set one outside trusted networks")
 	}
 	srv, err := server.New(cfg)
 	if err != nil {

@@ -37,7 +37,7 @@ func TestConsulBootstrap(t *testing.T) {
 			t.Fatal(err)
 		}
 		s, err := server.New(server.Config{
-			DataDir: t.TempDir(), HTTPAddr: freeAddr(t), RaftAddr: freeAddr(t),
+			DataDir: t.TempDir(), HTTPAddr: freeAddr(t), RaftAddr: freeAddr(t), ClusterKey: servertest.ClusterKey,
 			BootstrapExpect: 3, Discovery: d, Executor: engine.NewExecutor(),
 			RaftTuning: servertest.ShortTimers,
 			Logger:     hclog.New(&hclog.LoggerOptions{Output: io.Discard}),

@@ -30,8 +30,9 @@ func buildExecutor(ctx context.Context, f *agentFlags, logger hclog.Logger) (ser
 			Logger: slogger,
 			// Under the data dir: the call dirs outlive this process, so the
 			// next leader on this machine collects what a dead one left.
-			StateDir: filepath.Join(f.dataDir, "calls"),
-			ShimPath: f.shimPath,
+			StateDir:  filepath.Join(f.dataDir, "calls"),
+			ShimPath:  f.shimPath,
+			ClusterID: server.ClusterID(f.clusterKey),
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("local docker executor: %w (is dockerd running? scripts/setup-docker.sh starts one)", err)
