@@ -127,7 +127,7 @@ func TestLeaderRebuildsForwardedCalls(t *testing.T) {
 	b64 := func(n int) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("x"), n)) }
 	// A call record's fields are not part of a forwarded call: refused whole.
 	for _, field := range []string{`"id":"chosen"`, `"env":{"LD_PRELOAD":"/x.so"}`, `"created_at":"2001-01-01T00:00:00Z"`, `"key":"k"`} {
-		post(`{"calls":[{"function":"default/f","owner":"default",` + field + `}],"creds":[{}]}`).want(t, 400)
+		post(`{"calls":[{"function":"default/f","owner":"default",`+field+`}],"creds":[{}]}`).want(t, 400)
 	}
 	if calls, err := c.Server(0).Store().CallsOfFunction(nil, "default/f"); err != nil || len(calls) != 0 {
 		t.Fatalf("%d calls queued by refused batches (%v)", len(calls), err)
