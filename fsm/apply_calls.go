@@ -120,13 +120,22 @@ func (p *processor) applyCallEnqueue(txn *memdb.Txn, index uint64, req *CallEnqu
 			res.Errors[i] = fmt.Errorf("call %q %w", in.ID, ErrExists)
 			continue
 		}
-		if req.MaxQueued > 0 {
-			u, err := txn.First(TableOwnerUsage, IndexID, in.Owner)
+		if req.MaxQueued > 0 || req.MaxQueuedBytes > 0 {
+			raw, err := txn.First(TableOwnerUsage, IndexID, in.Owner)
 			if err != nil {
 				return fmt.Errorf("owner usage lookup: %w", err)
 			}
-			if u != nil && u.(*OwnerUsage).Pending >= req.MaxQueued {
+			var u OwnerUsage
+			if raw != nil {
+				u = *raw.(*OwnerUsage)
+			}
+			if req.MaxQueued > 0 && u.Pending >= req.MaxQueued {
 				res.Errors[i] = fmt.Errorf("%d calls of user %q are queued already: %w", req.MaxQueued, in.Owner, ErrQueueFull)
+				continue
+			}
+			if req.MaxQueuedBytes > 0 && u.StdinBytes+int64(len(in.Stdin)) > req.MaxQueuedBytes {
+				res.Errors[i] = fmt.Errorf("the unfinished calls of user %q hold %d bytes of stdin; %d more would pass the bound of %d bytes: %w",
+					in.Owner, u.StdinBytes, len(in.Stdin), req.MaxQueuedBytes, ErrQueueFull)
 				continue
 			}
 		}
@@ -138,7 +147,7 @@ func (p *processor) applyCallEnqueue(txn *memdb.Txn, index uint64, req *CallEnqu
 		if err := txn.Insert(TableCalls, &c); err != nil {
 			return fmt.Errorf("call insert: %w", err)
 		}
-		if err := bumpOwner(txn, c.Owner, 1, 0); err != nil {
+		if err := bumpOwner(txn, c.Owner, 1, 0, c.StdinSize); err != nil {
 			return err
 		}
 		if err := moveStats(txn, c.Function, "", StatePending); err != nil {

@@ -23,6 +23,19 @@ func (p *processor) applyFunctionUpsert(txn *memdb.Txn, index uint64, req *Funct
 		old := raw.(*Function)
 		f.CreateIndex, f.CreatedAt = old.CreateIndex, old.CreatedAt
 	default:
+		if req.MaxPerOwner > 0 {
+			it, err := txn.Get(TableFunctions, IndexOwner, f.Owner)
+			if err != nil {
+				return fmt.Errorf("functions of %s: %w", f.Owner, err)
+			}
+			n := 0
+			for x := it.Next(); x != nil; x = it.Next() {
+				n++
+			}
+			if n >= req.MaxPerOwner {
+				return fmt.Errorf("user %q has %d functions, the most a user may have: %w", f.Owner, n, ErrLimit)
+			}
+		}
 		f.CreateIndex = index
 	}
 	f.ModifyIndex = index
@@ -57,7 +70,7 @@ func (p *processor) applyFunctionDelete(txn *memdb.Txn, index uint64, req *Funct
 	}
 	for _, c := range calls {
 		if c.State == StatePending {
-			if err := bumpOwner(txn, c.Owner, -1, 0); err != nil {
+			if err := bumpOwner(txn, c.Owner, -1, 0, -c.StdinSize); err != nil {
 				return err
 			}
 		}

@@ -299,7 +299,9 @@ func decodeOutput(b []byte, intern map[string]string) (*cachestore.Output, error
 }
 
 // encodeEnqueue writes a CallEnqueueBin entry: the type byte, the queue
-// bound, then each call as a length-prefixed call record.
+// bound, then each call as a length-prefixed call record, then the byte
+// bound (after the records: entries written before it existed end there,
+// and decode as no bound).
 func encodeEnqueue(t byte, req *CallEnqueueRequest) []byte {
 	e := enc{b: []byte{t}}
 	e.uvarint(uint64(req.MaxQueued))
@@ -310,6 +312,7 @@ func encodeEnqueue(t byte, req *CallEnqueueRequest) []byte {
 		e.uvarint(uint64(len(rec)))
 		e.b = append(e.b, rec...)
 	}
+	e.uvarint(uint64(max(req.MaxQueuedBytes, 0)))
 	return e.b
 }
 
@@ -333,6 +336,13 @@ func decodeEnqueue(b []byte) (*CallEnqueueRequest, error) {
 			return nil, err
 		}
 		req.Calls = append(req.Calls, c)
+	}
+	if len(d.b) > 0 {
+		mb := d.uvarint()
+		if d.err != nil || mb > math.MaxInt64 {
+			return nil, errShortRecord
+		}
+		req.MaxQueuedBytes = int64(mb)
 	}
 	return req, d.done()
 }

@@ -82,6 +82,9 @@ type TokenDeleteRequest struct{ AccessorID string }
 type FunctionUpsertRequest struct {
 	Function *Function
 	Create   bool
+	// MaxPerOwner bounds a new function's owner's functions (0: no bound):
+	// each has caches of its own, so the count bounds a user's state.
+	MaxPerOwner int `json:",omitempty"`
 }
 
 // FunctionDeleteRequest deletes a function, its queued calls, its caches.
@@ -96,6 +99,9 @@ type CallEnqueueRequest struct {
 	Calls []*Call
 	// MaxQueued bounds the PENDING calls of one owner (0: no bound).
 	MaxQueued int
+	// MaxQueuedBytes bounds the stdin bytes one owner's unfinished calls
+	// hold (OwnerUsage.StdinBytes; 0: no bound).
+	MaxQueuedBytes int64
 }
 
 // CallStartRequest moves PENDING calls to STARTING: the leader decided to

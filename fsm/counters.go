@@ -6,9 +6,10 @@ import (
 	memdb "github.com/hashicorp/go-memdb"
 )
 
-// bumpOwner adjusts an owner's pending and running counts; a row that
-// drops to zero is removed so the dispatcher only visits busy owners.
-func bumpOwner(txn *memdb.Txn, owner string, dPending, dRunning int) error {
+// bumpOwner adjusts an owner's pending and running counts and the stdin
+// bytes its calls hold; a row that drops to zero is removed so the
+// dispatcher only visits busy owners.
+func bumpOwner(txn *memdb.Txn, owner string, dPending, dRunning int, dStdin int64) error {
 	u := OwnerUsage{Owner: owner}
 	raw, err := txn.First(TableOwnerUsage, IndexID, owner)
 	if err != nil {
@@ -19,8 +20,9 @@ func bumpOwner(txn *memdb.Txn, owner string, dPending, dRunning int) error {
 	}
 	u.Pending += dPending
 	u.Running += dRunning
-	if u.Pending < 0 || u.Running < 0 {
-		return fmt.Errorf("owner usage of %s would go negative (%d pending, %d running)", owner, u.Pending, u.Running)
+	u.StdinBytes += dStdin
+	if u.Pending < 0 || u.Running < 0 || u.StdinBytes < 0 {
+		return fmt.Errorf("owner usage of %s would go negative (%d pending, %d running, %d stdin bytes)", owner, u.Pending, u.Running, u.StdinBytes)
 	}
 	if u.Pending == 0 && u.Running == 0 {
 		if raw != nil {
@@ -62,7 +64,10 @@ func setState(txn *memdb.Txn, index uint64, c *Call, state string) (*Call, error
 	nc := *c
 	nc.State = state
 	nc.ModifyIndex = index
-	dPending, dRunning := 0, 0
+	dPending, dRunning, dStdin := 0, 0, int64(0)
+	if Final(state) && !Final(c.State) {
+		dStdin = -c.StdinSize // the call drops its input as it ends
+	}
 	switch {
 	case c.State == StatePending:
 		dPending--
@@ -75,8 +80,8 @@ func setState(txn *memdb.Txn, index uint64, c *Call, state string) (*Call, error
 	case Started(state):
 		dRunning++
 	}
-	if dPending != 0 || dRunning != 0 {
-		if err := bumpOwner(txn, c.Owner, dPending, dRunning); err != nil {
+	if dPending != 0 || dRunning != 0 || dStdin != 0 {
+		if err := bumpOwner(txn, c.Owner, dPending, dRunning, dStdin); err != nil {
 			return nil, err
 		}
 	}

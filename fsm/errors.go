@@ -9,4 +9,6 @@ var (
 	ErrExists    = errors.New("already exists")
 	ErrConflict  = errors.New("conflict")
 	ErrQueueFull = errors.New("queue full")
+	// ErrLimit: a per-user bound (functions per user) is reached.
+	ErrLimit = errors.New("limit reached")
 )

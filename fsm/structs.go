@@ -110,6 +110,9 @@ type OwnerUsage struct {
 	Owner   string
 	Pending int
 	Running int // STARTING and RUNNING
+	// StdinBytes is the stdin its calls hold until they end (PENDING,
+	// STARTING and RUNNING calls), bounded by MaxQueuedBytes.
+	StdinBytes int64
 }
 
 // FunctionStats counts one function's calls per state.

@@ -123,7 +123,7 @@ func fillBatch(first *enqueueReq, ch <-chan *enqueueReq) []*enqueueReq {
 
 // apply hands the batch to Raft now (order) and waits for it elsewhere.
 func (e *enqueuer) apply(batch []*enqueueReq) {
-	req := &fsm.CallEnqueueRequest{MaxQueued: e.s.cfg.MaxQueued}
+	req := &fsm.CallEnqueueRequest{MaxQueued: e.s.cfg.MaxQueued, MaxQueuedBytes: e.s.cfg.MaxQueuedBytes}
 	for _, r := range batch {
 		req.Calls = append(req.Calls, r.call)
 	}

@@ -144,6 +144,7 @@ var outcomeKinds = []struct {
 	{"no_leader", ErrNoLeader},
 	{"forbidden", ErrForbidden},
 	{"too_large", ErrTooLarge},
+	{"limit", fsm.ErrLimit},
 }
 
 func outcomeOf(err error) enqueueOutcome {

@@ -46,7 +46,7 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, fsm.ErrQueueFull):
+	case errors.Is(err, fsm.ErrQueueFull), errors.Is(err, fsm.ErrLimit):
 		return http.StatusTooManyRequests
 	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrUnavailable):
 		return http.StatusServiceUnavailable
@@ -170,7 +170,7 @@ func (s *Server) blocking(c *gin.Context, read func(ws memdb.WatchSet) (uint64, 
 func (s *Server) router() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
-	r.Use(gin.Recovery(), s.accessLog())
+	r.Use(gin.Recovery(), s.accessLog(), bodyDeadline(s.cfg.BodyReadTimeout))
 	r.HandleMethodNotAllowed = true
 	r.NoRoute(func(c *gin.Context) {
 		c.JSON(http.StatusNotFound, api.ErrorBody{Error: "no such endpoint: " + c.Request.Method + " " + c.Request.URL.Path})

@@ -142,7 +142,7 @@ func (s *Server) createFunction(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	_, idx, err := s.raftApply(fsm.FunctionUpsertType, &fsm.FunctionUpsertRequest{Function: f, Create: true})
+	_, idx, err := s.raftApply(fsm.FunctionUpsertType, &fsm.FunctionUpsertRequest{Function: f, Create: true, MaxPerOwner: s.cfg.MaxFunctions})
 	if err != nil {
 		writeError(c, err)
 		return

@@ -25,6 +25,7 @@ type metrics struct {
 	pending        prometheus.Gauge
 	running        prometheus.Gauge
 	raftIndex      prometheus.Gauge
+	sizeSnapshots  prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -43,8 +44,9 @@ func newMetrics(s *Server) *metrics {
 	m.pending = prometheus.NewGauge(prometheus.GaugeOpts(f("calls_pending", "Queued calls in the cluster.")))
 	m.running = prometheus.NewGauge(prometheus.GaugeOpts(f("calls_running", "Started calls in the cluster.")))
 	m.raftIndex = prometheus.NewGauge(prometheus.GaugeOpts(f("raft_applied_index", "Last Raft index applied here.")))
+	m.sizeSnapshots = prometheus.NewCounter(prometheus.CounterOpts(f("raft_size_snapshots_total", "Snapshots taken because the Raft log grew past its byte budget.")))
 	m.reg.MustRegister(m.requests, m.enqueued, m.finished, m.forwarded, m.batched, m.executorErrors, m.executorUp,
-		m.isLeader, m.pending, m.running, m.raftIndex,
+		m.isLeader, m.pending, m.running, m.raftIndex, m.sizeSnapshots,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -89,7 +89,7 @@ func (s *Server) setupRaft() error {
 		store.Close()
 		return fmt.Errorf("raft listen %s: %w", s.cfg.RaftAddr, err)
 	}
-	r, err := raft.NewRaft(rc, s.fsm, store, store, snaps, trans)
+	r, err := raft.NewRaft(rc, s.sized, store, store, snaps, trans)
 	if err != nil {
 		trans.Close()
 		store.Close()

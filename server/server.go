@@ -45,6 +45,21 @@ type Config struct {
 
 	DefaultQuota int // calls a user may run at once unless set per user
 	MaxQueued    int // queued calls per user
+	// MaxQueuedBytes bounds the stdin bytes a user's unfinished calls hold
+	// (in memory and in the Raft log until they end): 64 MiB by default.
+	MaxQueuedBytes int64
+	// BodyReadTimeout bounds the reading of a request body and IdleTimeout
+	// a keep-alive connection's idleness (DefaultBodyReadTimeout and
+	// DefaultIdleTimeout when zero); neither bounds a handler.
+	BodyReadTimeout time.Duration
+	IdleTimeout     time.Duration
+	// LogBytesPerSnapshot is how many bytes of Raft log are applied before
+	// a snapshot compacts the log, whatever the entry count
+	// (DefaultLogBytesPerSnapshot when zero).
+	LogBytesPerSnapshot int64
+	// MaxFunctions bounds the functions of one user (each has caches of
+	// its own): 100 by default.
+	MaxFunctions int
 	MaxStdin     int64
 	StdoutLimit  int64
 	FSM          fsm.Config
@@ -67,6 +82,21 @@ func (c *Config) Defaults() {
 	}
 	if c.MaxQueued == 0 {
 		c.MaxQueued = 10000
+	}
+	if c.MaxQueuedBytes == 0 {
+		c.MaxQueuedBytes = 64 << 20
+	}
+	if c.BodyReadTimeout == 0 {
+		c.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.LogBytesPerSnapshot == 0 {
+		c.LogBytesPerSnapshot = DefaultLogBytesPerSnapshot
+	}
+	if c.MaxFunctions == 0 {
+		c.MaxFunctions = 100
 	}
 	if c.MaxStdin == 0 {
 		c.MaxStdin = 1 << 20
@@ -97,6 +127,7 @@ type Server struct {
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
 	auth   *clusterAuth
+	sized  *sizedFSM    // s.fsm as Raft sees it: counts applied bytes
 	closer func() error // raft stores
 	exec   Executor
 
@@ -154,6 +185,7 @@ func New(cfg Config) (*Server, error) {
 		cfg: cfg, log: cfg.Logger, fsm: f, store: f.Store(), exec: cfg.Executor, auth: auth,
 		shutdownCh: make(chan struct{}),
 	}
+	s.sized = newSizedFSM(f, cfg.LogBytesPerSnapshot)
 	s.metrics = newMetrics(s)
 	s.enqueuer = newEnqueuer(s)
 	s.fwdQueue = make(chan *enqueueReq, 4096)
@@ -198,8 +230,9 @@ func (s *Server) Start() error {
 	base, stop := context.WithCancelCause(context.Background())
 	s.stopRequests = stop
 	s.httpSrv = &http.Server{
-		Handler: s.router(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
-		BaseContext: func(net.Listener) context.Context { return base },
+		Handler: s.router(), ReadHeaderTimeout: headerReadTimeout, IdleTimeout: s.cfg.IdleTimeout,
+		MaxHeaderBytes: 64 << 10,
+		BaseContext:    func(net.Listener) context.Context { return base },
 	}
 	s.wg.Add(3)
 	go func() {
@@ -214,6 +247,8 @@ func (s *Server) Start() error {
 	go func() { defer s.wg.Done(); s.runForwarder() }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.joinCluster() }()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.runCompactor() }()
 	s.log.Info("agent started", "node", s.cfg.NodeID, "http", s.cfg.AdvertiseHTTP, "raft", s.self.RaftAddr, "executor", s.exec.Name())
 	return nil
 }

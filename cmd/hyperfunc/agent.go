@@ -37,6 +37,8 @@ type agentFlags struct {
 	clusterKey      string
 	defaultQuota    int
 	maxQueued       int
+	maxQueuedBytes  int64
+	maxFunctions    int
 	maxStdin        int64
 	maxStdout       int64
 	outputCache     int64
@@ -69,6 +71,8 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	fs.StringVar(&f.clusterKey, "cluster-key", os.Getenv("HYPERFUNC_CLUSTER_KEY"), "secret every server of the cluster shares (>= 16 bytes): Raft's mutual TLS and server-to-server requests (a standalone server makes its own in <data-dir>/cluster-key)")
 	fs.IntVar(&f.defaultQuota, "default-quota", 10, "calls a user may run at once unless set per user")
 	fs.IntVar(&f.maxQueued, "max-queued", 10000, "queued calls per user before new calls get 429")
+	fs.Int64Var(&f.maxQueuedBytes, "max-queued-bytes", 64<<20, "stdin bytes a user's unfinished calls may hold before new calls get 429")
+	fs.IntVar(&f.maxFunctions, "max-functions", 100, "functions per user before a create gets 429")
 	fs.Int64Var(&f.maxStdin, "max-stdin", 1<<20, "stdin limit per call in bytes")
 	fs.Int64Var(&f.maxStdout, "max-stdout", 1<<20, "stdout limit per call in bytes")
 	fs.Int64Var(&f.outputCache, "output-cache", 50<<20, "output cache per function in bytes (same on every server)")
@@ -148,7 +152,7 @@ func agentCommand(args []string, stderr io.Writer) int {
 		AdvertiseHTTP: f.advertiseHTTP, AdvertiseRaft: f.advertiseRaft, PublicURL: f.publicURL,
 		BootstrapExpect: f.bootstrapExpect, Join: splitList(f.join),
 		ACL: f.acl, BootstrapToken: f.bootstrapToken, ClusterKey: f.clusterKey,
-		DefaultQuota: f.defaultQuota, MaxQueued: f.maxQueued, MaxStdin: f.maxStdin, StdoutLimit: f.maxStdout,
+		DefaultQuota: f.defaultQuota, MaxQueued: f.maxQueued, MaxQueuedBytes: f.maxQueuedBytes, MaxFunctions: f.maxFunctions, MaxStdin: f.maxStdin, StdoutLimit: f.maxStdout,
 		FSM:         fsm.Config{OutputCacheBytes: f.outputCache, LogCacheBytes: f.logCache},
 		ShimArchive: f.shimArchive, Executor: exec, Logger: logger,
 	}
