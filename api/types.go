@@ -62,6 +62,10 @@ type FunctionSpec struct {
 	Labels     map[string]string `json:"labels,omitempty"`
 	Size       string            `json:"size,omitempty"`
 	Timeout    int64             `json:"timeout,omitempty"` // seconds; 0 means no limit
+	// User the command runs as: "uid[:gid]" or a name the image knows;
+	// empty means nobody (65534:65534), "root" is uid 0 for images that
+	// need it.
+	User string `json:"user,omitempty"`
 }
 
 // FunctionUpdate is the body of an update request. Nil fields stay as they
@@ -72,6 +76,7 @@ type FunctionUpdate struct {
 	Env     map[string]string `json:"env,omitempty"`
 	Size    *string           `json:"size,omitempty"`
 	Timeout *int64            `json:"timeout,omitempty"`
+	User    *string           `json:"user,omitempty"`
 	Refresh bool              `json:"refresh,omitempty"` // rotate the secret address
 }
 
@@ -90,6 +95,7 @@ type Function struct {
 	Size        string            `json:"size"`
 	Resources   Resources         `json:"resources"`
 	Timeout     int64             `json:"timeout"`
+	User        string            `json:"user"` // who the command runs as; "" is nobody
 	Address     string            `json:"address,omitempty"`
 	CreatedAt   time.Time         `json:"created_at"`
 	UpdatedAt   time.Time         `json:"updated_at"`

@@ -15,8 +15,8 @@ const generatedNameAttempts = 5
 
 func (a *app) createCommand() *cobra.Command {
 	var (
-		name, size, timeout, entrypoint, workdir string
-		env, envFiles, labels                    []string
+		name, size, timeout, entrypoint, workdir, user string
+		env, envFiles, labels                          []string
 	)
 	cmd := &cobra.Command{
 		Use:   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
@@ -42,6 +42,7 @@ The answer carries the function's secret address, shown only once.`,
 				Image:   args[0],
 				Command: args[1:],
 				Workdir: workdir,
+				User:    user,
 			}
 			if name != "" {
 				if err := validateName(name); err != nil {
@@ -108,15 +109,16 @@ The answer carries the function's secret address, shown only once.`,
 	f.StringArrayVarP(&labels, "label", "l", nil, "set a label `KEY=VALUE` (repeatable)")
 	f.StringVar(&entrypoint, "entrypoint", "", "run `COMMAND` instead of the image's ENTRYPOINT")
 	f.StringVarP(&workdir, "workdir", "w", "", "working `DIR` inside the container")
+	f.StringVarP(&user, "user", "u", "", "run the command as `USER` (uid[:gid] or a name the image knows; default nobody, \"root\" if the image needs it)")
 	a.registerSizeCompletion(cmd)
 	return cmd
 }
 
 func (a *app) updateCommand() *cobra.Command {
 	var (
-		size, timeout string
-		env, envFiles []string
-		refresh       bool
+		size, timeout, user string
+		env, envFiles       []string
+		refresh             bool
 	)
 	cmd := &cobra.Command{
 		Use:   "update [OPTIONS] NAME",
@@ -144,6 +146,9 @@ address with --refresh. Environment variables are merged into the function's.`,
 				}
 				u.Timeout = &t
 			}
+			if changed(cmd.Flags(), "user") {
+				u.User = &user
+			}
 			e, err := parseEnv(env, envFiles, a.env)
 			if err != nil {
 				return err
@@ -151,8 +156,8 @@ address with --refresh. Environment variables are merged into the function's.`,
 			if len(e) > 0 {
 				u.Env = e
 			}
-			if u.Size == nil && u.Timeout == nil && u.Env == nil && !u.Refresh {
-				return usagef("nothing to update: give --size, --timeout, --env, --env-file or --refresh")
+			if u.Size == nil && u.Timeout == nil && u.Env == nil && u.User == nil && !u.Refresh {
+				return usagef("nothing to update: give --size, --timeout, --user, --env, --env-file or --refresh")
 			}
 			c, err := a.api()
 			if err != nil {
@@ -175,6 +180,7 @@ address with --refresh. Environment variables are merged into the function's.`,
 	f.StringVar(&timeout, "timeout", "", "run time limit: seconds or a `DURATION` like 5m; 0 means none")
 	f.StringArrayVarP(&env, "env", "e", nil, "set an environment variable `KEY=VALUE` (repeatable)")
 	f.StringArrayVar(&envFiles, "env-file", nil, "read environment variables from a `FILE` of KEY=VALUE lines")
+	f.StringVarP(&user, "user", "u", "", "run the command as `USER` (\"\" for nobody, \"root\", uid[:gid])")
 	f.BoolVar(&refresh, "refresh", false, "rotate the secret address and print the new one")
 	a.registerSizeCompletion(cmd)
 	return cmd

@@ -57,6 +57,7 @@ type Function struct {
 	CPU         int
 	MemoryMB    int
 	Timeout     int64 // seconds; 0 means no limit
+	User        string `json:",omitempty"` // api.FunctionSpec.User
 	SecretHash  string
 	CreatedAt   time.Time
 	UpdatedAt   time.Time

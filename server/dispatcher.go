@@ -397,6 +397,7 @@ func (s *Server) execFunction(fn *fsm.Function) executor.Function {
 		ID:        fn.ID, Owner: fn.Owner, Name: fn.Name, Image: fn.Image,
 		Command: fn.Command, Entrypoint: fn.Entrypoint, Workdir: fn.Workdir, Env: fn.Env,
 		CPU: fn.CPU, MemoryMB: fn.MemoryMB, Timeout: time.Duration(fn.Timeout) * time.Second,
+		User: fn.User,
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"regexp"
 	"strings"
 	"time"
 
@@ -76,6 +77,9 @@ func validateSpec(sp *api.FunctionSpec) error {
 	if err := validateArgs("entrypoint", sp.Entrypoint); err != nil {
 		return err
 	}
+	if err := validateUser(sp.User); err != nil {
+		return err
+	}
 	if len(sp.Labels) > 64 {
 		return badRequest("more than 64 labels")
 	}
@@ -87,13 +91,24 @@ func validateSpec(sp *api.FunctionSpec) error {
 	return validateEnv(sp.Env)
 }
 
+// validUser is Docker's --user: a name or a uid, optionally ":" a group
+// name or gid.
+var validUser = regexp.MustCompile(`^([a-z_][a-z0-9_.-]{0,31}|[0-9]{1,10})(:([a-z_][a-z0-9_.-]{0,31}|[0-9]{1,10}))?$`)
+
+func validateUser(u string) error {
+	if u != "" && !validUser.MatchString(u) {
+		return badRequest("invalid user %q: use a name or uid the image knows, optionally :group (e.g. 1000:1000, root)", u)
+	}
+	return nil
+}
+
 // toAPIFunction renders a stored function; address is set only when the
 // caller just created or refreshed the secret.
 func toAPIFunction(f *fsm.Function, address string) *api.Function {
 	return &api.Function{
 		Name: f.Name, Owner: f.Owner, Image: f.Image, Command: f.Command, Entrypoint: f.Entrypoint,
 		Workdir: f.Workdir, Env: f.Env, Labels: f.Labels, Size: f.Size,
-		Resources: api.Resources{CPU: f.CPU, MemoryMB: f.MemoryMB}, Timeout: f.Timeout,
+		Resources: api.Resources{CPU: f.CPU, MemoryMB: f.MemoryMB}, Timeout: f.Timeout, User: f.User,
 		Address: address, CreatedAt: f.CreatedAt, UpdatedAt: f.UpdatedAt,
 		CreateIndex: f.CreateIndex, ModifyIndex: f.ModifyIndex,
 	}
@@ -131,7 +146,7 @@ func (s *Server) createFunction(c *gin.Context) {
 	f := &fsm.Function{
 		ID: fsm.FunctionID(id.User, sp.Name), Owner: id.User, Name: sp.Name, Image: sp.Image,
 		Command: sp.Command, Entrypoint: sp.Entrypoint, Workdir: sp.Workdir, Env: sp.Env, Labels: sp.Labels,
-		Size: sp.Size, CPU: res.CPU, MemoryMB: res.MemoryMB, Timeout: sp.Timeout,
+		Size: sp.Size, CPU: res.CPU, MemoryMB: res.MemoryMB, Timeout: sp.Timeout, User: sp.User,
 		SecretHash: hashSecret(secret), CreatedAt: t, UpdatedAt: t,
 	}
 	if existing, _ := s.store.Function(nil, f.ID); existing != nil {
@@ -248,6 +263,13 @@ func (s *Server) updateFunction(c *gin.Context) {
 			return
 		}
 		f.Size, f.CPU, f.MemoryMB = *u.Size, res.CPU, res.MemoryMB
+	}
+	if u.User != nil {
+		if err := validateUser(*u.User); err != nil {
+			writeError(c, err)
+			return
+		}
+		f.User = *u.User
 	}
 	if u.Timeout != nil {
 		if *u.Timeout < 0 {

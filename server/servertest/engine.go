@@ -236,6 +236,14 @@ func (e *Engine) Registered() []string {
 	return slices.Sorted(maps.Keys(e.registered))
 }
 
+// Function is what the executor was last told of a registered function.
+func (e *Engine) Function(id string) (executor.Function, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f, ok := e.registered[id]
+	return f, ok
+}
+
 // Pulls lists the images pulled, in order.
 func (e *Engine) Pulls() []string {
 	e.mu.Lock()
