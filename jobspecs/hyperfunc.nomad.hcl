@@ -130,6 +130,10 @@ job "hyperfunc" {
       }
 
       # Secrets from Nomad Variables (nomad var put nomad/jobs/hyperfunc ...).
+      # cluster_key is required (at least 16 bytes, e.g. `openssl rand -base64 32`):
+      # servers of a cluster refuse to start without it. Raft runs over mutual
+      # TLS derived from it and the server-to-server routes check a token
+      # derived from it; it is also what names this cluster's function jobs.
       template {
         destination = "secrets/env"
         env         = true

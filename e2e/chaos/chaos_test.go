@@ -19,7 +19,7 @@ var (
 	seedFlag = flag.Uint64("chaos.seed", 0, "seed of the fault schedule and the load (0: from the clock; printed)")
 	clients  = flag.Int("chaos.clients", 16, "concurrent clients")
 	rate     = flag.Float64("chaos.rate", 20, "call submissions per second, all clients together")
-	strict   = flag.Bool("chaos.strict", false, "fail on the known, documented issues too (make chaos sets it)")
+	strict   = flag.Bool("chaos.strict", true, "fail on the known, documented issues too (the issues it tolerated are fixed; -chaos.strict=false tolerates them)")
 	keepLogs = flag.Bool("chaos.keep", false, "keep the agents' logs and data dirs even when the run passes")
 )
 
@@ -136,7 +136,7 @@ func TestChaos(t *testing.T) {
 	fmt.Fprintf(&sum, "chaos summary (seed %d)\n", seed)
 	fmt.Fprintf(&sum, "  load:    %s of load and faults, %d clients at %.0f calls/s: %d calls submitted, %d acknowledged, %d unknown (%d of them exist), %d refused %v\n",
 		loadEnd.Round(time.Second), *clients, *rate, st.submitted.Load(), rep.acked, rep.unknown, rep.unknownExist, st.refused.Load(), h.refused)
-	fmt.Fprintf(&sum, "  calls:   %d in the cluster: %d FINISHED, %d FAILED, %d other; %d executions on the executor\n", rep.listed, rep.finished, rep.failed, rep.other, rep.executions)
+	fmt.Fprintf(&sum, "  calls:   %d in the cluster: %d FINISHED, %d FAILED, %d other; %d executions on the executor; %d ran unacknowledged\n", rep.listed, rep.finished, rep.failed, rep.other, rep.executions, len(rep.ranUnacked))
 	fmt.Fprintf(&sum, "  faults:  %d: %s\n", len(nm.lines()), formatCounts(nm.counts()))
 	fmt.Fprintf(&sum, "  network: %d connections refused by cuts, %d not attributed to a server\n", c.net.refused.Load(), c.net.unattributed.Load())
 	fmt.Fprintf(&sum, "  reads:   %d consistent reads checked (%d unanswered, left out), linearizable: %s\n", rep.reads, st.readErrors.Load(), rep.linearizable)
@@ -150,6 +150,13 @@ func TestChaos(t *testing.T) {
 	}
 	fmt.Fprintf(&sum, "  fault log:\n    %s\n", strings.Join(nm.lines(), "\n    "))
 	t.Log(sum.String())
+	for i, u := range rep.ranUnacked {
+		if i == 10 {
+			t.Logf("RAN UNACKNOWLEDGED: ... and %d more", len(rep.ranUnacked)-i)
+			break
+		}
+		t.Logf("RAN UNACKNOWLEDGED (the client's answer was lost; a retry would run it again): %s", u)
+	}
 	for _, k := range rep.known {
 		t.Logf("KNOWN ISSUE (see docs/RELIABILITY.md; fails with -chaos.strict): %s", k)
 	}

@@ -20,6 +20,10 @@ import (
 type report struct {
 	acked, listed, finished, failed, other int
 	unknown, unknownExist                  int
+	// ranUnacked lists calls that ran although no client was told they
+	// were queued (the answer was lost): a client that retries runs its
+	// input twice. Not a violation of the cluster, but counted and shown.
+	ranUnacked []string
 	executions                             int
 	reads                                  int
 	linearizable                           porcupine.CheckResult
@@ -143,6 +147,9 @@ func check(ctx context.Context, c *cluster, h *history, function string, finalWa
 					if v.sumOK && unknownBySum[v.sum] > 0 {
 						unknownBySum[v.sum]--
 						r.unknownExist++
+						if v.execs > 0 {
+							r.ranUnacked = append(r.ranUnacked, fmt.Sprintf("%s (%s, %d executions)", cl.ID, cl.State, v.execs))
+						}
 					} else if v.sumOK {
 						r.violate("PHANTOM: call %s (%s) was never acknowledged and its output %q matches no submission whose answer was lost (a duplicate enqueue?)", cl.ID, cl.State, abbrev(v.out))
 					} else if cl.State == api.StateFinished {
