@@ -37,7 +37,7 @@ func TestHTTPTimeouts(t *testing.T) {
 	engine := servertest.NewEngine()
 	c := servertest.NewCluster(t, 1, servertest.Options{Engine: engine, Configure: func(_ int, cfg *server.Config) {
 		cfg.IdleTimeout = 300 * time.Millisecond
-		cfg.BodyReadTimeout = 300 * time.Millisecond
+		cfg.BodyReadTimeout = 2 * time.Second // the sync call's two bytes arrive well within it, even on a busy machine
 	}})
 	c.WaitForLeader()
 	createFn(t, c.Client(0), "hold", "hold")
