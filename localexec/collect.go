@@ -83,7 +83,7 @@ func (e *Executor) collect(ctx context.Context, c *call, t target, engineErr err
 		ev.EndedAt = time.Now()
 	}
 	fail := func(reason, msg string) executor.Event {
-		ev.Kind, ev.Reason, ev.Message = executor.Failed, reason, msg
+		ev.Kind, ev.Reason, ev.Message = executor.Failed, reason, e.hidePaths(msg)
 		return ev
 	}
 	if c != nil {

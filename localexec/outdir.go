@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -79,6 +80,13 @@ func removeCallDir(dir string) error {
 		}
 	}
 	return os.RemoveAll(dir)
+}
+
+// hidePaths takes the agent's host paths out of a message a user will
+// read (the engine's errors name bind mounts): they would tell a function
+// where to point. The state dir becomes "<calls>", the shim "<hf-shim>".
+func (e *Executor) hidePaths(msg string) string {
+	return strings.NewReplacer(e.stateDir, "<calls>", e.shimPath, "<hf-shim>").Replace(msg)
 }
 
 // dirResult is what the shim left in a call dir.

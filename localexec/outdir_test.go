@@ -131,3 +131,11 @@ func TestClaimDirNoFollow(t *testing.T) {
 		t.Fatalf("claimDir created the link's target (%v)", err)
 	}
 }
+
+func TestHidePaths(t *testing.T) {
+	e := &Executor{stateDir: "/var/lib/hyperfunc/calls", shimPath: "/usr/bin/hf-shim"}
+	got := e.hidePaths(`invalid mount config: bind source path does not exist: /var/lib/hyperfunc/calls/c1/in (shim /usr/bin/hf-shim)`)
+	if strings.Contains(got, "/var/lib") || strings.Contains(got, "/usr/bin") || !strings.Contains(got, "<calls>/c1/in") {
+		t.Fatalf("hidePaths = %q", got)
+	}
+}

@@ -66,7 +66,7 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Hand
 func (e *Executor) refuse(spec executor.Spec, reason string, err error) (executor.Handle, error) {
 	now := time.Now()
 	e.sendAsync(executor.Event{
-		CallID: spec.CallID, Kind: executor.Failed, Reason: reason, Message: err.Error(),
+		CallID: spec.CallID, Kind: executor.Failed, Reason: reason, Message: e.hidePaths(err.Error()),
 		StartedAt: now, EndedAt: now,
 	})
 	return executor.Handle{CallID: spec.CallID}, nil
