@@ -41,13 +41,15 @@ echo x > /.hyperfunc/in/envelope.json 2>/dev/null && echo in:writable || echo in
 touch /rootfs-file 2>/dev/null && echo root:writable || echo root:readonly
 dd if=/dev/zero of=/tmp/big bs=1M count=100 2>/dev/null && echo tmp:unbounded || echo tmp:bounded
 dd if=/dev/zero of=/.hyperfunc/out/big bs=1M count=10 2>/dev/null && echo out:unbounded || echo out:bounded
-rm -f /.hyperfunc/out/big /tmp/big`
+rm -f /.hyperfunc/out/big /tmp/big
+for i in $(seq 200); do : > /.hyperfunc/out/f$i || break; done; [ -e /.hyperfunc/out/f200 ] && echo files:unbounded || echo files:bounded
+rm -f /.hyperfunc/out/f*`
 	s := spec(t, cli, img, "sh", "-c", script)
 	ev := run(t, e, s)
 	if ev.Kind != executor.Finished {
 		t.Fatalf("got %v %s %s", ev.Kind, ev.Reason, ev.Message)
 	}
-	want := "in:readonly\nroot:readonly\ntmp:bounded\nout:bounded\n"
+	want := "in:readonly\nroot:readonly\ntmp:bounded\nout:bounded\nfiles:bounded\n"
 	if string(ev.Stdout) != want {
 		t.Fatalf("stdout %q, want %q", ev.Stdout, want)
 	}

@@ -23,6 +23,9 @@ const noFollow = unix.O_NOFOLLOW
 // result.json, .started and the shim's temp file.
 const outSlack = 1 << 20
 
+// outInodes bounds the files of a call's out/ tmpfs: the shim makes three.
+const outInodes = 64
+
 // maxResultBytes bounds result.json: the shim writes a few hundred bytes.
 const maxResultBytes = 64 << 10
 
@@ -35,7 +38,9 @@ func (e *Executor) prepareOut(out string, limit int64) error {
 		return fmt.Errorf("call dir: %w", err)
 	}
 	if e.mountOut && !isMountPoint(out) {
-		opts := "size=" + strconv.FormatInt(limit+outSlack, 10) + ",mode=0777"
+		// nr_inodes: size bounds bytes, not empty files, each of which costs
+		// the host kernel memory.
+		opts := "size=" + strconv.FormatInt(limit+outSlack, 10) + ",nr_inodes=" + strconv.Itoa(outInodes) + ",mode=0777"
 		if err := unix.Mount("tmpfs", out, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
 			return fmt.Errorf("mounting the call's out dir: %w", err)
 		}

@@ -79,9 +79,11 @@ func newClusterAuth(key string) (*clusterAuth, error) {
 // ways, and the peer's key must be the cluster's.
 func (a *clusterAuth) tlsConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{a.cert},
-		ClientAuth:   tls.RequireAnyClientCert,
+		MinVersion: tls.VersionTLS13,
+		// Every connection proves the key anew: no resumption.
+		SessionTicketsDisabled: true,
+		Certificates:           []tls.Certificate{a.cert},
+		ClientAuth:             tls.RequireAnyClientCert,
 		// Names and chains mean nothing here; VerifyPeerCertificate checks
 		// the one thing that does.
 		InsecureSkipVerify: true,
