@@ -327,6 +327,7 @@ func (d *dispatcher) record(ctx context.Context, batch []executor.Event) {
 		if err == nil && len(fin.Results) > 0 {
 			if _, _, err = d.s.raftApply(fsm.CallFinishType, fin); err == nil {
 				d.s.metrics.finished.Add(float64(len(fin.Results)))
+				d.s.metrics.calls.observe(d.endedCalls(fin.Results))
 				d.release(ctx, fin.Results)
 				fin.Results = nil
 			}
@@ -338,6 +339,17 @@ func (d *dispatcher) record(ctx context.Context, batch []executor.Event) {
 		d.log.Warn("recording call events failed; retrying", "error", err)
 		sleepCtx(ctx, backoff)
 	}
+}
+
+// endedCalls reads the records of calls whose end was just committed.
+func (d *dispatcher) endedCalls(rs []*fsm.CallResult) []*fsm.Call {
+	out := make([]*fsm.Call, 0, len(rs))
+	for _, r := range rs {
+		if c, err := d.s.store.Call(nil, r.ID); err == nil && c != nil && fsm.Final(c.State) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // release lets the executor drop what it kept of calls whose end is now

@@ -17,7 +17,9 @@ func (s *Server) statusRoutes(r *gin.Engine) {
 	r.GET("/v1/status/leader", s.statusLeader)
 	r.GET("/v1/status/peers", s.statusPeers)
 	r.GET("/v1/agent/health", s.health)
-	r.GET("/metrics", gin.WrapH(s.metrics.handler()))
+	// Per-user and per-function figures name users and functions: with ACLs
+	// on, a scraper needs an admin token (Prometheus: authorization).
+	r.GET("/metrics", s.authenticate, requireAdmin, gin.WrapH(s.metrics.handler()))
 	r.GET("/v1/operator/raft/configuration", s.authenticate, requireAdmin, s.raftConfiguration)
 	r.GET("/v1/operator/state", s.authenticate, requireAdmin, s.stateHash)
 	r.DELETE("/v1/operator/raft/peer", s.toLeader(true), s.authenticate, requireAdmin, s.removePeer)

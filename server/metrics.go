@@ -5,6 +5,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hyperfunc/hyperfunc/fsm"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -26,6 +28,7 @@ type metrics struct {
 	running        prometheus.Gauge
 	raftIndex      prometheus.Gauge
 	sizeSnapshots  prometheus.Counter
+	calls          *callMetrics
 }
 
 func newMetrics(s *Server) *metrics {
@@ -45,6 +48,8 @@ func newMetrics(s *Server) *metrics {
 	m.running = prometheus.NewGauge(prometheus.GaugeOpts(f("calls_running", "Started calls in the cluster.")))
 	m.raftIndex = prometheus.NewGauge(prometheus.GaugeOpts(f("raft_applied_index", "Last Raft index applied here.")))
 	m.sizeSnapshots = prometheus.NewCounter(prometheus.CounterOpts(f("raft_size_snapshots_total", "Snapshots taken because the Raft log grew past its byte budget.")))
+	m.calls = newCallMetrics()
+	m.reg.MustRegister(m.calls.ended, m.calls.queueWait, m.calls.runTime, newStateCollector(func() *fsm.Store { return s.store }))
 	m.reg.MustRegister(m.requests, m.enqueued, m.finished, m.forwarded, m.batched, m.executorErrors, m.executorUp,
 		m.isLeader, m.pending, m.running, m.raftIndex, m.sizeSnapshots,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -40,7 +40,7 @@ var routeRules = map[string]routeRule{
 	"GET /v1/status/leader":                  {codes: open},
 	"GET /v1/status/peers":                   {codes: open},
 	"GET /v1/agent/health":                   {codes: open},
-	"GET /metrics":                           {codes: open},
+	"GET /metrics":                           {codes: adminOnly},
 	"GET /v1/operator/raft/configuration":    {codes: adminOnly},
 	"GET /v1/operator/state":                 {codes: adminOnly},
 	"DELETE /v1/operator/raft/peer":          {codes: adminOnly, query: "id=x"},

@@ -1,0 +1,89 @@
+package server_test
+
+import (
+	"bytes"
+	"net/http"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/hyperfunc/hyperfunc/server/servertest"
+)
+
+// scrape reads /metrics into metric families.
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	r := do(t, http.MethodGet, url+"/metrics", "", nil).want(t, 200)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(r.Body))
+	if err != nil {
+		t.Fatalf("parsing /metrics: %v", err)
+	}
+	return fams
+}
+
+// find answers the metric of a family whose labels include want.
+func find(fams map[string]*dto.MetricFamily, name string, want map[string]string) *dto.Metric {
+	f := fams[name]
+	if f == nil {
+		return nil
+	}
+	for _, m := range f.Metric {
+		ok := true
+		for k, v := range want {
+			found := false
+			for _, l := range m.Label {
+				if l.GetName() == k && l.GetValue() == v {
+					found = true
+				}
+			}
+			ok = ok && found
+		}
+		if ok {
+			return m
+		}
+	}
+	return nil
+}
+
+// After known calls, /metrics counts them by function, state and reason,
+// has a queue-wait and a run-time observation for each that ran, and
+// shows the cache bytes and the (empty) queues from the state.
+func TestCallMetrics(t *testing.T) {
+	c := servertest.NewCluster(t, 1, servertest.Options{})
+	c.WaitForLeader()
+	createFn(t, c.Client(0), "ok", "echo", "hi")
+	createFn(t, c.Client(0), "bad", "exit", "3")
+	for range 3 {
+		do(t, http.MethodPost, c.URL(0)+"/v1/functions/ok/call?sync=true", "", "").want(t, 200)
+	}
+	for range 2 {
+		do(t, http.MethodPost, c.URL(0)+"/v1/functions/bad/call?sync=true", "", "").want(t, 500)
+	}
+	fams := scrape(t, c.URL(0))
+	for _, tc := range []struct {
+		fn, state, reason string
+		want              float64
+	}{{"ok", "FINISHED", "", 3}, {"bad", "FAILED", "exit", 2}} {
+		m := find(fams, "hyperfunc_calls_ended_total", map[string]string{"owner": "default", "function": tc.fn, "state": tc.state, "reason": tc.reason})
+		if m == nil || m.GetCounter().GetValue() != tc.want {
+			t.Errorf("calls_ended_total{%s,%s,%s} = %v, want %v", tc.fn, tc.state, tc.reason, m, tc.want)
+		}
+	}
+	for _, h := range []string{"hyperfunc_call_queue_seconds", "hyperfunc_call_run_seconds"} {
+		for fn, n := range map[string]uint64{"ok": 3, "bad": 2} {
+			m := find(fams, h, map[string]string{"function": fn})
+			if m == nil || m.GetHistogram().GetSampleCount() != n {
+				t.Errorf("%s{function=%s} = %v, want %d observations", h, fn, m, n)
+			}
+		}
+	}
+	if m := find(fams, "hyperfunc_function_cache_bytes", map[string]string{"function": "ok", "cache": "output"}); m == nil || m.GetGauge().GetValue() < 9 {
+		t.Errorf("output cache bytes of ok: %v, want at least 3 outputs of 3 bytes", m)
+	}
+	if m := find(fams, "hyperfunc_function_calls", map[string]string{"function": "ok", "state": "pending"}); m == nil || m.GetGauge().GetValue() != 0 {
+		t.Errorf("pending calls of ok: %v, want 0", m)
+	}
+}
