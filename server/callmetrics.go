@@ -93,8 +93,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	fns, err := st.Functions(nil, "")
+	owners := map[string]bool{}
 	if err == nil {
 		for _, f := range fns {
+			owners[f.Owner] = true
 			stats, err := st.FunctionStats(nil, f.ID)
 			if err != nil {
 				continue
@@ -108,11 +110,15 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	if us, err := st.OwnerUsages(nil); err == nil {
-		for _, u := range us {
-			g(c.userCalls, float64(u.Pending), u.Owner, "pending")
-			g(c.userCalls, float64(u.Running), u.Owner, "running")
-			g(c.userStdin, float64(u.StdinBytes), u.Owner)
+	// Every owner of a function, busy or not: an idle user's zeros are
+	// figures too (the usage table keeps only busy owners).
+	for owner := range owners {
+		u, err := st.OwnerUsage(owner)
+		if err != nil {
+			continue
 		}
+		g(c.userCalls, float64(u.Pending), owner, "pending")
+		g(c.userCalls, float64(u.Running), owner, "running")
+		g(c.userStdin, float64(u.StdinBytes), owner)
 	}
 }

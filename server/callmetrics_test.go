@@ -3,7 +3,11 @@ package server_test
 import (
 	"bytes"
 	"net/http"
+	"os"
+	"regexp"
+	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -22,6 +26,30 @@ func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 		t.Fatalf("parsing /metrics: %v", err)
 	}
 	return fams
+}
+
+// scrapeOnceEnded scrapes until calls_ended_total sums to n: the leader
+// counts an end after its commit, which also wakes the sync caller, so a
+// scrape right after the answer may come first.
+func scrapeOnceEnded(t *testing.T, url string, n float64) map[string]*dto.MetricFamily {
+	t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for {
+		fams := scrape(t, url)
+		sum := 0.0
+		if f := fams["hyperfunc_calls_ended_total"]; f != nil {
+			for _, m := range f.Metric {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+		if sum == n {
+			return fams
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("calls_ended_total sums to %v, want %v", sum, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // find answers the metric of a family whose labels include want.
@@ -62,7 +90,7 @@ func TestCallMetrics(t *testing.T) {
 	for range 2 {
 		do(t, http.MethodPost, c.URL(0)+"/v1/functions/bad/call?sync=true", "", "").want(t, 500)
 	}
-	fams := scrape(t, c.URL(0))
+	fams := scrapeOnceEnded(t, c.URL(0), 5)
 	for _, tc := range []struct {
 		fn, state, reason string
 		want              float64
@@ -85,5 +113,29 @@ func TestCallMetrics(t *testing.T) {
 	}
 	if m := find(fams, "hyperfunc_function_calls", map[string]string{"function": "ok", "state": "pending"}); m == nil || m.GetGauge().GetValue() != 0 {
 		t.Errorf("pending calls of ok: %v, want 0", m)
+	}
+}
+
+// Every metric the Grafana dashboard in jobspecs reads is one the agent
+// serves, so the dashboard cannot drift from the code.
+func TestDashboardMetricsExist(t *testing.T) {
+	b, err := os.ReadFile("../jobspecs/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := servertest.NewCluster(t, 1, servertest.Options{})
+	c.WaitForLeader()
+	createFn(t, c.Client(0), "ok", "echo", "hi")
+	do(t, http.MethodPost, c.URL(0)+"/v1/functions/ok/call?sync=true", "", "").want(t, 200)
+	fams := scrapeOnceEnded(t, c.URL(0), 1)
+	names := regexp.MustCompile(`hyperfunc_[a-z_]+`).FindAllString(string(b), -1)
+	if len(names) == 0 {
+		t.Fatal("the dashboard reads no hyperfunc metric")
+	}
+	for _, n := range names {
+		base := strings.TrimSuffix(n, "_bucket")
+		if fams[base] == nil {
+			t.Errorf("the dashboard reads %s, which /metrics does not serve", n)
+		}
 	}
 }
