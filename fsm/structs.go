@@ -56,7 +56,7 @@ type Function struct {
 	Size        string
 	CPU         int
 	MemoryMB    int
-	Timeout     int64 // seconds; 0 means no limit
+	Timeout     int64  // seconds; 0 means no limit
 	User        string `json:",omitempty"` // api.FunctionSpec.User
 	SecretHash  string
 	CreatedAt   time.Time

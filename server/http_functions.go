@@ -6,8 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
-	"sort"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 

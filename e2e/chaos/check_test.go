@@ -23,13 +23,13 @@ type report struct {
 	// ranUnacked lists calls that ran although no client was told they
 	// were queued (the answer was lost): a client that retries runs its
 	// input twice. Not a violation of the cluster, but counted and shown.
-	ranUnacked []string
-	executions                             int
-	reads                                  int
-	linearizable                           porcupine.CheckResult
-	stateIndex, stateLatest                uint64
-	stateHash                              string
-	violations                             []string
+	ranUnacked              []string
+	executions              int
+	reads                   int
+	linearizable            porcupine.CheckResult
+	stateIndex, stateLatest uint64
+	stateHash               string
+	violations              []string
 	// known are violations of an open, documented bug (docs/RELIABILITY.md):
 	// they fail a -chaos.strict run only.
 	known      []string
