@@ -324,12 +324,15 @@ func (d *dispatcher) record(ctx context.Context, batch []executor.Event) {
 				run.Running = nil
 			}
 		}
-		if err == nil && len(fin.Results) > 0 {
-			if _, _, err = d.s.raftApply(fsm.CallFinishType, fin); err == nil {
-				d.s.metrics.finished.Add(float64(len(fin.Results)))
-				d.s.metrics.calls.observe(d.endedCalls(fin.Results))
-				d.release(ctx, fin.Results)
-				fin.Results = nil
+		// Ends go to Raft in entries of at most maxFinishBytes of stdout
+		// (one larger result alone), not 256 MiB-outputs in one entry.
+		for err == nil && len(fin.Results) > 0 {
+			part := &fsm.CallFinishRequest{Results: firstBytes(fin.Results, maxFinishBytes)}
+			if _, _, err = d.s.raftApply(fsm.CallFinishType, part); err == nil {
+				d.s.metrics.finished.Add(float64(len(part.Results)))
+				d.s.metrics.calls.observe(d.endedCalls(part.Results))
+				d.release(ctx, part.Results)
+				fin.Results = fin.Results[len(part.Results):]
 			}
 		}
 		if err == nil {
@@ -339,6 +342,20 @@ func (d *dispatcher) record(ctx context.Context, batch []executor.Event) {
 		d.log.Warn("recording call events failed; retrying", "error", err)
 		sleepCtx(ctx, backoff)
 	}
+}
+
+// maxFinishBytes bounds the stdout carried by one CallFinish entry.
+const maxFinishBytes = 4 << 20
+
+// firstBytes is the longest head of rs whose stdout adds up to at most max
+// bytes, and at least one result.
+func firstBytes(rs []*fsm.CallResult, max int) []*fsm.CallResult {
+	n, size := 0, 0
+	for n < len(rs) && (n == 0 || size+len(rs[n].Stdout) <= max) {
+		size += len(rs[n].Stdout)
+		n++
+	}
+	return rs[:n]
 }
 
 // endedCalls reads the records of calls whose end was just committed.

@@ -1,0 +1,31 @@
+package server
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/hyperfunc/hyperfunc/fsm"
+)
+
+func TestFirstBytes(t *testing.T) {
+	r := func(n int) *fsm.CallResult { return &fsm.CallResult{Stdout: bytes.Repeat([]byte("x"), n)} }
+	for _, tc := range []struct {
+		sizes []int
+		max   int
+		want  int
+	}{
+		{[]int{1, 2, 3}, 6, 3},                 // all fit exactly: at the bound
+		{[]int{1, 2, 4}, 6, 2},                 // one byte past: the last waits
+		{[]int{10, 1}, 6, 1},                   // a result larger than the bound goes alone
+		{[]int{0, 0, 0}, 0, 3},                 // empty outputs cost nothing
+		{[]int{4 << 20, 1}, maxFinishBytes, 1}, // a full entry; the next result waits
+	} {
+		var rs []*fsm.CallResult
+		for _, n := range tc.sizes {
+			rs = append(rs, r(n))
+		}
+		if got := len(firstBytes(rs, tc.max)); got != tc.want {
+			t.Errorf("firstBytes(%v, %d) = %d results, want %d", tc.sizes, tc.max, got, tc.want)
+		}
+	}
+}
