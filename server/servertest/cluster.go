@@ -85,8 +85,10 @@ func NewCluster(t testing.TB, n int, opts Options) *Cluster {
 		opts.Engine = NewEngine()
 	}
 	c := &Cluster{t: t, opts: opts, Engine: opts.Engine}
-	t.Cleanup(c.shutdown)
+	// TempDir first: cleanups run last-in first-out, so the servers stop
+	// before their data dirs go (a snapshot may be on its way to disk).
 	dir := t.TempDir()
+	t.Cleanup(c.shutdown)
 	var joined []string
 	for i := 0; i < n; i++ {
 		nd := &Node{
