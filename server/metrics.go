@@ -2,6 +2,8 @@ package server
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +31,7 @@ type metrics struct {
 	raftIndex      prometheus.Gauge
 	sizeSnapshots  prometheus.Counter
 	calls          *callMetrics
+	raftLogBytes   prometheus.Gauge
 }
 
 func newMetrics(s *Server) *metrics {
@@ -49,6 +52,8 @@ func newMetrics(s *Server) *metrics {
 	m.raftIndex = prometheus.NewGauge(prometheus.GaugeOpts(f("raft_applied_index", "Last Raft index applied here.")))
 	m.sizeSnapshots = prometheus.NewCounter(prometheus.CounterOpts(f("raft_size_snapshots_total", "Snapshots taken because the Raft log grew past its byte budget.")))
 	m.calls = newCallMetrics()
+	m.raftLogBytes = prometheus.NewGauge(prometheus.GaugeOpts(f("raft_log_bytes", "Size of this server's Raft log store (raft.db) on disk.")))
+	m.reg.MustRegister(m.raftLogBytes)
 	m.reg.MustRegister(m.calls.ended, m.calls.queueWait, m.calls.runTime, newStateCollector(func() *fsm.Store { return s.store }))
 	m.reg.MustRegister(m.requests, m.enqueued, m.finished, m.forwarded, m.batched, m.executorErrors, m.executorUp,
 		m.isLeader, m.pending, m.running, m.raftIndex, m.sizeSnapshots,
@@ -67,6 +72,9 @@ func (m *metrics) refresh() {
 		m.isLeader.Set(0)
 	}
 	m.raftIndex.Set(float64(m.s.raft.AppliedIndex()))
+	if st, err := os.Stat(filepath.Join(m.s.cfg.DataDir, raftDir, "raft.db")); err == nil {
+		m.raftLogBytes.Set(float64(st.Size()))
+	}
 	us, err := m.s.store.OwnerUsages(nil)
 	if err != nil {
 		return
