@@ -16,7 +16,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/hyperfunc/hyperfunc/executor"
 	"github.com/hyperfunc/hyperfunc/internal/testimages"
-	"github.com/hyperfunc/hyperfunc/internal/testmounts"
+	"github.com/hyperfunc/hyperfunc/internal/mounts"
 	"github.com/hyperfunc/hyperfunc/localexec"
 	"github.com/hyperfunc/hyperfunc/server"
 )
@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 	}
 	stateDir = dir
 	code := m.Run()
-	testmounts.UnmountUnder(dir)
+	mounts.UnmountUnder(dir)
 	os.RemoveAll(dir)
 	testimages.RemoveShim()
 	os.Exit(code)
@@ -125,7 +125,7 @@ func spec(tb testing.TB, cli *client.Client, img string, cmd ...string) executor
 	id := newCallID(tb)
 	tb.Cleanup(func() {
 		_ = cli.ContainerRemove(context.Background(), "hf-"+id, container.RemoveOptions{Force: true})
-		testmounts.UnmountUnder(filepath.Join(stateDir, id))
+		mounts.UnmountUnder(filepath.Join(stateDir, id))
 		_ = os.RemoveAll(filepath.Join(stateDir, id))
 	})
 	return executor.Spec{

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/hyperfunc/hyperfunc/internal/mounts"
+
 	"context"
 	"flag"
 	"fmt"
@@ -195,6 +197,8 @@ func agentCommand(args []string, stderr io.Writer) int {
 		logger.Warn("shutdown", "error", err)
 	}
 	if f.dev {
+		// Detached: a call still running keeps its result dir's tmpfs.
+		mounts.UnmountUnder(f.dataDir)
 		os.RemoveAll(f.dataDir)
 	}
 	return 0

@@ -1,7 +1,7 @@
 package harness
 
 import (
-	"github.com/hyperfunc/hyperfunc/internal/testmounts"
+	"github.com/hyperfunc/hyperfunc/internal/mounts"
 
 	"bufio"
 	"context"
@@ -140,7 +140,7 @@ func newAgent(t testing.TB, name string) *Agent {
 	httpAddr, raftAddr, dataDir := freeAddr(t), freeAddr(t), t.TempDir()
 	// Cleanups run last-in first-out: this one, before TempDir's removal,
 	// detaches the out/ tmpfs of calls the agent never released.
-	t.Cleanup(func() { testmounts.UnmountUnder(dataDir) })
+	t.Cleanup(func() { mounts.UnmountUnder(dataDir) })
 	safe := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
 	a := &Agent{
 		Name: name, HTTPAddr: httpAddr, RaftAddr: raftAddr, DataDir: dataDir,

@@ -1,8 +1,9 @@
-// Package testmounts cleans up, in tests, the tmpfs mounts that the local
+// Package mounts cleans up the tmpfs mounts that the local
 // executor puts on each call's out/ dir (localexec/outdir.go): a test whose
 // agent or executor died before releasing its calls would otherwise leave
-// them mounted, and removing its temp dir would fail with EBUSY.
-package testmounts
+// them mounted, and removing its dir would fail with EBUSY. Tests and the
+// dev agent (which removes its data dir when it stops) use it.
+package mounts
 
 import (
 	"os"
