@@ -49,6 +49,7 @@ type agentFlags struct {
 	shimArchive     []byte // built from shimPath for the Nomad executor
 	logLevel        string
 	memoryLimit     string
+	logJSON         bool
 }
 
 func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
@@ -82,6 +83,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	fs.Int64Var(&f.logCache, "log-cache", 50<<20, "log cache per function in bytes (same on every server)")
 	fs.StringVar(&f.shimPath, "shim-path", "", "the hf-shim binary: the entrypoint of every function container (default: next to this binary)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
+	fs.BoolVar(&f.logJSON, "log-json", false, "log one JSON object per line (for log shippers) instead of text")
 	fs.StringVar(&f.memoryLimit, "memory-limit", "auto", "soft limit of the agent's Go heap (GOMEMLIMIT): a size like 4GiB, auto (half the cgroup's or the machine's memory) or off")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -136,7 +138,7 @@ func agentCommand(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "Error:", err)
 		return 2
 	}
-	logger := hclog.New(&hclog.LoggerOptions{Name: "hyperfunc", Level: hclog.LevelFromString(f.logLevel), Output: stderr})
+	logger := hclog.New(&hclog.LoggerOptions{Name: "hyperfunc", Level: hclog.LevelFromString(f.logLevel), Output: stderr, JSONFormat: f.logJSON})
 	if limit, err := applyMemoryLimit(f.memoryLimit); err != nil {
 		fmt.Fprintln(stderr, "Error:", err)
 		return 2

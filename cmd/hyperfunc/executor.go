@@ -21,7 +21,11 @@ func buildExecutor(ctx context.Context, f *agentFlags, logger hclog.Logger) (ser
 	if logger.IsDebug() {
 		level = slog.LevelDebug
 	}
-	slogger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	var handler slog.Handler = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})
+	if f.logJSON {
+		handler = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})
+	}
+	slogger := slog.New(handler)
 	if f.nomadAddr == "" {
 		if f.shimPath == "" {
 			return nil, nil, fmt.Errorf("the local docker executor runs every call under hf-shim: put it next to hyperfunc (make build does) or pass -shim-path")
