@@ -133,6 +133,9 @@ func readDir(dir string, limit int64) dirResult {
 	}
 	out := dirResult{res: &res}
 	b, err := readFileAt(d, shim.StdoutFile, limit+1)
+	if errors.Is(err, fs.ErrNotExist) {
+		err = fmt.Errorf("%s is missing", shim.StdoutFile) // the shim always makes one
+	}
 	if err != nil {
 		out.err = err
 		return out

@@ -55,6 +55,7 @@ func TestReadDirHostile(t *testing.T) {
 			}
 			return os.Mkdir(filepath.Join(out, shim.ResultFile), 0o755)
 		}, "result.json is not a regular file", ""},
+		{"stdout missing", func(string) error { return nil }, "stdout is missing", ""},
 		{"result.json past its bound", func(out string) error {
 			big := append([]byte(`{"v":1,"x":"`), make([]byte, maxResultBytes)...)
 			return os.WriteFile(filepath.Join(out, shim.ResultFile), big, 0o644)
