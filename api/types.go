@@ -3,7 +3,13 @@
 // third-party tools can depend on it without pulling in the server.
 package api
 
-import "time"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
 
 // Call states as users see them. STARTING is internal to the server and is
 // shown as RUNNING.
@@ -141,13 +147,61 @@ type LogEvent struct {
 }
 
 // Line renders the event in the seed's line format, e.g.
-// "2017-03-16T15:05:58Z [PENDING] CallId: 218b...".
+// "2017-03-16T15:05:58Z [PENDING] CallId: 218b...", as exactly one line:
+// the text (which quotes a call's stdin, stdout and stderr) has its
+// control and non-printable characters and backslashes escaped (\n, \t,
+// \x00, \u202e, \\), so a function cannot forge events or write raw
+// bytes to a terminal. NDJSON readers get the text unescaped.
 func (e LogEvent) Line() string {
-	s := e.Time.UTC().Format(time.RFC3339) + " [" + e.Kind + "] CallId: " + e.CallID
+	s := e.Time.UTC().Format(time.RFC3339) + " [" + EscapeLogText(e.Kind) + "] CallId: " + EscapeLogText(e.CallID)
 	if e.Text != "" {
-		s += ", " + e.Text
+		s += ", " + EscapeLogText(e.Text)
 	}
 	return s
+}
+
+// EscapeLogText escapes what must not reach a log line raw: backslash,
+// control and other non-printable characters (Go's strconv.IsPrint), and
+// bytes that are not UTF-8. Printable text, spaces and quotes stay as they
+// are, so "HelloWorld\n" reads as HelloWorld\n.
+func EscapeLogText(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == '\\' || r == utf8.RuneError || !strconv.IsPrint(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 16)
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case strconv.IsPrint(r):
+			b.WriteString(s[i : i+n])
+		case r < 0x80:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r <= 0xFFFF:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			fmt.Fprintf(&b, `\U%08x`, r)
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // FunctionStatus counts a function's calls per state.

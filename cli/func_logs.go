@@ -25,13 +25,15 @@ func (a *app) logsCommand() *cobra.Command {
   <time> [FINISHED] CallId: <id>, ShortStdout: ..., ShortStderr: ...
   <time> [FAILED] CallId: <id>, Message: ...
 
-Logs live in a capped cache per function: fetch them regularly.`,
+One event is one line: newlines, other control characters, bytes that are
+not UTF-8 and backslashes in the quoted stdin, stdout and stderr are
+escaped (\n, \x00, \\). Logs live in a capped cache per function: fetch
+them regularly.`,
 		Example: `  $ hyper func logs helloworld
   2017-03-16T15:05:58Z [CALL] CallId: 218b7b10-e7f1-4c48-ac3c-66792f8ffc06, ShortStdin:
   2017-03-16T15:05:58Z [PENDING] CallId: 218b7b10-e7f1-4c48-ac3c-66792f8ffc06
   2017-03-16T15:06:04Z [RUNNING] CallId: 218b7b10-e7f1-4c48-ac3c-66792f8ffc06
-  2017-03-16T15:06:10Z [FINISHED] CallId: 218b7b10-e7f1-4c48-ac3c-66792f8ffc06, ShortStdout: HelloWorld
-  , ShortStderr:
+  2017-03-16T15:06:10Z [FINISHED] CallId: 218b7b10-e7f1-4c48-ac3c-66792f8ffc06, ShortStdout: HelloWorld\n, ShortStderr:
 
   # Follow the events of one call
   $ hyper func logs -f --callid 218b7b10-e7f1-4c48-ac3c-66792f8ffc06 helloworld`,

@@ -73,8 +73,8 @@ func TestLogsFollowInterrupted(t *testing.T) {
 	f.run(t, nil, nil, "func", "create", "--name", "hello", "ubuntu", "echo", "hi").must(t)
 	f.run(t, nil, nil, "func", "call", "hello").must(t)
 	f.blockWait = true
-	r := runUntilBlocked(t, f, 5, "func", "logs", "-f", "hello")
-	if r.code != 0 || strings.Count(r.stdout, "\n") != 5 || r.stderr != "" {
+	r := runUntilBlocked(t, f, 4, "func", "logs", "-f", "hello")
+	if r.code != 0 || strings.Count(r.stdout, "\n") != 4 || r.stderr != "" {
 		t.Errorf("interrupted logs -f: %+v", r)
 	}
 }

@@ -47,8 +47,9 @@ func TestSeedWalkthrough(t *testing.T) {
 		"2017-03-16T15:06:01Z [CALL] CallId: " + id + ", ShortStdin: ",
 		"2017-03-16T15:06:02Z [PENDING] CallId: " + id,
 		"2017-03-16T15:06:04Z [RUNNING] CallId: " + id,
-		"2017-03-16T15:06:06Z [FINISHED] CallId: " + id + ", ShortStdout: HelloWorld",
-		", ShortStderr: ",
+		// The seed printed stdout's newline raw, splitting the event in
+		// two lines; escaped, one event stays one line.
+		"2017-03-16T15:06:06Z [FINISHED] CallId: " + id + `, ShortStdout: HelloWorld\n, ShortStderr: `,
 		"",
 	}, "\n")
 	if r.stdout != wantLogs {
@@ -65,7 +66,7 @@ func TestSeedWalkthrough(t *testing.T) {
 	r = f.run(t, strings.NewReader("Hello\n"), nil, "func", "call", "helloworld").must(t)
 	id2 := callIDLine.FindStringSubmatch(r.stdout)[1]
 	r = f.run(t, nil, nil, "func", "logs", "--callid", id2, "--tail", "4", "helloworld").must(t)
-	if !strings.Contains(r.stdout, "[CALL] CallId: "+id2+", ShortStdin: Hello\n") || strings.Contains(r.stdout, id) {
+	if !strings.Contains(r.stdout, "[CALL] CallId: "+id2+`, ShortStdin: Hello\n`+"\n") || strings.Contains(r.stdout, id) {
 		t.Fatalf("logs of the second call:\n%s", r.stdout)
 	}
 
