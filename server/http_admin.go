@@ -199,8 +199,8 @@ func (s *Server) pullImage(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	if !validImage(r.Image) {
-		writeError(c, badRequest("invalid image %q", r.Image))
+	if err := checkImage(r.Image); err != nil {
+		writeError(c, err)
 		return
 	}
 	if err := s.exec.Pull(c.Request.Context(), r.Image); err != nil {

@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"path"
 	"regexp"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/gin-gonic/gin"
 	memdb "github.com/hashicorp/go-memdb"
 
@@ -27,7 +29,7 @@ func (s *Server) functionRoutes(g *gin.RouterGroup) {
 	g.DELETE("/functions/:name", w, s.authenticate, s.deleteFunction)
 	g.GET("/functions/:name/status", r, s.authenticate, s.functionStatus)
 	isSync := func(c *gin.Context) bool { return c.Query("sync") == "true" }
-	g.POST("/functions/:name/call", s.toLeaderUnlessAsyncCall(isSync, s.knownOwnFunction), s.authenticate, s.callFunction)
+	g.POST("/functions/:name/call", s.checkStdinLength, s.toLeaderUnlessAsyncCall(isSync, s.knownOwnFunction), s.authenticate, s.callFunction)
 	g.GET("/functions/:name/logs", r, s.authenticate, s.functionLogs)
 }
 
@@ -39,8 +41,37 @@ func newSecret() string {
 	return hex.EncodeToString(b)
 }
 
-func validImage(img string) bool {
-	return img != "" && len(img) <= 512 && !strings.ContainsAny(img, " \t\r\n\x00")
+// checkImage accepts what `docker pull` accepts as an image reference
+// (lowercase repository, optional registry, tag and digest) and answers
+// why not otherwise. Whether the image exists is the call's business: a
+// missing image fails the call, it does not refuse the function.
+func checkImage(img string) error {
+	if img == "" {
+		return badRequest("an image is required")
+	}
+	if len(img) > 512 {
+		return badRequest("invalid image: longer than 512 bytes")
+	}
+	if _, err := reference.ParseNormalizedNamed(img); err != nil {
+		return badRequest("invalid image %q: %v", img, err)
+	}
+	return nil
+}
+
+// checkWorkdir accepts an absolute path, as `docker run -w` requires; ""
+// keeps the image's own.
+func checkWorkdir(dir string) error {
+	switch {
+	case dir == "":
+		return nil
+	case len(dir) > 4096:
+		return badRequest("invalid workdir: longer than 4096 bytes")
+	case strings.ContainsRune(dir, 0):
+		return badRequest("invalid workdir: contains a NUL byte")
+	case !path.IsAbs(dir):
+		return badRequest("invalid workdir %q: the working directory must be an absolute path", dir)
+	}
+	return nil
 }
 
 func validateArgs(what string, args []string) error {
@@ -59,8 +90,11 @@ func validateSpec(sp *api.FunctionSpec) error {
 	if !validName(sp.Name) {
 		return badRequest("invalid function name %q: use 1-63 lowercase letters, digits and dashes, starting and ending with a letter or digit", sp.Name)
 	}
-	if !validImage(sp.Image) {
-		return badRequest("invalid image %q", sp.Image)
+	if err := checkImage(sp.Image); err != nil {
+		return err
+	}
+	if err := checkWorkdir(sp.Workdir); err != nil {
+		return err
 	}
 	if sp.Size == "" {
 		sp.Size = api.DefaultSize
@@ -243,8 +277,8 @@ func (s *Server) updateFunction(c *gin.Context) {
 	}
 	f := *old
 	if u.Image != nil {
-		if !validImage(*u.Image) {
-			writeError(c, badRequest("invalid image %q", *u.Image))
+		if err := checkImage(*u.Image); err != nil {
+			writeError(c, err)
 			return
 		}
 		f.Image = *u.Image
