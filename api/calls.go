@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"strconv"
 )
@@ -66,11 +68,23 @@ func (k *Calls) Call(ctx context.Context, name string, stdin io.Reader, o *CallO
 
 // CallSync calls the function and waits for its end. The returned body is
 // the call's stdout; the caller closes it. A failed call is an *Error
-// carrying the call ID.
+// carrying the call ID. The agent sends the call ID in an informational
+// answer before it waits, so when the wait is cut (a proxy's timeout, a
+// dropped connection) the ID is still returned beside the error: the call
+// goes on, and its output can be fetched with Output.
 func (k *Calls) CallSync(ctx context.Context, name string, stdin io.Reader, o *CallOptions) (io.ReadCloser, string, error) {
+	var early string
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			if id := h.Get(HeaderCallID); id != "" {
+				early = id
+			}
+			return nil
+		},
+	})
 	resp, err := k.callRequest(ctx, name, stdin, true, o)
 	if err != nil {
-		return nil, "", err
+		return nil, early, err
 	}
 	return resp.Body, resp.Header.Get(HeaderCallID), nil
 }

@@ -15,6 +15,10 @@ import (
 // Transport errors name the address tried; API errors show the server's
 // message, with a hint for authentication failures.
 func (a *app) describe(err error) string {
+	var goes *goesOnError
+	if errors.As(err, &goes) {
+		return a.describe(goes.err) + "\nThe call " + goes.id + " was queued and goes on; fetch its output with: hyper func get --wait " + goes.id
+	}
 	var ae *api.Error
 	if errors.As(err, &ae) {
 		msg := ae.Message

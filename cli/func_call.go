@@ -86,13 +86,13 @@ Headers given with -H reach the function as environment variables
 				return nil
 			}
 			sp := startSpinner(a.stderr, isTerminal(a.stderr), a.now, "calling "+name)
-			out, _, err := c.Calls().CallSync(a.ctx, name, body, opts)
+			out, id, err := c.Calls().CallSync(a.ctx, name, body, opts)
 			sp.Stop()
 			if err != nil {
-				return err
+				return callGoesOn(err, id)
 			}
 			defer out.Close()
-			return a.copyOutput(out)
+			return callGoesOn(a.copyOutput(out), id)
 		}),
 	}
 	f := cmd.Flags()
@@ -100,6 +100,27 @@ Headers given with -H reach the function as environment variables
 	f.StringArrayVarP(&headers, "header", "H", nil, "send a request `HEADER` \"Name: value\" (repeatable)")
 	return cmd
 }
+
+// callGoesOn adds the call ID to an error that cut a sync call short (a
+// proxy's timeout, a dropped connection): the call was queued and goes on,
+// and "hyper func get" fetches its output later. An answer of the agent (a
+// failed call, a 413) is left as it is.
+func callGoesOn(err error, id string) error {
+	var ae *api.Error
+	if err == nil || id == "" || errors.As(err, &ae) {
+		return err
+	}
+	return &goesOnError{err: err, id: id}
+}
+
+// goesOnError is a sync call cut short after the agent queued it.
+type goesOnError struct {
+	err error
+	id  string
+}
+
+func (e *goesOnError) Error() string { return e.err.Error() }
+func (e *goesOnError) Unwrap() error { return e.err }
 
 // callInput returns the call's input: nil when stdin is a terminal (or
 // absent), else stdin, buffered when small. large asks for
