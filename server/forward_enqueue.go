@@ -105,7 +105,7 @@ func (s *Server) check(fc forwardedCall, cr credential) (*fsm.Call, error) {
 	if err := s.checkCred(f, cr); err != nil {
 		return nil, err
 	}
-	return s.newCall(f, fc.Stdin, fc.Headers), nil
+	return s.newCall(f, fc.Stdin, fc.Headers)
 }
 
 func (s *Server) checkCred(f *fsm.Function, cr credential) error {

@@ -3,12 +3,12 @@ package server
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -39,13 +39,16 @@ var hopHeaders = map[string]bool{
 // headerEnv turns request headers into HTTP_* variables (Content-Type ->
 // HTTP_CONTENT_TYPE). Go's server already refused header names that are
 // not tokens and values with newlines; names are mapped to [A-Z0-9_].
-func headerEnv(h http.Header) map[string]string {
+// Distinct headers that map to the same name (X-A-B, X_A_B, X.A.B) are a
+// 400 naming them: picking one would depend on map order.
+func headerEnv(h http.Header) (map[string]string, error) {
 	env := map[string]string{}
+	from := map[string]string{} // env name -> the header it came from
 	for k, vs := range h {
 		if hopHeaders[http.CanonicalHeaderKey(k)] {
 			continue
 		}
-		name := strings.Map(func(r rune) rune {
+		name := "HTTP_" + strings.Map(func(r rune) rune {
 			switch {
 			case r >= 'a' && r <= 'z':
 				return r - 'a' + 'A'
@@ -54,24 +57,78 @@ func headerEnv(h http.Header) map[string]string {
 			}
 			return '_'
 		}, k)
-		env["HTTP_"+name] = strings.Join(vs, ",")
+		if other, ok := from[name]; ok {
+			a, b := min(k, other), max(k, other)
+			return nil, badRequest("headers %q and %q both map to the variable %s: send only one of them", a, b, name)
+		}
+		from[name] = k
+		env[name] = strings.Join(vs, ",")
 	}
-	return env
+	return env, nil
 }
 
-// readStdin reads a call's body up to the stdin limit: one byte more is a
-// 413 and nothing is queued.
-func (s *Server) readStdin(c *gin.Context) ([]byte, error) {
-	body := http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxStdin)
-	b, err := io.ReadAll(body)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, s.stdinTooLarge()
-		}
-		return nil, badRequest("reading the request body: %v", err)
+// stdinDrainMax and stdinDrainTime bound what the agent still reads of a
+// refused body after its 413: enough for a client that is still sending
+// (a photo of a few MB) to finish and read the answer, instead of meeting
+// a reset because the agent closed with its data unread.
+const (
+	stdinDrainMax  = 64 << 20
+	stdinDrainTime = 10 * time.Second
+)
+
+// checkStdinLength refuses a call whose declared Content-Length exceeds the
+// stdin limit before anything reads the body (or forwards it): with
+// `Expect: 100-continue` the client then never sends it, since the agent
+// never answered 100 Continue.
+func (s *Server) checkStdinLength(c *gin.Context) {
+	if c.Request.ContentLength > s.cfg.MaxStdin {
+		s.refuseStdin(c)
 	}
-	return b, nil
+}
+
+// refuseStdin answers 413 and closes the connection. A client that is
+// sending its body (no Expect, or already told to continue) gets its body
+// read and dropped, bounded in bytes and time, after the answer went out.
+func (s *Server) refuseStdin(c *gin.Context) {
+	rc := http.NewResponseController(c.Writer)
+	sending := !strings.EqualFold(c.GetHeader("Expect"), "100-continue") || c.GetBool(ctxStdinRead)
+	if sending {
+		// Reads after the answer need full duplex on HTTP/1.x; without
+		// it the server drops the body once the header is written.
+		_ = rc.EnableFullDuplex()
+	}
+	c.Header("Connection", "close")
+	writeError(c, s.stdinTooLarge())
+	if !sending {
+		return
+	}
+	c.Writer.Flush()
+	_ = rc.SetReadDeadline(time.Now().Add(stdinDrainTime))
+	_, _ = io.CopyN(io.Discard, c.Request.Body, stdinDrainMax)
+}
+
+// ctxStdinRead marks a request whose body reading began (so a 100
+// Continue went out if the client asked for one).
+const ctxStdinRead = "hyperfunc.stdin-read"
+
+// readStdin reads a call's body up to the stdin limit: one byte more is a
+// 413 (answered here; ok is false) and nothing is queued.
+func (s *Server) readStdin(c *gin.Context) (b []byte, ok bool) {
+	if c.Request.ContentLength > s.cfg.MaxStdin {
+		s.refuseStdin(c)
+		return nil, false
+	}
+	c.Set(ctxStdinRead, true)
+	b, err := io.ReadAll(io.LimitReader(c.Request.Body, s.cfg.MaxStdin+1))
+	if err != nil {
+		writeError(c, badRequest("reading the request body: %v", err))
+		return nil, false
+	}
+	if int64(len(b)) > s.cfg.MaxStdin {
+		s.refuseStdin(c)
+		return nil, false
+	}
+	return b, true
 }
 
 func (s *Server) stdinTooLarge() error {
@@ -80,11 +137,16 @@ func (s *Server) stdinTooLarge() error {
 
 // newCall is a call of f as the leader queues it: a new ID, key and time,
 // the request's headers as env (the function's env is added at start).
-func (s *Server) newCall(f *fsm.Function, stdin []byte, headers http.Header) *fsm.Call {
+// Headers that map to one variable name are a 400.
+func (s *Server) newCall(f *fsm.Function, stdin []byte, headers http.Header) (*fsm.Call, error) {
+	env, err := headerEnv(headers)
+	if err != nil {
+		return nil, err
+	}
 	return &fsm.Call{
 		ID: uuid.NewString(), Function: f.ID, Owner: f.Owner, Stdin: stdin,
-		Env: headerEnv(headers), Key: newSecret(), CreatedAt: now(),
-	}
+		Env: env, Key: newSecret(), CreatedAt: now(),
+	}, nil
 }
 
 func (s *Server) callFunction(c *gin.Context) {
@@ -104,12 +166,20 @@ func (s *Server) callFunction(c *gin.Context) {
 // answers the call ID at once; sync, it waits for the end and answers as
 // `get --wait` would.
 func (s *Server) submitCall(c *gin.Context, f *fsm.Function, sync bool, cr credential) {
-	stdin, err := s.readStdin(c)
+	// Colliding headers are refused before the body is read.
+	if _, err := headerEnv(c.Request.Header); err != nil {
+		writeError(c, err)
+		return
+	}
+	stdin, ok := s.readStdin(c)
+	if !ok {
+		return
+	}
+	call, err := s.newCall(f, stdin, c.Request.Header)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
-	call := s.newCall(f, stdin, c.Request.Header)
 	enqueue := s.enqueuer.enqueue
 	if !s.IsLeader() {
 		// An async call on a follower: batched to the leader, which checks
@@ -120,17 +190,35 @@ func (s *Server) submitCall(c *gin.Context, f *fsm.Function, sync bool, cr crede
 		writeError(c, err)
 		return
 	}
+	s.log.Debug("call queued", "call", call.ID, "function", f.ID, "sync", sync, "stdin", len(stdin))
 	c.Header(api.HeaderCallID, call.ID)
 	if !sync {
 		c.JSON(http.StatusAccepted, api.CallAccepted{CallID: call.ID})
 		return
 	}
+	sendCallID(c)
 	final, err := s.waitCall(c.Request.Context(), call.ID)
 	if err != nil {
 		waitEnded(c, err)
 		return
 	}
 	s.writeOutput(c, final)
+}
+
+// sendCallID sends the call ID (set as a header) in an informational 102
+// Processing answer before a sync call waits, so a client whose proxy cuts
+// the wait still knows which call to fetch later. The final answer repeats
+// the header. Gin's writer keeps only the last status, so the 1xx goes to
+// the connection's own writer.
+func sendCallID(c *gin.Context) {
+	if !c.Request.ProtoAtLeast(1, 1) {
+		return // HTTP/1.0 clients must not get a 1xx
+	}
+	w := http.ResponseWriter(c.Writer)
+	if u, ok := w.(interface{ Unwrap() http.ResponseWriter }); ok {
+		w = u.Unwrap()
+	}
+	w.WriteHeader(http.StatusProcessing)
 }
 
 // waitCall blocks until the call ends (or ctx ends).

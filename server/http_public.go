@@ -14,10 +14,11 @@ import (
 
 // publicRoutes are the per-function addresses, the Hyper way: the secret
 // in the path is the credential, rotatable with `update --refresh`.
-func (s *Server) publicRoutes(r *gin.Engine) {
+func (s *Server) publicRoutes(e *gin.Engine) {
+	r := e.Group("", s.awaitReady)
 	w, rd := s.toLeader(true), s.toLeader(false)
-	r.POST("/call/:name/:secret", s.toLeaderUnlessAsyncCall(func(*gin.Context) bool { return false }, s.knownSecretFunction), s.publicCall(false))
-	r.POST("/call/:name/:secret/sync", w, s.publicCall(true))
+	r.POST("/call/:name/:secret", s.checkStdinLength, s.toLeaderUnlessAsyncCall(func(*gin.Context) bool { return false }, s.knownSecretFunction), s.publicCall(false))
+	r.POST("/call/:name/:secret/sync", s.checkStdinLength, w, s.publicCall(true))
 	r.GET("/output/:name/:secret/:callid", rd, s.publicOutput(false))
 	r.GET("/output/:name/:secret/:callid/wait", rd, s.publicOutput(true))
 	r.GET("/logs/:name/:secret", rd, s.publicLogs)
