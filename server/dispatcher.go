@@ -111,6 +111,7 @@ func (d *dispatcher) reconcile(ctx context.Context) bool {
 		}
 		var requeue []string
 		for _, ev := range evs {
+			d.log.Debug("reconciled call", "call", ev.CallID, "outcome", ev.Kind.String())
 			if ev.Kind == executor.NotFound {
 				requeue = append(requeue, ev.CallID)
 				continue
@@ -176,6 +177,10 @@ func (d *dispatcher) schedule(ctx context.Context, ws memdb.WatchSet) error {
 	var cands []*fsm.Call
 	for _, u := range usages {
 		free := d.quota(u.Owner) - u.Running
+		if u.Pending > 0 && free <= 0 {
+			// Why a queue does not move, for the agent's debug log.
+			d.log.Debug("queue waits for quota", "owner", u.Owner, "pending", u.Pending, "started", u.Running, "quota", d.quota(u.Owner))
+		}
 		if u.Pending == 0 || free <= 0 {
 			continue
 		}
@@ -204,6 +209,7 @@ func (d *dispatcher) schedule(ctx context.Context, ws memdb.WatchSet) error {
 			return err
 		}
 		for _, id := range res.([]string) {
+			d.log.Debug("call starting", "call", id, "function", byID[id].Function)
 			go d.start(ctx, byID[id])
 		}
 	}
@@ -228,9 +234,11 @@ func (d *dispatcher) start(ctx context.Context, c *fsm.Call) {
 	h, err := d.exec.Start(ctx, spec)
 	switch {
 	case err == nil:
+		d.log.Debug("executor started call", "call", c.ID, "ref", h.Ref)
 		d.send(ctx, executor.Event{CallID: c.ID, Kind: executor.Running, Ref: h.Ref, StartedAt: now()})
 	case ctx.Err() != nil:
 		// Leadership ended mid-start; the next leader reconciles this call.
+		d.log.Debug("leadership ended while the executor started call", "call", c.ID)
 	case errors.Is(err, executor.ErrUnavailable):
 		d.log.Warn("executor unavailable; call queued again", "call", c.ID, "error", err)
 		d.s.metrics.executorErrors.Inc()
@@ -239,6 +247,7 @@ func (d *dispatcher) start(ctx context.Context, c *fsm.Call) {
 			d.log.Warn("requeue failed", "call", c.ID, "error", err)
 		}
 	default:
+		d.log.Debug("executor refused call", "call", c.ID, "error", err)
 		d.send(ctx, executor.Event{CallID: c.ID, Kind: executor.Failed, Reason: api.ReasonExecutor, Message: err.Error()})
 	}
 }
@@ -262,6 +271,7 @@ func (d *dispatcher) propagateCancels(ctx context.Context, ws memdb.WatchSet) {
 			continue
 		}
 		d.canceling[c.ID] = true
+		d.log.Debug("canceling call", "call", c.ID, "ref", c.Ref)
 		go func(h executor.Handle) {
 			if err := d.exec.Cancel(ctx, h); err != nil {
 				d.log.Warn("cancel failed", "call", h.CallID, "error", err)
@@ -321,6 +331,11 @@ func (d *dispatcher) record(ctx context.Context, batch []executor.Event) {
 		var err error
 		if len(run.Running) > 0 {
 			if _, _, err = d.s.raftApply(fsm.CallRunningType, run); err == nil {
+				if d.log.IsDebug() {
+					for _, r := range run.Running {
+						d.log.Debug("call running", "call", r.ID, "ref", r.Ref)
+					}
+				}
 				run.Running = nil
 			}
 		}
@@ -329,6 +344,11 @@ func (d *dispatcher) record(ctx context.Context, batch []executor.Event) {
 		for err == nil && len(fin.Results) > 0 {
 			part := &fsm.CallFinishRequest{Results: firstBytes(fin.Results, maxFinishBytes)}
 			if _, _, err = d.s.raftApply(fsm.CallFinishType, part); err == nil {
+				if d.log.IsDebug() {
+					for _, r := range part.Results {
+						d.log.Debug("call ended", "call", r.ID, "state", r.State, "reason", r.Reason, "exit", r.ExitCode)
+					}
+				}
 				d.s.metrics.finished.Add(float64(len(part.Results)))
 				d.s.metrics.calls.observe(d.endedCalls(part.Results))
 				d.release(ctx, part.Results)
