@@ -24,7 +24,14 @@ type Config struct {
 	Address    string
 	Token      string
 	HTTPClient *http.Client
+	// LeaderWait is how long a request answered "no cluster leader, retry"
+	// (503 with Retry-After) is retried: an election in progress. Zero
+	// means DefaultLeaderWait; negative means no retries.
+	LeaderWait time.Duration
 }
+
+// DefaultLeaderWait rides out an election, which takes a few seconds.
+const DefaultLeaderWait = 30 * time.Second
 
 // DefaultConfig reads HYPER_ADDR and HYPER_TOKEN.
 func DefaultConfig() *Config {
@@ -37,9 +44,10 @@ func DefaultConfig() *Config {
 
 // Client talks to one hyperfunc agent; any agent of a cluster will do.
 type Client struct {
-	addr  string
-	token string
-	hc    *http.Client
+	addr       string
+	token      string
+	hc         *http.Client
+	leaderWait time.Duration
 }
 
 // NewClient builds a client. The address may omit the scheme.
@@ -63,7 +71,11 @@ func NewClient(c *Config) (*Client, error) {
 		// No overall timeout: sync calls and --wait may block for hours.
 		hc = &http.Client{}
 	}
-	return &Client{addr: strings.TrimRight(addr, "/"), token: c.Token, hc: hc}, nil
+	wait := c.LeaderWait
+	if wait == 0 {
+		wait = DefaultLeaderWait
+	}
+	return &Client{addr: strings.TrimRight(addr, "/"), token: c.Token, hc: hc, leaderWait: wait}, nil
 }
 
 // Address is the agent address the client uses.
@@ -117,17 +129,64 @@ func (c *Client) newRequest(ctx context.Context, method, path string, q url.Valu
 }
 
 // do sends the request and turns error answers into *Error. The caller
-// closes the body of a successful answer.
+// closes the body of a successful answer. A 503 with Retry-After (the
+// agent knew no leader and did nothing with the request: an election) is
+// retried for up to the client's LeaderWait when the body can be sent
+// again.
 func (c *Client) do(req *http.Request) (*http.Response, error) {
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", req.Method, c.addr, err)
-	}
-	if resp.StatusCode >= 400 {
+	deadline := time.Now().Add(c.leaderWait)
+	for {
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", req.Method, c.addr, err)
+		}
+		if resp.StatusCode < 400 {
+			return resp, nil
+		}
+		delay, retry := retryAfter(resp)
+		if retry && (req.Body == nil || req.Body == http.NoBody || req.GetBody != nil) && time.Now().Add(delay).Before(deadline) {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			if err := sleepCtx(req.Context(), delay); err != nil {
+				return nil, fmt.Errorf("%s %s: %w", req.Method, c.addr, err)
+			}
+			if req.GetBody != nil {
+				body, err := req.GetBody()
+				if err != nil {
+					return nil, err
+				}
+				req.Body = body
+			}
+			continue
+		}
 		defer resp.Body.Close()
 		return nil, decodeError(resp)
 	}
-	return resp, nil
+}
+
+// retryAfter reads the Retry-After of a 503 (seconds), capped so a retry
+// happens soon: an election takes a second or two.
+func retryAfter(resp *http.Response) (time.Duration, bool) {
+	v := resp.Header.Get("Retry-After")
+	if resp.StatusCode != http.StatusServiceUnavailable || v == "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return min(time.Duration(n)*time.Second, 2*time.Second) + 100*time.Millisecond, true
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 func decodeError(resp *http.Response) error {

@@ -67,6 +67,12 @@ func (s *Server) toLeader(write bool) gin.HandlerFunc {
 				if errors.As(err, &ue) {
 					err = ue.Err
 				}
+				// A failed dial sent nothing: the client may send again
+				// (a leader that just died; the election follows).
+				var op *net.OpError
+				if errors.As(err, &op) && op.Op == "dial" {
+					c.Header("Retry-After", "1")
+				}
 				writeError(c, fmt.Errorf("%w: leader at %s unreachable: %v", ErrNoLeader, addr, err))
 			},
 		}

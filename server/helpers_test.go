@@ -120,7 +120,7 @@ func call(t *testing.T, cl *api.Client, fn, stdin string) string {
 func waitState(t *testing.T, cl *api.Client, id, state string) *api.Call {
 	t.Helper()
 	var got *api.Call
-	servertest.Eventually(t, 15*time.Second, func() error {
+	servertest.Eventually(t, 60*time.Second, func() error {
 		c, _, err := cl.Calls().Info(ctx(t), id, nil)
 		if err != nil {
 			return err
@@ -137,7 +137,7 @@ func waitState(t *testing.T, cl *api.Client, id, state string) *api.Call {
 // waitRunning waits until exactly these calls run in the engine.
 func waitRunning(t *testing.T, eng *servertest.Engine, ids ...string) {
 	t.Helper()
-	servertest.Eventually(t, 15*time.Second, func() error {
+	servertest.Eventually(t, 60*time.Second, func() error {
 		got := eng.Running()
 		if fmt.Sprint(sortedCopy(got)) != fmt.Sprint(sortedCopy(ids)) {
 			return fmt.Errorf("running %v, want %v", got, ids)

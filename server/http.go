@@ -180,7 +180,7 @@ func (s *Server) router() http.Handler {
 	})
 	s.statusRoutes(r)
 	s.internalRoutes(r)
-	v1 := r.Group("/v1")
+	v1 := r.Group("/v1", s.awaitReady)
 	s.functionRoutes(v1)
 	s.callRoutes(v1)
 	s.adminRoutes(v1)

@@ -56,22 +56,26 @@ func (s *Server) statusPeers(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
-// health answers 200 when this server sees a leader and its executor
-// answers (the leader's executor is the one that runs calls), else 503.
+// health answers 200 when this server is ready to take API requests:
+// it sees a leader whose HTTP address it knows, that leader finished
+// setting up (here: when this server leads; with ACLs on: the bootstrap
+// user is replicated here), and its executor answers (the leader's
+// executor is the one that runs calls). Else 503, with the reason in
+// checks.
 func (s *Server) health(c *gin.Context) {
 	h := api.Health{OK: true, Executor: s.exec.Name(), Checks: map[string]string{}}
 	h.Leader, _ = s.leaderMember()
-	switch {
-	case h.Leader == "":
+	if why := s.notReady(); why != "" {
 		h.OK = false
-		h.Checks["raft"] = "no cluster leader"
-	case s.leaderHTTP() == "":
-		// A follower that cannot name the leader's HTTP address cannot
-		// forward writes yet: not ready to take traffic.
-		h.OK = false
-		h.Checks["raft"] = "the leader's HTTP address is not known here yet"
-	default:
+		h.Checks["raft"] = why
+	} else {
 		h.Checks["raft"] = "ok"
+	}
+	if s.cfg.ACL {
+		h.Checks["acl"] = "ok"
+		if !s.aclBootstrapped() {
+			h.Checks["acl"] = "bootstrap pending"
+		}
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
 	defer cancel()

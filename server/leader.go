@@ -111,6 +111,8 @@ func (s *Server) lead(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
+	s.leaderReady.Store(true)
+	defer s.leaderReady.Store(false)
 	newDispatcher(s).run(ctx)
 	s.log.Info("leadership duties stopped")
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -144,7 +145,10 @@ type Server struct {
 
 	mu         sync.Mutex
 	leaderStop context.CancelFunc
-	leaderDone chan struct{}
+	// leaderReady: this server leads and its duties are set up (barrier,
+	// member record, ACL bootstrap); the dispatcher runs.
+	leaderReady atomic.Bool
+	leaderDone  chan struct{}
 
 	// stopRequests ends every request's context with errShuttingDown, so
 	// long polls and sync calls answer at once when the server stops.

@@ -235,7 +235,7 @@ func (c *Cluster) FollowerIndexes() []int {
 func (c *Cluster) WaitForLeader() int {
 	c.t.Helper()
 	var leader int
-	Eventually(c.t, 15*time.Second, func() error {
+	Eventually(c.t, 60*time.Second, func() error {
 		leader = -1
 		live := c.Live()
 		for _, i := range live {
