@@ -207,16 +207,14 @@ func TestDockerScratchImage(t *testing.T) {
 		}
 	})
 	t.Run("timeout", func(t *testing.T) {
-		c := newCall(t, &Envelope{Argv: []string{fn, "sleep", "60s"}, StdoutLimit: 100, TimeoutMs: 500}, nil)
-		start := time.Now()
+		// Far longer than any deadline: the result tells a killed call
+		// from one that ended on its own.
+		c := newCall(t, &Envelope{Argv: []string{fn, "sleep", "3600s"}, StdoutLimit: 100, TimeoutMs: 500}, nil)
 		if code := c.run(image); code != 143 {
 			t.Fatalf("exit %d", code)
 		}
 		if res, _ := c.result(); !res.TimedOut || res.Signal != "SIGTERM" || res.ExitCode != 143 {
 			t.Fatalf("result %+v", res)
-		}
-		if d := time.Since(start); d > 20*time.Second {
-			t.Fatalf("took %v", d)
 		}
 	})
 	t.Run("docker-stop-forwards-sigterm", func(t *testing.T) {
