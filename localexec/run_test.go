@@ -27,8 +27,10 @@ func randomBytes(t *testing.T, n int) []byte {
 func TestEchoBinaryStdinAtLimit(t *testing.T) {
 	t.Parallel()
 	e, cli, img := setup(t)
+	// DESIGN.md: every call runs under gVisor. An engine without runsc
+	// falls back to runc (loudly); in the tests that is a failure.
 	if rt := e.Runtime(); rt != "runsc" {
-		t.Logf("runtime %q (not runsc)", rt)
+		t.Fatalf("runtime %q: register runsc with the engine (scripts/setup-docker.sh)", rt)
 	}
 	s := spec(t, cli, img, "cat")
 	s.Stdin = randomBytes(t, 1<<20) // exactly the limit
@@ -39,9 +41,14 @@ func TestEchoBinaryStdinAtLimit(t *testing.T) {
 	if sha256.Sum256(ev.Stdout) != sha256.Sum256(s.Stdin) {
 		t.Fatalf("stdout differs from stdin: %d bytes back of %d", len(ev.Stdout), len(s.Stdin))
 	}
-	// Nothing goes before the dispatcher says the outcome is recorded.
-	time.Sleep(200 * time.Millisecond)
+	// Nothing goes before the dispatcher says the outcome is recorded:
+	// after a second call ran to its end on the same executor (time it had
+	// to misbehave, measured by work done rather than a fixed sleep), the
+	// first call's container and dir are still there.
+	other := spec(t, cli, img, "true")
+	run(t, e, other)
 	kept(t, cli, s.CallID)
+	release(t, e, cli, executor.Handle{CallID: other.CallID})
 	release(t, e, cli, executor.Handle{CallID: s.CallID})
 }
 
@@ -109,12 +116,10 @@ func TestTimeout(t *testing.T) {
 	e, cli, img := setup(t)
 	s := spec(t, cli, img, "sleep", "60")
 	s.Function.Timeout = 2 * time.Second
-	began := time.Now()
+	// sleep 60 never ends first: the reason proves the timeout stopped
+	// it; how fast is not asserted (a loaded machine is slow).
 	ev := run(t, e, s)
 	wantFailed(t, ev, api.ReasonTimeout, "timeout after 2s")
-	if d := time.Since(began); d > 20*time.Second {
-		t.Fatalf("took %s", d)
-	}
 	release(t, e, cli, executor.Handle{CallID: s.CallID})
 }
 
@@ -159,14 +164,22 @@ func TestStartIsIdempotent(t *testing.T) {
 	s := spec(t, cli, img, "sh", "-c", "echo ran; sleep 2")
 	var wg sync.WaitGroup
 	hs := make([]executor.Handle, 3)
+	errs := make([]error, 3)
 	for i := range hs {
 		wg.Add(1)
-		go func() {
+		go func() { // no t.Fatal off the test goroutine: errors come back
 			defer wg.Done()
-			hs[i] = start(t, e, s)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			hs[i], errs[i] = e.Start(ctx, s)
 		}()
 	}
 	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("start %d: %v", i, err)
+		}
+	}
 	if hs[0].Ref == "" || hs[0] != hs[1] || hs[1] != hs[2] {
 		t.Fatalf("handles differ: %+v", hs)
 	}
