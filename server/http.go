@@ -204,8 +204,10 @@ func (s *Server) accessLog() gin.HandlerFunc {
 		s.metrics.requests.WithLabelValues(c.Request.Method, route, strconv.Itoa(code)).Inc()
 		if len(c.Errors) > 0 {
 			log.Error("request failed", "method", c.Request.Method, "route", route, "status", code, "error", c.Errors.String())
-		} else if log.IsDebug() {
-			log.Debug("request", "method", c.Request.Method, "route", route, "status", code, "duration", time.Since(start))
+		} else if log.IsTrace() {
+			// Trace, not debug: at debug the log tells what became of
+			// each call, which health and status polls would drown.
+			log.Trace("request", "method", c.Request.Method, "route", route, "status", code, "duration", time.Since(start))
 		}
 	}
 }
