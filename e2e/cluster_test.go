@@ -43,7 +43,7 @@ func TestClusterLeaderKill(t *testing.T) {
 		return nil, strings.Join(seen, "; ")
 	}
 	var lead *harness.Agent
-	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+	harness.Eventually(t, callTimeout, func() (bool, string) {
 		var why string
 		lead, why = leader(nodes, "")
 		return lead != nil, why
@@ -110,7 +110,7 @@ func TestClusterLeaderKill(t *testing.T) {
 	}
 
 	var newLead *harness.Agent
-	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+	harness.Eventually(t, callTimeout, func() (bool, string) {
 		var why string
 		newLead, why = leader(survivors, lead.RaftAddr)
 		return newLead != nil, why
@@ -172,7 +172,7 @@ func TestClusterLeaderKill(t *testing.T) {
 	// container the old leader created but never started may be replaced
 	// by the new leader (localexec's documented recovery): that is one more
 	// creation, never a second run; it is logged, not failed.
-	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+	harness.Eventually(t, callTimeout, func() (bool, string) {
 		st := w.Starts(name)
 		return len(st) >= n, fmt.Sprintf("%d of %d calls have had a container start", len(st), n)
 	})
@@ -213,7 +213,7 @@ func TestClusterLeaderKill(t *testing.T) {
 				url := node.URL() + "/v1/calls/" + id + "/output" + q
 				var r *harness.HTTPResult
 				// A stale read may trail the leader for a moment.
-				err := harness.Poll(ctx, 10*time.Second, func() (bool, string) {
+				err := harness.Poll(ctx, callTimeout, func() (bool, string) {
 					var err error
 					r, err = harness.DoErr(ctx, "GET", url, nil)
 					if err != nil {

@@ -54,7 +54,7 @@ type AgentOptions struct {
 // ones and starting again is the cure.
 var errPortInUse = errors.New("port in use")
 
-const startTimeout = 60 * time.Second
+const startTimeout = 3 * time.Minute
 
 // StartAgent starts one agent and waits until it is healthy and leads
 // itself (a -dev or single-node agent). It is killed when the test ends.
@@ -153,7 +153,9 @@ func newAgent(t testing.TB, name string) *Agent {
 func (a *Agent) start(t testing.TB, extra []string) {
 	t.Helper()
 	b := Build(t)
-	args := []string{"agent", "-http-addr", a.HTTPAddr, "-raft-addr", a.RaftAddr}
+	// Debug: the log then tells what became of each call (queued,
+	// starting, running, ended), so a stall can be read from it.
+	args := []string{"agent", "-http-addr", a.HTTPAddr, "-raft-addr", a.RaftAddr, "-log-level", "debug"}
 	hasDataDir := false
 	for _, x := range extra {
 		if x == "-data-dir" {
@@ -288,7 +290,9 @@ func (a *Agent) Health(ctx context.Context) (*api.Health, error) {
 }
 
 // WaitHealthy polls /v1/agent/health until the agent answers ok with a
-// known leader, or fails early when the process exits.
+// known leader, or fails early when the process exits. The agent says ok
+// only when it is ready: leader set up, ACL bootstrap done (the bootstrap
+// token file written), executor answering.
 func (a *Agent) WaitHealthy(ctx context.Context, timeout time.Duration) error {
 	last := "no answer yet"
 	err := Poll(ctx, timeout, func() (bool, string) {

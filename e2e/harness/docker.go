@@ -29,11 +29,16 @@ func Docker(t testing.TB) *client.Client {
 		_, err = dc.Ping(ctx)
 		cancel()
 		if err == nil {
+			// Every call runs under gVisor (DESIGN.md §8): an engine
+			// without runsc would let the tests pass on runc, so it fails.
 			info, ierr := dc.Info(context.Background())
-			if ierr == nil {
-				if _, ok := info.Runtimes["runsc"]; !ok {
-					t.Logf("warning: the engine has no runsc runtime; calls run with runc")
-				}
+			if ierr != nil {
+				dc.Close()
+				t.Fatalf("docker info: %v", ierr)
+			}
+			if _, ok := info.Runtimes["runsc"]; !ok {
+				dc.Close()
+				t.Fatalf("the engine has no runsc runtime (has %v): run scripts/setup-docker.sh as root", keys(info.Runtimes))
 			}
 			t.Cleanup(func() { dc.Close() })
 			return dc
@@ -46,6 +51,14 @@ func Docker(t testing.TB) *client.Client {
 	}
 	t.Skip(msg)
 	return nil
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
 
 // ContainerEvent is one engine event of a hyperfunc container.
