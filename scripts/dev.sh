@@ -21,7 +21,9 @@ else
   nohup bin/hyperfunc agent -dev >"$log" 2>&1 &
   echo $! >"$pidfile"
 fi
-for _ in $(seq 1 100); do
+# Health is ok once the agent is ready (leader, executor); a busy machine
+# may take a while.
+for _ in $(seq 1 600); do
   curl -fsS "$HYPER_ADDR/v1/agent/health" >/dev/null 2>&1 && break
   sleep 0.1
 done
@@ -35,6 +37,9 @@ bin/hyper func create --name helloworld ubuntu echo HelloWorld
 id=$(bin/hyper func call helloworld | awk '{print $2}')
 bin/hyper func get --wait "$id"
 bin/hyper func logs helloworld
+# A clean slate: the README's walkthrough creates helloworld itself.
+bin/hyper func rm helloworld
 set +x
 echo
-echo "==> the agent keeps running at $HYPER_ADDR: try 'bin/hyper func --help'; stop it with 'make stop'"
+echo "==> the agent keeps running at $HYPER_ADDR with no functions: follow the README's walkthrough"
+echo "    (export PATH=\$PWD/bin:\$PATH), try 'hyper func --help', stop it with 'make stop'"

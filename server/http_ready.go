@@ -13,6 +13,10 @@ import (
 // an election; readyWait bounds it.
 const readyPoll = 25 * time.Millisecond
 
+// NotReady says why this server cannot serve the API yet ("no cluster
+// leader", ...), "" when it can; /v1/agent/health answers the same.
+func (s *Server) NotReady() string { return s.notReady() }
+
 // notReady says why this server cannot serve the API yet, "" when it can:
 // it needs a leader it can reach (its own duties set up when it is the
 // leader: barrier, member record, ACL bootstrap, dispatcher) and, with

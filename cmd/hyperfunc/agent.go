@@ -12,8 +12,10 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 
 	"github.com/hyperfunc/hyperfunc/fsm"
 	"github.com/hyperfunc/hyperfunc/server"
@@ -56,7 +58,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	f := &agentFlags{}
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.BoolVar(&f.dev, "dev", false, "single node, data in a temporary dir, ACLs off, calls on the local Docker engine")
+	fs.BoolVar(&f.dev, "dev", false, "single node, data in a temporary dir, ACLs off unless -acl, calls on the local Docker engine")
 	fs.StringVar(&f.dataDir, "data-dir", "", "where Raft keeps its log and snapshots")
 	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:4680", "HTTP API listen address")
 	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:4681", "Raft listen address")
@@ -176,6 +178,11 @@ func agentCommand(args []string, stderr io.Writer) int {
 		}
 		cfg.Discovery = d
 	}
+	if f.dev {
+		// One server, no peers: a short election instead of Raft's
+		// one-second default, so the first request finds a leader.
+		cfg.RaftTuning = devRaftTimers
+	}
 	srv, err := server.New(cfg)
 	if err != nil {
 		logger.Error("agent setup failed", "error", err)
@@ -186,8 +193,7 @@ func agentCommand(args []string, stderr io.Writer) int {
 		return 1
 	}
 	if f.dev {
-		fmt.Fprintf(stderr, "\n==> hyperfunc dev agent: HTTP API at http://%s (ACLs off, executor %s, data in %s)\n"+
-			"    Try: hyper func create --name helloworld ubuntu echo HelloWorld\n\n", srv.HTTPAddr(), exec.Name(), f.dataDir)
+		devBanner(stderr, srv, f, exec.Name())
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -204,4 +210,36 @@ func agentCommand(args []string, stderr io.Writer) int {
 		os.RemoveAll(f.dataDir)
 	}
 	return 0
+}
+
+// devRaftTimers shorten the election of a one-server dev agent. With no
+// peers there is no quorum to lose, so short timers cost nothing.
+func devRaftTimers(rc *raft.Config) {
+	rc.HeartbeatTimeout = 100 * time.Millisecond
+	rc.ElectionTimeout = 100 * time.Millisecond
+	rc.LeaderLeaseTimeout = 50 * time.Millisecond
+}
+
+// devBanner tells the dev agent's user where it listens once it is ready
+// (requests sent before are held, not refused), and how to authenticate
+// when -acl was given.
+func devBanner(w io.Writer, srv *server.Server, f *agentFlags, executor string) {
+	deadline := time.Now().Add(30 * time.Second)
+	for srv.NotReady() != "" && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	acl := "ACLs off"
+	hint := ""
+	if f.acl {
+		acl = "ACLs on"
+		if f.bootstrapToken == "" {
+			hint = fmt.Sprintf("    export HYPER_TOKEN=$(cat %s)\n", filepath.Join(f.dataDir, server.BootstrapTokenFile))
+		}
+	}
+	state := "ready"
+	if why := srv.NotReady(); why != "" {
+		state = "not ready yet: " + why
+	}
+	fmt.Fprintf(w, "\n==> hyperfunc dev agent %s: HTTP API at http://%s (%s, executor %s, data in %s)\n%s"+
+		"    Try: hyper func create --name helloworld ubuntu echo HelloWorld\n\n", state, srv.HTTPAddr(), acl, executor, f.dataDir, hint)
 }

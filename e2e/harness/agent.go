@@ -76,6 +76,22 @@ func StartAgent(t testing.TB, o AgentOptions) *Agent {
 	}
 }
 
+// LaunchAgent starts one agent process and returns at once, without
+// waiting for it to be ready: for tests of what a user meets who starts an
+// agent and uses it straight away. It is killed when the test ends.
+func LaunchAgent(t testing.TB, o AgentOptions) *Agent {
+	t.Helper()
+	a := newAgent(t, o.Name)
+	a.start(t, devArgs(o))
+	return a
+}
+
+// Log is the agent's log so far.
+func (a *Agent) Log() string {
+	b, _ := os.ReadFile(a.LogPath)
+	return string(b)
+}
+
 // StartCluster starts n agents with -bootstrap-expect n, each joining the
 // others, and waits until every one of them knows the leader.
 func StartCluster(t testing.TB, n int, args []string) []*Agent {
