@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -231,7 +232,20 @@ func (d *dispatcher) start(ctx context.Context, c *fsm.Call) {
 		StdoutLimit: d.s.cfg.StdoutLimit,
 		Key:         c.Key,
 	}
-	h, err := d.exec.Start(ctx, spec)
+	// A Start that hangs (an engine that stopped answering) would hold the
+	// call as STARTING, shown as PENDING, for ever, and its quota slot with
+	// it. Bounded, it goes back to the queue with a warning and is started
+	// again: Start is idempotent on the call ID.
+	// Image pulls go on past it (executors pull on their own context); the
+	// retried Start joins them.
+	timeout := d.s.cfg.StartTimeout
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	h, err := d.exec.Start(sctx, spec)
+	timedOut := err != nil && sctx.Err() != nil && ctx.Err() == nil
+	cancel()
+	if timedOut {
+		err = fmt.Errorf("%w: the executor did not start the call within %s: %v", executor.ErrUnavailable, timeout, err)
+	}
 	switch {
 	case err == nil:
 		d.log.Debug("executor started call", "call", c.ID, "ref", h.Ref)

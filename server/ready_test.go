@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -135,5 +136,35 @@ func TestFirstRequestOfAFreshAgentWaits(t *testing.T) {
 	}
 	if _, err := cl.Functions().Create(ctx(t), &api.FunctionSpec{Name: "first", Image: "busybox"}); err != nil {
 		t.Fatalf("the first request of a fresh agent: %v", err)
+	}
+}
+
+// TestHungStartIsRetried: an executor Start that does not answer (an
+// engine that hangs) does not hold the call for ever: past the start
+// timeout it goes back to the queue, is started again, and runs once.
+func TestHungStartIsRetried(t *testing.T) {
+	c := servertest.NewCluster(t, 1, servertest.Options{Configure: func(_ int, cfg *server.Config) {
+		cfg.StartTimeout = 300 * time.Millisecond
+	}})
+	cl := c.Client(0)
+	createFn(t, cl, "hung", "echo", "ok")
+	c.Engine.HoldStarts()
+	id := call(t, cl, "hung", "")
+	servertest.Eventually(t, time.Minute, func() error {
+		if n := c.Engine.Starts(id); n < 3 {
+			return fmt.Errorf("%d starts so far", n)
+		}
+		return nil
+	})
+	if got, _, err := cl.Calls().Info(ctx(t), id, nil); err != nil || got.State != api.StatePending {
+		t.Fatalf("while starts hang: %+v %v, want PENDING", got, err)
+	}
+	c.Engine.ReleaseStarts()
+	waitState(t, cl, id, api.StateFinished)
+	if n := c.Engine.Runs(id); n != 1 {
+		t.Fatalf("%d runs, want 1", n)
+	}
+	if !strings.Contains(c.Logs(), "did not start the call within 300ms") {
+		t.Errorf("no warning about the hung start in the log")
 	}
 }

@@ -65,6 +65,10 @@ type Config struct {
 	StdoutLimit  int64
 	FSM          fsm.Config
 	ApplyTimeout time.Duration
+	// StartTimeout bounds one executor Start (default 2m); a call whose
+	// Start did not answer by then goes back to the queue and is started
+	// again.
+	StartTimeout time.Duration
 	PublicURL    string // base of function addresses; defaults to http://AdvertiseHTTP
 	// ShimArchive is the hf-shim archive served to Nomad clients at
 	// /v1/artifacts/hf-shim.tar.gz (its checksum is in every function job).
@@ -110,6 +114,9 @@ func (c *Config) Defaults() {
 	}
 	if c.ApplyTimeout == 0 {
 		c.ApplyTimeout = 10 * time.Second
+	}
+	if c.StartTimeout == 0 {
+		c.StartTimeout = 2 * time.Minute
 	}
 	if c.BootstrapExpect == 0 {
 		c.BootstrapExpect = 1
