@@ -52,6 +52,7 @@ type agentFlags struct {
 	logLevel        string
 	memoryLimit     string
 	logJSON         bool
+	startTimeout    time.Duration
 }
 
 func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
@@ -84,9 +85,10 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	fs.Int64Var(&f.outputCache, "output-cache", 50<<20, "output cache per function in bytes (same on every server)")
 	fs.Int64Var(&f.logCache, "log-cache", 50<<20, "log cache per function in bytes (same on every server)")
 	fs.StringVar(&f.shimPath, "shim-path", "", "the hf-shim binary: the entrypoint of every function container (default: next to this binary)")
-	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
+	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug (each call's transitions), info, warn or error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log one JSON object per line (for log shippers) instead of text")
 	fs.StringVar(&f.memoryLimit, "memory-limit", "auto", "soft limit of the agent's Go heap (GOMEMLIMIT): a size like 4GiB, auto (half the cgroup's or the machine's memory) or off")
+	fs.DurationVar(&f.startTimeout, "start-timeout", 2*time.Minute, "how long the executor may take to start one call before it goes back to the queue")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -167,8 +169,9 @@ func agentCommand(args []string, stderr io.Writer) int {
 		BootstrapExpect: f.bootstrapExpect, Join: splitList(f.join),
 		ACL: f.acl, BootstrapToken: f.bootstrapToken, ClusterKey: f.clusterKey,
 		DefaultQuota: f.defaultQuota, MaxQueued: f.maxQueued, MaxQueuedBytes: f.maxQueuedBytes, MaxFunctions: f.maxFunctions, MaxStdin: f.maxStdin, StdoutLimit: f.maxStdout,
-		FSM:         fsm.Config{OutputCacheBytes: f.outputCache, LogCacheBytes: f.logCache},
-		ShimArchive: f.shimArchive, Executor: exec, Logger: logger,
+		StartTimeout: f.startTimeout,
+		FSM:          fsm.Config{OutputCacheBytes: f.outputCache, LogCacheBytes: f.logCache},
+		ShimArchive:  f.shimArchive, Executor: exec, Logger: logger,
 	}
 	if f.consulAddr != "" {
 		d, err := newConsulDiscovery(f.consulAddr, f.consulToken, logger)
