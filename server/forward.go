@@ -76,7 +76,7 @@ func (s *Server) toLeader(write bool) gin.HandlerFunc {
 				writeError(c, fmt.Errorf("%w: leader at %s unreachable: %v", ErrNoLeader, addr, err))
 			},
 		}
-		proxy.ServeHTTP(c.Writer, c.Request)
+		proxy.ServeHTTP(informationalWriter{c.Writer}, c.Request)
 		c.Abort()
 	}
 }

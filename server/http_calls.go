@@ -214,11 +214,29 @@ func sendCallID(c *gin.Context) {
 	if !c.Request.ProtoAtLeast(1, 1) {
 		return // HTTP/1.0 clients must not get a 1xx
 	}
-	w := http.ResponseWriter(c.Writer)
-	if u, ok := w.(interface{ Unwrap() http.ResponseWriter }); ok {
-		w = u.Unwrap()
+	connWriter(c.Writer).WriteHeader(http.StatusProcessing)
+}
+
+// informationalWriter passes 1xx answers straight to the connection,
+// which gin's writer would otherwise keep as the status of the final
+// answer: a follower proxying a sync call then relays the leader's 102
+// with the call ID as it comes.
+type informationalWriter struct{ gin.ResponseWriter }
+
+func (w informationalWriter) WriteHeader(code int) {
+	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+		connWriter(w.ResponseWriter).WriteHeader(code)
+		return
 	}
-	w.WriteHeader(http.StatusProcessing)
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// connWriter is the net/http writer under gin's.
+func connWriter(w http.ResponseWriter) http.ResponseWriter {
+	if u, ok := w.(interface{ Unwrap() http.ResponseWriter }); ok {
+		return u.Unwrap()
+	}
+	return w
 }
 
 // waitCall blocks until the call ends (or ctx ends).

@@ -386,3 +386,46 @@ func TestSyncCallSendsItsIDBeforeWaiting(t *testing.T) {
 		t.Fatal(call)
 	}
 }
+
+// TestSyncCallIDThroughAFollower: a follower proxying a sync call to the
+// leader relays the 102 with the call ID before the call ends.
+func TestSyncCallIDThroughAFollower(t *testing.T) {
+	c := servertest.NewCluster(t, 3, servertest.Options{})
+	f := c.FollowerIndexes()[0]
+	createFn(t, c.Client(f), "slow", "sleep", "1h")
+	early := make(chan string, 1)
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		if code == http.StatusProcessing {
+			early <- h.Get(api.HeaderCallID)
+		}
+		return nil
+	}}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx(t), trace), http.MethodPost, c.URL(f)+"/v1/functions/slow/call?sync=true", strings.NewReader("in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan *response, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- &response{Body: []byte(err.Error())}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		done <- &response{Code: resp.StatusCode, Header: resp.Header, Body: b}
+	}()
+	var id string
+	select {
+	case id = <-early:
+	case r := <-done:
+		t.Fatalf("the sync call ended (HTTP %d %s) before its ID arrived", r.Code, r.Body)
+	case <-ctx(t).Done():
+		t.Fatal("no 102 with the call ID through the follower")
+	}
+	c.Engine.Release(id)
+	r := <-done
+	if r.Code != http.StatusOK || string(r.Body) != "in" || r.Header.Get(api.HeaderCallID) != id {
+		t.Fatalf("final answer HTTP %d %q, call ID %q (102 said %q)", r.Code, r.Body, r.Header.Get(api.HeaderCallID), id)
+	}
+}
