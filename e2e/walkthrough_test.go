@@ -31,10 +31,11 @@ var logLine = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \[(CALL|PENDI
 func checkSeedLogs(t *testing.T, text, id, stdin string) {
 	t.Helper()
 	want := []*regexp.Regexp{
-		regexp.MustCompile(`^\S+ \[CALL\] CallId: ` + id + `, ShortStdin: ` + regexp.QuoteMeta(stdin) + `\n`),
+		regexp.MustCompile(`^\S+ \[CALL\] CallId: ` + id + `, ShortStdin: ` + regexp.QuoteMeta(api.EscapeLogText(stdin)) + `\n`),
 		regexp.MustCompile(`^\S+ \[PENDING\] CallId: ` + id + `\n`),
 		regexp.MustCompile(`^\S+ \[RUNNING\] CallId: ` + id + `\n`),
-		regexp.MustCompile(`^\S+ \[FINISHED\] CallId: ` + id + `, ShortStdout: HelloWorld\n, ShortStderr: \n`),
+		// One event, one line: stdout's newline shows escaped.
+		regexp.MustCompile(`^\S+ \[FINISHED\] CallId: ` + id + `, ShortStdout: HelloWorld\\n, ShortStderr: \n`),
 	}
 	rest := text
 	for i, re := range want {

@@ -38,7 +38,7 @@ func TestBlockingQuery(t *testing.T) {
 		err  error
 	}
 	for i := range c.N() {
-		servertest.Eventually(t, 5*time.Second, func() error {
+		servertest.Eventually(t, 60*time.Second, func() error {
 			_, _, err := c.Client(i).Functions().Info(ctx(t), "watched", &api.QueryOptions{Stale: true})
 			return err
 		})
@@ -67,7 +67,7 @@ func TestBlockingQuery(t *testing.T) {
 			if res.meta.LastIndex <= idx || res.fn.Timeout != 42 {
 				t.Fatalf("query %d woke at index %d (was %d) with timeout %d", i, res.meta.LastIndex, idx, res.fn.Timeout)
 			}
-		case <-time.After(20 * time.Second):
+		case <-time.After(2 * time.Minute):
 			t.Fatalf("blocking query %d never woke", i)
 		}
 	}

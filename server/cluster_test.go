@@ -52,7 +52,7 @@ func TestClusterWritesAnywhereReadsEverywhere(t *testing.T) {
 	}
 	// A stale read is answered by the follower itself, from its replica.
 	for _, i := range c.FollowerIndexes() {
-		servertest.Eventually(t, 5*time.Second, func() error {
+		servertest.Eventually(t, 60*time.Second, func() error {
 			fs, meta, err := c.Client(i).Functions().List(ctx(t), nil, &api.QueryOptions{Stale: true})
 			if err != nil {
 				return err
@@ -125,7 +125,7 @@ func TestClusterRestartedFollowerCatchesUpFromLog(t *testing.T) {
 		createFn(t, c.Client(leader), fmt.Sprintf("fn-%d", i), "cat")
 	}
 	c.Restart(f)
-	servertest.Eventually(t, 10*time.Second, func() error {
+	servertest.Eventually(t, 60*time.Second, func() error {
 		if n := functionCount(c.Server(f)); n != 20 {
 			return fmt.Errorf("restarted follower has %d functions", n)
 		}
@@ -154,7 +154,7 @@ func TestClusterRestartedFollowerCatchesUpFromSnapshot(t *testing.T) {
 	// Entries after the snapshot must reach the follower through the log.
 	createFn(t, c.Client(leader), "after-snapshot", "cat")
 	c.Restart(f)
-	servertest.Eventually(t, 10*time.Second, func() error {
+	servertest.Eventually(t, 60*time.Second, func() error {
 		if n := functionCount(c.Server(f)); n != 31 {
 			return fmt.Errorf("restarted follower has %d functions", n)
 		}

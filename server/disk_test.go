@@ -97,7 +97,7 @@ func TestCorruptSnapshotRefused(t *testing.T) {
 
 func waitLeader(t *testing.T, s *server.Server) {
 	t.Helper()
-	for i := 0; i < 500 && s.Raft().State() != raft.Leader; i++ {
+	for i := 0; i < 3000 && s.Raft().State() != raft.Leader; i++ { // 60s: only a hang
 		sleepShort()
 	}
 	if s.Raft().State() != raft.Leader {

@@ -124,7 +124,7 @@ func TestDispatcherNewLeaderReconcilesFirst(t *testing.T) {
 	waitRunning(t, c.Engine, ids[0], ids[1])
 	// The FSM must know they run before the leader dies, else the new
 	// leader would reconcile STARTING calls, which is the next test.
-	servertest.Eventually(t, 5*time.Second, func() error {
+	servertest.Eventually(t, 60*time.Second, func() error {
 		for _, id := range ids[:2] {
 			if call, _ := c.Server(old).Store().Call(nil, id); call == nil || call.Ref == "" {
 				return fmt.Errorf("call %s not recorded as running", id)
@@ -134,7 +134,7 @@ func TestDispatcherNewLeaderReconcilesFirst(t *testing.T) {
 	})
 	c.Kill(old)
 	nl := c.WaitForLeader()
-	servertest.Eventually(t, 5*time.Second, func() error {
+	servertest.Eventually(t, 60*time.Second, func() error {
 		if ops := c.Node(nl).Exec.Ops(); len(ops) == 0 {
 			return fmt.Errorf("new leader has not asked its executor anything")
 		}
@@ -166,7 +166,7 @@ func TestDispatcherLeaderDiesMidStart(t *testing.T) {
 	createFn(t, c.Client(old), "quick", "cat")
 	c.Engine.HoldStarts()
 	id := call(t, c.Client(old), "quick", "once")
-	servertest.Eventually(t, 5*time.Second, func() error {
+	servertest.Eventually(t, 60*time.Second, func() error {
 		if c.Engine.Starts(id) == 0 {
 			return fmt.Errorf("no Start yet")
 		}
@@ -174,7 +174,7 @@ func TestDispatcherLeaderDiesMidStart(t *testing.T) {
 	})
 	c.Kill(old) // the held Start sees its context end and starts nothing
 	nl := c.WaitForLeader()
-	servertest.Eventually(t, 5*time.Second, func() error {
+	servertest.Eventually(t, 60*time.Second, func() error {
 		ops := c.Node(nl).Exec.Ops()
 		if len(ops) < 2 {
 			return fmt.Errorf("new leader ops %+v", ops)
@@ -204,7 +204,7 @@ func TestDispatcherExecutorUnavailable(t *testing.T) {
 	c.Engine.SetUnavailable(true)
 	ids := []string{call(t, cl, "quick", "a"), call(t, cl, "quick", "b"), call(t, cl, "quick", "c")}
 	// Each was refused and queued again, then tried again.
-	servertest.Eventually(t, 10*time.Second, func() error {
+	servertest.Eventually(t, 60*time.Second, func() error {
 		for _, id := range ids {
 			if n := c.Engine.Starts(id); n < 2 {
 				return fmt.Errorf("call %s tried %d times", id, n)

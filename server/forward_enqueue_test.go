@@ -34,7 +34,7 @@ func TestFollowerBatchesAsyncCalls(t *testing.T) {
 	// (A call right after the create is proxied to the leader, whose
 	// state has the function; once the follower's replica has it too, the
 	// follower batches.)
-	servertest.Eventually(t, 10*time.Second, func() error {
+	servertest.Eventually(t, 60*time.Second, func() error {
 		if f, _ := c.Server(f).Store().Function(nil, "default/echo"); f == nil {
 			return fmt.Errorf("the follower's replica does not have the function yet")
 		}
@@ -67,7 +67,7 @@ func TestFollowerBatchesAsyncCalls(t *testing.T) {
 	}
 	// Every call exists and finishes.
 	for i, id := range ids {
-		servertest.Eventually(t, 30*time.Second, func() error {
+		servertest.Eventually(t, 60*time.Second, func() error {
 			call, _, err := c.Client(c.LeaderIndex()).Calls().Info(ctx(t), id, nil)
 			if err != nil || call.State != api.StateFinished {
 				return fmt.Errorf("call %d: %v %v", i, call, err)

@@ -66,7 +66,7 @@ func TestGetStatusCodes(t *testing.T) {
 	}
 	done := func(fn, stdin string) string {
 		id := call(t, cl, fn, stdin)
-		servertest.Eventually(t, 10*time.Second, func() error {
+		servertest.Eventually(t, 60*time.Second, func() error {
 			if info, _, err := cl.Calls().Info(ctx(t), id, nil); err != nil || !info.Done() {
 				return fmt.Errorf("call %s not done (%v)", id, err)
 			}

@@ -20,7 +20,7 @@ func TestLeftServerRejoinsOnRestart(t *testing.T) {
 	createFn(t, c.Client(leader), "while-away", "cat")
 	c.Restart(f)
 	c.WaitForVoters(c.LeaderIndex(), 3)
-	servertest.Eventually(t, 20*time.Second, func() error {
+	servertest.Eventually(t, 60*time.Second, func() error {
 		fn, err := c.Server(f).Store().Function(nil, "default/while-away")
 		if err != nil || fn == nil {
 			return fmt.Errorf("the rejoined server has not caught up: %v", err)

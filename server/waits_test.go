@@ -22,7 +22,7 @@ func TestShutdownEndsLongPolls(t *testing.T) {
 	createFn(t, c.Client(c.LeaderIndex()), "watched", "cat")
 	f := c.FollowerIndexes()[0]
 	var meta *api.QueryMeta
-	servertest.Eventually(t, 5*time.Second, func() (err error) {
+	servertest.Eventually(t, 60*time.Second, func() (err error) {
 		_, meta, err = c.Client(f).Functions().Info(ctx(t), "watched", &api.QueryOptions{Stale: true})
 		return err
 	})
@@ -38,7 +38,7 @@ func TestShutdownEndsLongPolls(t *testing.T) {
 			t.Fatalf("a query cut short by shutdown answered HTTP %d %q, want 503", r.Code, r.Body)
 		}
 		r.errorBody(t)
-	case <-time.After(15 * time.Second):
+	case <-time.After(2 * time.Minute):
 		t.Fatalf("blocking query still hangs %s after its server stopped", time.Since(start).Round(time.Second))
 	}
 }
@@ -70,7 +70,7 @@ func awaitResponse(t *testing.T, ch <-chan *response) *response {
 	select {
 	case r := <-ch:
 		return r
-	case <-time.After(15 * time.Second):
+	case <-time.After(2 * time.Minute):
 		t.Fatal("no answer")
 		return nil
 	}
@@ -88,7 +88,7 @@ func TestSyncCallAnswersWhenItCannotWait(t *testing.T) {
 	waitRunning(t, c.Engine, blocker)
 
 	queued := startRequest(t, "POST", c.URL(0)+"/v1/functions/doomed/call?sync=true", "x")
-	servertest.Eventually(t, 5*time.Second, func() error {
+	servertest.Eventually(t, 60*time.Second, func() error {
 		st, err := cl.Functions().Status(ctx(t), "doomed")
 		if err == nil && st.Pending != 1 {
 			return fmt.Errorf("status %+v", st)
@@ -106,7 +106,7 @@ func TestSyncCallAnswersWhenItCannotWait(t *testing.T) {
 
 	c.Engine.Release(blocker)
 	running := startRequest(t, "POST", c.URL(0)+"/v1/functions/slow/call?sync=true", "y")
-	servertest.Eventually(t, 5*time.Second, func() error {
+	servertest.Eventually(t, 60*time.Second, func() error {
 		if n := len(c.Engine.Running()); n != 1 {
 			return fmt.Errorf("%d calls run", n)
 		}
@@ -125,7 +125,7 @@ func TestSyncCallAnswersWhenItCannotWait(t *testing.T) {
 // (where a closing listener drops it and proves nothing).
 func waitForGoroutine(t *testing.T, fn string) {
 	t.Helper()
-	servertest.Eventually(t, 5*time.Second, func() error {
+	servertest.Eventually(t, 60*time.Second, func() error {
 		buf := make([]byte, 1<<22)
 		if !strings.Contains(string(buf[:runtime.Stack(buf, true)]), fn) {
 			return fmt.Errorf("no goroutine in %s", fn)

@@ -224,7 +224,7 @@ func TestDockerScratchImage(t *testing.T) {
 			t.Fatalf("docker run -d: %v\n%s", err, out)
 		}
 		t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", name).Run() })
-		waitFor(t, 30*time.Second, func() bool {
+		waitFor(t, 2*time.Minute, func() bool {
 			out, _ := exec.Command("docker", "logs", name).CombinedOutput()
 			return bytes.Contains(out, []byte("ready"))
 		})

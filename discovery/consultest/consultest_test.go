@@ -56,7 +56,7 @@ func TestBlockingCatalogQuery(t *testing.T) {
 			got[0].ServiceMeta["k"] != "v" || got[0].Node != consultest.Node {
 			t.Errorf("catalog after register = %+v", got)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(2 * time.Minute):
 		t.Fatal("blocking query not woken by a registration")
 	}
 }
