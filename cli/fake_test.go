@@ -30,6 +30,9 @@ type fakeAPI struct {
 	// goes away; blocked gets a value when such a request arrives.
 	blockWait bool
 	blocked   chan struct{}
+	// cutSync: a sync call's connection is cut after the agent's 102 with
+	// the call ID, as a proxy's timeout would.
+	cutSync bool
 
 	mu         sync.Mutex
 	fns        map[string]*api.Function
@@ -296,6 +299,15 @@ func (f *fakeAPI) callFn(w http.ResponseWriter, r *http.Request) {
 	f.calls[c.call.ID] = c
 	f.event(c, "CALL", "ShortStdin: "+short(stdin))
 	f.event(c, api.StatePending, "")
+	if r.URL.Query().Get("sync") == "true" && f.cutSync {
+		w.Header().Set(api.HeaderCallID, c.call.ID)
+		w.WriteHeader(http.StatusProcessing)
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		return
+	}
 	if r.URL.Query().Get("sync") == "true" {
 		f.execute(c)
 		w.Header().Set(api.HeaderCallID, c.call.ID)

@@ -333,3 +333,17 @@ func TestCompleteFunctionNames(t *testing.T) {
 		t.Errorf("completion of --size: %q", r.stdout)
 	}
 }
+
+// TestSyncCallCutShort: when the connection of a sync call is cut after
+// the agent sent the call ID (a proxy's timeout), hyper says which call
+// goes on and how to fetch its output.
+func TestSyncCallCutShort(t *testing.T) {
+	f := newFakeAPI(t)
+	f.run(t, nil, nil, "func", "create", "--name", "slow", "ubuntu", "echo", "hi").must(t)
+	f.cutSync = true
+	r := f.run(t, strings.NewReader("x"), nil, "func", "call", "--sync", "slow")
+	id := "218b7b10-e7f1-4c48-ac3c-000000000002" // the fake counts the create too
+	if r.code != 1 || !strings.Contains(r.stderr, "The call "+id+" was queued and goes on; fetch its output with: hyper func get --wait "+id) {
+		t.Fatalf("cut sync call: %+v", r)
+	}
+}

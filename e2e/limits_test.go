@@ -59,6 +59,18 @@ func TestLimits(t *testing.T) {
 		if r := harness.Hyper(t, a, make([]byte, mib+1), "func", "call", name); r.Code == 0 || !strings.Contains(string(r.Stderr), "1MiB") {
 			t.Errorf("hyper func call with 1 MiB + 1 of stdin: %s", r)
 		}
+		// A 5 MB photo through hyper and an 8 MiB file through curl: the
+		// 413's message every time, never a connection reset.
+		for i := range 5 {
+			r := harness.Sh(t, a, t.TempDir(), "head -c 5000000 /dev/zero | hyper func call --sync "+name)
+			if r.Code == 0 || !strings.Contains(string(r.Stderr), "stdin exceeds 1MiB") {
+				t.Fatalf("attempt %d: 5 MB through hyper: %s", i, r)
+			}
+			r = harness.Sh(t, a, t.TempDir(), "head -c 8388608 /dev/zero > in && curl -sS -o /dev/null -w '%{http_code}' --data-binary @in "+a.URL()+"/v1/functions/"+name+"/call?sync=true")
+			if r.Code != 0 || string(r.Stdout) != "413" {
+				t.Fatalf("attempt %d: 8 MiB through curl: %s", i, r)
+			}
+		}
 		// At the limit: accepted, and the function sees every byte.
 		id, err := c.Calls().Call(ctx, name, bytes.NewReader(make([]byte, mib)), nil)
 		if err != nil {
