@@ -82,7 +82,7 @@ func TestHealthyMeansTheBootstrapTokenWorks(t *testing.T) {
 	eng := servertest.NewEngine()
 	s, err := server.New(server.Config{
 		DataDir: dir, HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", ACL: true,
-		Executor: eng.NewExecutor(), RaftTuning: servertest.ShortTimers,
+		Executor: eng.NewExecutor(), RaftTuning: servertest.ShortTimers, ClusterKey: servertest.ClusterKey,
 		Logger: hclog.New(&hclog.LoggerOptions{Output: io.Discard}),
 	})
 	if err != nil {
@@ -117,7 +117,7 @@ func TestHealthyMeansTheBootstrapTokenWorks(t *testing.T) {
 func TestFirstRequestOfAFreshAgentWaits(t *testing.T) {
 	eng := servertest.NewEngine()
 	s, err := server.New(server.Config{
-		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0",
+		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", ClusterKey: servertest.ClusterKey,
 		Executor: eng.NewExecutor(), Logger: hclog.New(&hclog.LoggerOptions{Output: io.Discard}),
 	})
 	if err != nil {
