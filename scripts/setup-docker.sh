@@ -69,9 +69,23 @@ converged() {
   [[ $info == *"http://$REGISTRY/"* && $info == *'"runsc"'* ]] || return 1
   ! docker network ls --format '{{.Name}}' | grep -qx bridge
 }
+# daemon LOG CMD...: run CMD detached in the background, with stdio on LOG
+# and none of this script's other file descriptors. Whoever ran the script
+# may hold a lock on one (`flock /tmp/hyperfunc-docker.lock make test`): a
+# dockerd that inherited it would hold everyone's lock for ever.
+daemon() {
+  local out=$1; shift
+  (
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid nohup "$@" >>"$out" 2>&1 </dev/null
+  ) &
+}
 start_dockerd() {
   log "starting dockerd (log: $DOCKERD_LOG)"
-  setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+  daemon "$DOCKERD_LOG" dockerd
   wait_for 60 docker info || die "dockerd did not answer within 60s; see $DOCKERD_LOG"
 }
 if ! docker info >/dev/null 2>&1; then
@@ -106,7 +120,7 @@ http:
   addr: $REGISTRY
 YAML
   log "starting docker-registry on $REGISTRY (data: $REGISTRY_DATA, log: $REGISTRY_LOG)"
-  setsid nohup docker-registry serve "$REGISTRY_CONF" >>"$REGISTRY_LOG" 2>&1 </dev/null &
+  daemon "$REGISTRY_LOG" docker-registry serve "$REGISTRY_CONF"
   wait_for 30 registry_up || die "registry did not answer within 30s; see $REGISTRY_LOG"
 fi
 
