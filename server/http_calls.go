@@ -92,6 +92,9 @@ func (s *Server) checkStdinLength(c *gin.Context) {
 func (s *Server) refuseStdin(c *gin.Context) {
 	rc := http.NewResponseController(c.Writer)
 	sending := !strings.EqualFold(c.GetHeader("Expect"), "100-continue") || c.GetBool(ctxStdinRead)
+	if c.Request.ContentLength > stdinDrainMax {
+		sending = false // more than the drain would take: no use reading any
+	}
 	if sending {
 		// Reads after the answer need full duplex on HTTP/1.x; without
 		// it the server drops the body once the header is written.
