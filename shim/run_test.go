@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -231,6 +232,14 @@ func TestRunExecFailures(t *testing.T) {
 }
 
 func TestRunSignalForwarding(t *testing.T) {
+	// A test run under nohup (or any parent ignoring a signal) passes the
+	// ignored disposition down to the commands, which then never die of
+	// it. Catching the signals here makes them default again in children,
+	// as they are in a container.
+	sigs := []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT}
+	caught := make(chan os.Signal, 1)
+	signal.Notify(caught, sigs...)
+	defer signal.Stop(caught)
 	for _, tc := range []struct {
 		name   string
 		script string
