@@ -264,7 +264,7 @@ func TestRunSignalForwarding(t *testing.T) {
 			sigs := make(chan os.Signal, 1)
 			r := testRunner(t)
 			r.Stderr, r.Signals = stderr, sigs
-			env := envelope(t, sh(tc.script)...)
+			env := envelope(t, sh(killOnFailure(t)+tc.script)...)
 			done := make(chan *Result, 1)
 			go func() { done <- r.Run(env) }()
 			// Deadlines that only catch hangs: a loaded machine may be slow.
@@ -300,11 +300,11 @@ func TestRunTimeout(t *testing.T) {
 		// Commands far longer than any deadline: a shim that waited for
 		// them instead of killing them would show in the result (no
 		// signal, exit 0) or hang, however slow the machine.
-		{"term", []string{"sleep", "3600"}, "SIGTERM"},
-		{"ignores-term", sh(`trap '' TERM; sleep 3600`), "SIGKILL"},
+		{"term", nil, "SIGTERM"},
+		{"ignores-term", []string{`trap '' TERM; `}, "SIGKILL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			env := envelope(t, tc.argv...)
+			env := envelope(t, sh(strings.Join(tc.argv, "")+killOnFailure(t)+"exec sleep 3600")...)
 			env.TimeoutMs = 200
 			res := testRunner(t).Run(env)
 			if !res.TimedOut || res.Signal != tc.signal || res.Error != "" || res.ExternalSignal != "" {
@@ -312,6 +312,31 @@ func TestRunTimeout(t *testing.T) {
 			}
 		})
 	}
+}
+
+// killOnFailure is a shell prefix that records the shell's PID; when the
+// test fails, its cleanup kills that process if it still runs the test's
+// sleep 3600. A command the shim failed to end must not outlive the test:
+// it would hold what the test inherited (a run's docker lock, say).
+func killOnFailure(t *testing.T) string {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			return
+		}
+		if cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); strings.Contains(string(cmd), "3600") {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	return "echo $$ > " + pidFile + "; "
 }
 
 func TestRunNoTimeoutWhenFast(t *testing.T) {
