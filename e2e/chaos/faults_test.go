@@ -149,9 +149,20 @@ func (nm *nemesis) inject(ctx context.Context, kind string) error {
 	hold := nm.between(2*time.Second, 6*time.Second)
 	switch kind {
 	case faultKillLeader:
-		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		l, err := c.leader(lctx)
-		cancel()
+		// The previous fault may have left an election going (a loaded
+		// machine elects slowly): wait for a leader, with a deadline that
+		// only catches a cluster that never elects one.
+		var l *node
+		var err error
+		for deadline := time.Now().Add(time.Minute); ; {
+			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			l, err = c.leader(lctx)
+			cancel()
+			if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: no leader to kill: %w", kind, err)
 		}

@@ -73,9 +73,15 @@ func TestDockerdRestart(t *testing.T) {
 		}
 		return len(cs) == 1 && cs[0].State == "running", fmt.Sprintf("containers of the call: %v", cs)
 	})
-	if call, _, err := c.Calls().Info(ctx, long, nil); err != nil || call.State != api.StateRunning {
-		t.Fatalf("call before the restart: %+v %v", call, err)
-	}
+	// The engine runs the container a moment before the call's record
+	// says RUNNING (the executor's answer goes through Raft): wait for it.
+	harness.Eventually(t, time.Minute, func() (bool, string) {
+		call, _, err := c.Calls().Info(ctx, long, nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		return call.State == api.StateRunning, fmt.Sprintf("call before the restart: %+v", call)
+	})
 
 	// Stop dockerd as an operator would: SIGTERM, wait for it to exit.
 	pid := dockerdPID(t)
