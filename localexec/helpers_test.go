@@ -15,8 +15,8 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 	"github.com/hyperfunc/hyperfunc/executor"
-	"github.com/hyperfunc/hyperfunc/internal/testimages"
 	"github.com/hyperfunc/hyperfunc/internal/mounts"
+	"github.com/hyperfunc/hyperfunc/internal/testimages"
 	"github.com/hyperfunc/hyperfunc/localexec"
 	"github.com/hyperfunc/hyperfunc/server"
 )
