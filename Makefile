@@ -23,8 +23,15 @@ docker:
 # The whole suite, race detector on, real Docker with runsc included.
 # The disruptive tests restart the shared dockerd, so they run alone, after
 # the rest.
+# A real Nomad dev agent (scripts/nomad-dev.sh; exit 3: no binary, the
+# real-Nomad tests then skip loudly, or fail with CI=true) runs beside the
+# suite with NOMAD_ADDR exported, and is stopped afterwards, also on failure.
 test: docker
-	$(GO) test -race -timeout 20m ./... ./e2e/testdata/imagemagick
+	@set -e; addr=; rc=0; out=$$(bash scripts/nomad-dev.sh start) || rc=$$?; \
+	case $$rc in 0) addr=$${out#NOMAD_ADDR=};; 3) echo "==> no Nomad binary: the real-Nomad tests skip (and fail with CI=true)";; *) exit $$rc;; esac; \
+	trap 'bash scripts/nomad-dev.sh stop' EXIT; \
+	echo "==> NOMAD_ADDR=$$addr"; \
+	NOMAD_ADDR=$$addr $(GO) test -race -timeout 20m ./... ./e2e/testdata/imagemagick
 	HYPERFUNC_DISRUPTIVE=1 $(GO) test -race -count=1 -p 1 -timeout 5m ./e2e/disruptive/
 
 test-unit:
@@ -50,8 +57,12 @@ stop:
 chaos: build
 	$(GO) test -race -count=1 -timeout 0 -run TestChaos ./e2e/chaos -chaos.duration=$${DURATION:-2m} -chaos.strict -v
 
+# The real-Nomad suites alone, against NOMAD_ADDR or a dev agent started
+# (and stopped) here.
 e2e-nomad: build
-	$(GO) test -v -count=1 ./e2e/nomad/...
+	@set -e; if [ -z "$$NOMAD_ADDR" ]; then out=$$(bash scripts/nomad-dev.sh start); export NOMAD_ADDR=$${out#NOMAD_ADDR=}; \
+	trap 'bash scripts/nomad-dev.sh stop' EXIT; fi; \
+	$(GO) test -v -count=1 -run 'Real|Conformance' ./nomadjob/ && $(GO) test -v -count=1 ./e2e/nomad/...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./fsm
