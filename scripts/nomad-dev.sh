@@ -111,10 +111,8 @@ client {
 plugin "docker" {
   config {
     allow_runtimes = ["runc", "runsc"]
-    # The hardened task drops every capability; Nomad's default allow list
-    # must not be what stops a job asking for fewer.
-    allow_caps = ["audit_write", "chown", "dac_override", "fowner", "fsetid", "kill", "mknod",
-                  "net_bind_service", "setfcap", "setgid", "setpcap", "setuid", "sys_chroot"]
+    # No allow_caps: the hardened task only drops capabilities (cap_drop
+    # ALL), which any allow list permits.
     allow_privileged = false
     volumes {
       enabled = false
