@@ -69,9 +69,23 @@ converged() {
   [[ $info == *"http://$REGISTRY/"* && $info == *'"runsc"'* ]] || return 1
   ! docker network ls --format '{{.Name}}' | grep -qx bridge
 }
+# detached LOG COMMAND...: start a daemon that outlives this script without
+# its open files: under `flock /tmp/hyperfunc-docker.lock make test` an
+# inherited lock fd would keep the shared lock held for as long as the
+# daemon runs, and every other run waits forever.
+detached() {
+  local out=$1; shift
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      if ((fd > 2)); then eval "exec $fd>&-"; fi
+    done
+    exec setsid nohup "$@" >>"$out" 2>&1 </dev/null
+  ) &
+}
 start_dockerd() {
   log "starting dockerd (log: $DOCKERD_LOG)"
-  setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+  detached "$DOCKERD_LOG" dockerd
   wait_for 60 docker info || die "dockerd did not answer within 60s; see $DOCKERD_LOG"
 }
 if ! docker info >/dev/null 2>&1; then
@@ -106,7 +120,7 @@ http:
   addr: $REGISTRY
 YAML
   log "starting docker-registry on $REGISTRY (data: $REGISTRY_DATA, log: $REGISTRY_LOG)"
-  setsid nohup docker-registry serve "$REGISTRY_CONF" >>"$REGISTRY_LOG" 2>&1 </dev/null &
+  detached "$REGISTRY_LOG" docker-registry serve "$REGISTRY_CONF"
   wait_for 30 registry_up || die "registry did not answer within 30s; see $REGISTRY_LOG"
 fi
 
