@@ -176,6 +176,13 @@ func runConformance(t *testing.T, addr, shimVolume, image string) []answer {
 		t.Fatalf("dispatched %q", child)
 	}
 	g.ids[child] = "<child>"
+	// The child inherits the parent's meta (hf_cluster: orphan sweeps rely
+	// on it), the dispatch meta merged in.
+	_, body := g.do("child job", "GET", "/v1/job/"+url.PathEscape(child), nil)
+	var cj nomad.Job
+	if err := json.Unmarshal(body, &cj); err != nil || cj.Meta[nomadjob.MetaCluster] != "conformance" || cj.Meta["call_id"] != token {
+		t.Errorf("child meta: %v (%v)", cj.Meta, err)
+	}
 	if again := g.dispatch("dispatch same token (alive)", job, map[string]string{"call_id": token}, envelope("conformance\n"), token); again != child {
 		t.Errorf("same token while alive: %q, want %q", again, child)
 	}

@@ -557,7 +557,14 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, parentID strin
 	jobIdx := s.bump()
 	child.ID, child.Name, child.ParentID = ptr(childID), ptr(childID), ptr(parentID)
 	child.Dispatched = true
-	child.Meta = req.Meta
+	// The child keeps the parent's meta, the dispatch meta merged in.
+	child.Meta = map[string]string{}
+	for k, v := range parent.Meta {
+		child.Meta[k] = v
+	}
+	for k, v := range req.Meta {
+		child.Meta[k] = v
+	}
 	child.Payload = req.Payload
 	child.DispatchIdempotencyToken = ptr(token)
 	child.Status = ptr("pending")
