@@ -229,11 +229,6 @@ func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bo
 	cleaned := map[string]bool{}
 	for _, s := range list {
 		id := s.Labels[executor.LabelCall]
-		// Another executor's container on this engine (a Nomad client's
-		// docker driver): not ours to sweep.
-		if ex := s.Labels[executor.LabelExecutor]; ex != "" && ex != "docker" {
-			continue
-		}
 		if !drop(id) {
 			continue
 		}
