@@ -34,6 +34,8 @@ const (
 	ShimVolumeDir  = "/hf"
 	ShimVolumePath = ShimVolumeDir + "/hf-shim"
 	shimVolumeName = "hf-shim"
+	// TmpBytes bounds a call's /tmp (a tmpfs; the root is read-only).
+	TmpBytes = 64 << 20
 	// Paths of the result files as the fs endpoints name them.
 	ResultFilePath = "alloc/data/" + shim.ResultFile
 	StdoutFilePath = "alloc/data/" + shim.StdoutFile
@@ -112,7 +114,7 @@ func noRestart() *nomad.RestartPolicy {
 // (Config.Runtime), no network, every capability dropped (the shim needs
 // none: it writes into the world-writable alloc/data as the function's
 // user), no-new-privileges, a pids limit, the function's user (nobody by
-// default). The labels say which cluster and executor the container
+// default), a read-only root with a 64 MiB tmpfs /tmp. The labels say which cluster and executor the container
 // belongs to, so that a local-engine agent on the same dockerd leaves it
 // alone; the docker driver wants them as a list of maps (a map fails every
 // task with "Failed Validation").
@@ -143,6 +145,13 @@ func (e *Executor) dockerTask(fn executor.Function, image, callLabel, envelope s
 			"cap_drop":     []string{"ALL"},
 			"security_opt": []string{"no-new-privileges"},
 			"pids_limit":   executor.DefaultPidsLimit,
+			// A read-only root with a bounded /tmp, as the local executor
+			// runs it (Nomad's /alloc, /local and /secrets stay writable).
+			"readonly_rootfs": true,
+			"mount": []map[string]any{{
+				"type": "tmpfs", "target": "/tmp", "readonly": false,
+				"tmpfs_options": map[string]any{"size": TmpBytes},
+			}},
 		},
 		RestartPolicy: noRestart(),
 		KillTimeout:   ptr(5 * time.Second),

@@ -150,7 +150,7 @@ func TestRealNomadRunsEveryJob(t *testing.T) {
 			r := newRealEnv(t, mode.volume, cluster)
 			nobody := executor.Function{
 				ID: "real/id-" + mode.name, Owner: "real", Name: "id-" + mode.name, Image: realImage(),
-				Command: []string{"sh", "-c", "id -u; id -g; wc -c"}, CPU: 100, MemoryMB: 48, ClusterID: cluster,
+				Command: []string{"sh", "-c", "id -u; id -g; echo x > /tmp/x && ! touch /x 2>/dev/null && wc -c"}, CPU: 100, MemoryMB: 48, ClusterID: cluster,
 			}
 			root := nobody
 			root.ID, root.Name, root.User = "real/root-"+mode.name, "root-"+mode.name, "root"
@@ -248,6 +248,18 @@ func checkContainer(t *testing.T, callID, cluster string) {
 	}
 	if h.Runtime != "runsc" || string(h.NetworkMode) != "none" || c.Config.User != executor.DefaultUser {
 		t.Errorf("runtime %q network %q user %q", h.Runtime, h.NetworkMode, c.Config.User)
+	}
+	if !h.ReadonlyRootfs || len(c.Mounts) == 0 {
+		t.Errorf("read-only root %v, mounts %v", h.ReadonlyRootfs, c.Mounts)
+	}
+	tmp := false
+	for _, m := range h.Mounts {
+		if m.Target == "/tmp" && m.Type == "tmpfs" && m.TmpfsOptions != nil && m.TmpfsOptions.SizeBytes == nomadjob.TmpBytes {
+			tmp = true
+		}
+	}
+	if !tmp {
+		t.Errorf("no %d-byte tmpfs on /tmp: %+v", nomadjob.TmpBytes, h.Mounts)
 	}
 	if h.Memory != 48<<20 {
 		t.Errorf("memory %d, want %d", h.Memory, 48<<20)
