@@ -54,8 +54,12 @@ dev: docker build
 stop:
 	bash scripts/dev.sh stop
 
+# NOMAD=real runs the calls on a real Nomad agent (NOMAD_ADDR, else a dev
+# agent started and stopped here) instead of the double.
 chaos: build
-	$(GO) test -race -count=1 -timeout 0 -run TestChaos ./e2e/chaos -chaos.duration=$${DURATION:-2m} -chaos.strict -v
+	@set -e; if [ "$${NOMAD:-double}" = real ] && [ -z "$$NOMAD_ADDR" ]; then \
+	out=$$(bash scripts/nomad-dev.sh start); export NOMAD_ADDR=$${out#NOMAD_ADDR=}; trap 'bash scripts/nomad-dev.sh stop' EXIT; fi; \
+	$(GO) test -race -count=1 -timeout 0 -run TestChaos ./e2e/chaos -chaos.duration=$${DURATION:-2m} -chaos.strict -chaos.nomad=$${NOMAD:-double} -v
 
 # The real-Nomad suites alone, against NOMAD_ADDR or a dev agent started
 # (and stopped) here.
