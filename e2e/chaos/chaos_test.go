@@ -46,6 +46,7 @@ func TestChaos(t *testing.T) {
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
+	*rate = loadRate()
 	t.Logf("chaos: seed %d (rerun with -chaos.seed=%d), duration %s, %d clients, %.0f calls/s", seed, seed, *duration, *clients, *rate)
 	began := time.Now()
 	dir, err := os.MkdirTemp("", "hyperfunc-chaos-")

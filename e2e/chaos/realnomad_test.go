@@ -127,3 +127,23 @@ func (s *startCounter) get(id string) (int, error) {
 	}
 	return s.n[id], nil
 }
+
+// realNomadRate is the default submission rate on a real Nomad: a dev agent
+// on two cores runs about 2.6 calls/s (docs/BENCHMARKS.md), so the double's
+// 20/s would leave hundreds of acknowledged calls queued when the checker's
+// 3-minute wait for final states ends.
+const realNomadRate = 2
+
+// loadRate is -chaos.rate, or realNomadRate on a real Nomad when the flag
+// was not given.
+func loadRate() float64 {
+	if !realNomad() {
+		return *rate
+	}
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "chaos.rate" })
+	if set {
+		return *rate
+	}
+	return realNomadRate
+}
