@@ -26,13 +26,19 @@ docker:
 	bash scripts/setup-docker.sh
 
 # The whole suite, race detector on, real Docker with runsc included, never
-# from the test cache (-count=1). The disruptive tests restart the shared
-# dockerd, so they run alone, after the rest, whether or not the rest
-# passed; make test fails when either stage failed.
+# from the test cache (-count=1). A real Nomad dev agent
+# (scripts/nomad-dev.sh; exit 3: no binary, the real-Nomad tests then skip
+# loudly, or fail with CI=true) runs beside the suite with NOMAD_ADDR
+# exported, and is stopped afterwards, also on failure. The disruptive tests
+# restart the shared dockerd, so they run alone, after the rest, whether or
+# not the rest passed; make test fails when either stage failed.
 test: toolchain docker
-	@status=0; \
+	@status=0; addr=; rc=0; out=$$(bash scripts/nomad-dev.sh start) || rc=$$?; \
+	case $$rc in 0) addr=$${out#NOMAD_ADDR=};; 3) echo "==> no Nomad binary: the real-Nomad tests skip (and fail with CI=true)";; *) exit $$rc;; esac; \
+	trap 'bash scripts/nomad-dev.sh stop' EXIT; \
+	echo "==> NOMAD_ADDR=$$addr"; \
 	echo '$(GO) test -race -count=1 -timeout 20m ./... ./e2e/testdata/imagemagick'; \
-	$(GO) test -race -count=1 -timeout 20m ./... ./e2e/testdata/imagemagick || status=1; \
+	NOMAD_ADDR=$$addr $(GO) test -race -count=1 -timeout 20m ./... ./e2e/testdata/imagemagick || status=1; \
 	echo 'HYPERFUNC_DISRUPTIVE=1 $(GO) test -race -count=1 -p 1 -timeout 5m ./e2e/disruptive/'; \
 	HYPERFUNC_DISRUPTIVE=1 $(GO) test -race -count=1 -p 1 -timeout 5m ./e2e/disruptive/ || status=1; \
 	if [ $$status -ne 0 ]; then echo 'make test: FAILED (see above)'; fi; \
@@ -58,11 +64,19 @@ dev: docker build
 stop:
 	bash scripts/dev.sh stop
 
+# NOMAD=real runs the calls on a real Nomad agent (NOMAD_ADDR, else a dev
+# agent started and stopped here) instead of the double.
 chaos: build
-	$(GO) test -race -count=1 -timeout 0 -run TestChaos ./e2e/chaos -chaos.duration=$${DURATION:-2m} -chaos.strict -v
+	@set -e; if [ "$${NOMAD:-double}" = real ] && [ -z "$$NOMAD_ADDR" ]; then \
+	out=$$(bash scripts/nomad-dev.sh start); export NOMAD_ADDR=$${out#NOMAD_ADDR=}; trap 'bash scripts/nomad-dev.sh stop' EXIT; fi; \
+	$(GO) test -race -count=1 -timeout 0 -run TestChaos ./e2e/chaos -chaos.duration=$${DURATION:-2m} -chaos.strict -chaos.nomad=$${NOMAD:-double} -v
 
+# The real-Nomad suites alone, against NOMAD_ADDR or a dev agent started
+# (and stopped) here.
 e2e-nomad: build
-	$(GO) test -v -count=1 ./e2e/nomad/...
+	@set -e; if [ -z "$$NOMAD_ADDR" ]; then out=$$(bash scripts/nomad-dev.sh start); export NOMAD_ADDR=$${out#NOMAD_ADDR=}; \
+	trap 'bash scripts/nomad-dev.sh stop' EXIT; fi; \
+	$(GO) test -v -count=1 -run 'Real|Conformance' ./nomadjob/ && $(GO) test -v -count=1 ./e2e/nomad/...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./fsm

@@ -39,6 +39,20 @@ type Config struct {
 	ShimArtifactPath string // default "/v1/artifacts/hf-shim.tar.gz"
 	// ShimSHA256 is the hex sha256 of what ShimArtifactPath serves.
 	ShimSHA256 string
+	// ShimVolume, when set, names a Nomad host volume on the clients that
+	// holds the hf-shim binary (client config: host_volume "<name>" { path
+	// = "<dir with hf-shim>" read_only = true }, see jobspecs/). Tasks then
+	// mount it at ShimVolumeDir instead of downloading the shim artifact for
+	// every call (~0.1-0.25 s per allocation); jobs only place on clients
+	// that declare the volume. Empty: the artifact (any client works).
+	ShimVolume string
+
+	// ClusterID is the hyperfunc cluster this executor works for (see
+	// executor.LabelCluster). Empty: learned from the first Function with a
+	// ClusterID that is registered or started. Job IDs, labels and meta
+	// carry it; CleanOrphans and Reconcile's search by meta touch only jobs
+	// whose hf_cluster meta equals it.
+	ClusterID string
 
 	// StdoutLimit is the default stdout cap of a call (Spec.StdoutLimit wins).
 	StdoutLimit int64 // default 1 MiB

@@ -40,6 +40,8 @@ type Executor struct {
 	// CleanOrphans: it keeps a call from being reported twice by this
 	// process and gives Release the child of a handle without Ref.
 	reported map[string]string
+	// cluster is Config.ClusterID or the first Function.ClusterID seen.
+	cluster string
 }
 
 // maxReported bounds the reported set of calls nobody releases (leadership
@@ -80,6 +82,7 @@ func New(cfg Config, opts ...Option) (*Executor, error) {
 		byChild:  map[string]*call{},
 		kick:     make(chan struct{}, 1),
 		reported: map[string]string{},
+		cluster:  cfg.ClusterID,
 	}
 	for _, o := range opts {
 		o(e)
@@ -130,6 +133,7 @@ func (e *Executor) Register(ctx context.Context, fn executor.Function) error {
 	if fn.Image == "" {
 		return fmt.Errorf("nomad executor: function %s: %w: no image", fn.ID, ErrRefused)
 	}
+	e.learnCluster(fn.ClusterID)
 	for _, big := range []bool{false, true} {
 		if err := e.n.RegisterJob(ctx, e.functionJob(fn, big)); err != nil {
 			return err
@@ -165,6 +169,7 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Hand
 		return executor.Handle{CallID: spec.CallID, Ref: child}, nil
 	}
 	e.mu.Unlock()
+	e.learnCluster(spec.Function.ClusterID)
 
 	limit := e.cfg.StdoutLimit
 	if spec.StdoutLimit > 0 {

@@ -470,7 +470,7 @@ func TestPull(t *testing.T) {
 	if err := e.ex.Pull(ctx(t), "busybox:1.36"); err != nil {
 		t.Fatalf("pull: %v", err)
 	}
-	if e.srv.Job(nomadjob.PullJobID("busybox:1.36")) != nil {
+	if e.srv.Job(nomadjob.PullJobID("", "busybox:1.36")) != nil {
 		t.Fatal("pull job left behind")
 	}
 	e.srv.FailPull("hf/nope:1")

@@ -46,29 +46,15 @@ func (f *fixture) bodyBytes() []byte {
 	return f.Response.Body
 }
 
-// fixturesDir finds shared/nomad-api-fixtures by walking up from the test's
-// working directory (the repo may be cloned anywhere with shared/ beside it).
+// fixturesDir is the recorded exchanges, carried in the repo as test data
+// (a copy of the project's shared/nomad-api-fixtures; see its README).
 func fixturesDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
+	dir := filepath.Join("testdata", "nomad-api-fixtures")
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("fixtures: %v", err)
 	}
-	for {
-		for _, cand := range []string{
-			filepath.Join(dir, "shared", "nomad-api-fixtures"),
-			filepath.Join(dir, "nomad-api-fixtures"),
-		} {
-			if fi, err := os.Stat(cand); err == nil && fi.IsDir() {
-				return cand
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("shared/nomad-api-fixtures not found above the test's working directory")
-		}
-		dir = parent
-	}
+	return dir
 }
 
 func loadFixture(t *testing.T, name string) *fixture {

@@ -1,6 +1,7 @@
 package nomadjob_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -37,6 +38,7 @@ type benchEnv struct {
 	nc        *nomad.Client
 	fn        executor.Function
 	exec      *nomadjob.Executor
+	jobID     string // the function's parameterized job
 }
 
 func buildShim(b *testing.B) []byte {
@@ -53,10 +55,25 @@ func buildShim(b *testing.B) []byte {
 	return bin
 }
 
-func setupBench(b *testing.B) *benchEnv {
+// shimModes are the ways the shim reaches the task: the client's host
+// volume (real Nomad with one, scripts/nomad-dev.sh declares it) and the
+// artifact downloaded per allocation.
+func shimModes() []string {
+	if os.Getenv("NOMAD_ADDR") != "" && nomadtest.ShimVolume() != "" {
+		return []string{"hostvolume", "artifact"}
+	}
+	return []string{"artifact"}
+}
+
+func setupBench(b *testing.B, mode string) *benchEnv {
 	b.Helper()
 	addr := os.Getenv("NOMAD_ADDR")
+	image, volume := realImage(), nomadtest.ShimVolume()
+	if mode != "hostvolume" {
+		volume = ""
+	}
 	if addr == "" {
+		image, volume = "busybox:1.36", ""
 		addr = nomadtest.New(b).URL
 		b.Logf("NOMAD_ADDR not set: measuring against the Nomad double")
 	}
@@ -74,6 +91,7 @@ func setupBench(b *testing.B) *benchEnv {
 	cfg.Address = addr
 	cfg.ArtifactBaseURL = "http://" + httpAddr
 	cfg.ShimSHA256 = sum
+	cfg.ShimVolume = volume
 	// Quiet: log lines would interleave with the benchmark result lines.
 	ex, err := nomadjob.New(cfg, nomadjob.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
@@ -98,7 +116,7 @@ func setupBench(b *testing.B) *benchEnv {
 		time.Sleep(10 * time.Millisecond)
 	}
 	name := fmt.Sprintf("bench%d", time.Now().UnixNano()%100000)
-	f, err := client.Functions().Create(context.Background(), &api.FunctionSpec{Name: name, Image: "busybox:1.36", Command: []string{"echo", "hi"}, Size: "s1"})
+	f, err := client.Functions().Create(context.Background(), &api.FunctionSpec{Name: name, Image: image, Command: []string{"echo", "hi"}, Size: "s1"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -106,91 +124,129 @@ func setupBench(b *testing.B) *benchEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &benchEnv{nomadAddr: addr, client: client, nc: nc, exec: ex,
+	e := &benchEnv{nomadAddr: addr, client: client, nc: nc, exec: ex,
 		fn: executor.Function{ID: server.DefaultUser + "/" + f.Name, Owner: server.DefaultUser, Name: f.Name}}
+	// The raw calls dispatch the very job the frontend registered (found by
+	// its meta: the server may tag job IDs with its cluster).
+	stubs, _, err := nc.Jobs().PrefixList("hf-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range stubs {
+		if s.ParentID != "" || strings.HasSuffix(s.ID, nomadjob.BigSuffix) {
+			continue
+		}
+		if j, _, err := nc.Jobs().Info(s.ID, nil); err == nil && j.Meta[nomadjob.MetaFunction] == e.fn.ID {
+			e.jobID = s.ID
+		}
+	}
+	if e.jobID == "" {
+		b.Fatalf("no Nomad job of %s", e.fn.ID)
+	}
+	b.Cleanup(func() { _ = client.Functions().Delete(context.Background(), f.Name) })
+	return e
 }
 
 // rawCall dispatches the function's job directly and reads stdout from the
-// allocation as the executor does, without the frontend.
-func (e *benchEnv) rawCall(b *testing.B, i int) {
+// allocation as the executor does, without the frontend. Errors are
+// returned: it runs on worker goroutines.
+func (e *benchEnv) rawCall(i int) error {
 	id := fmt.Sprintf("raw-%d-%d", time.Now().UnixNano(), i)
 	env := nomadjob.BuildEnvelope(executor.Spec{CallID: id, Stdin: nil}, 1<<20, true)
 	env.Argv = []string{"echo", "hi"}
 	payload, err := jsonMarshal(env)
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
-	jobID := nomadjob.JobID(e.fn)
-	resp, _, err := e.nc.Jobs().Dispatch(jobID, map[string]string{"call_id": id}, payload, id, nil)
+	resp, _, err := e.nc.Jobs().Dispatch(e.jobID, map[string]string{"call_id": id}, payload, id, nil)
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
+	defer e.nc.Jobs().Deregister(resp.DispatchedJobID, true, nil)
 	var index uint64
 	for {
 		allocs, meta, err := e.nc.Jobs().Allocations(resp.DispatchedJobID, false, &nomad.QueryOptions{WaitIndex: index, WaitTime: 10 * time.Second})
 		if err != nil {
-			b.Fatal(err)
+			return err
 		}
 		index = meta.LastIndex
 		if len(allocs) > 0 && (allocs[0].ClientStatus == "complete" || allocs[0].ClientStatus == "failed") {
 			alloc, _, err := e.nc.Allocations().Info(allocs[0].ID, nil)
 			if err != nil {
-				b.Fatal(err)
+				return err
 			}
-			rc, err := e.nc.AllocFS().Cat(alloc, "alloc/data/stdout", nil)
+			rc, err := e.nc.AllocFS().Cat(alloc, nomadjob.StdoutFilePath, nil)
 			if err != nil {
-				b.Fatal(err)
+				return err
 			}
 			out, _ := io.ReadAll(rc)
 			rc.Close()
 			if strings.TrimSpace(string(out)) != "hi" {
-				b.Fatalf("raw call answered %q", out)
+				return fmt.Errorf("raw call answered %q (alloc %s)", out, allocs[0].ClientStatus)
 			}
-			e.nc.Jobs().Deregister(resp.DispatchedJobID, true, nil)
-			return
+			return nil
 		}
 	}
 }
 
-func (e *benchEnv) frontendCall(b *testing.B) {
+func (e *benchEnv) frontendCall() error {
 	body, _, err := e.client.Calls().CallSync(context.Background(), e.fn.Name, nil, nil)
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
 	out, _ := io.ReadAll(body)
 	body.Close()
 	if strings.TrimSpace(string(out)) != "hi" {
-		b.Fatalf("frontend call answered %q", out)
+		return fmt.Errorf("frontend call answered %q", out)
 	}
+	return nil
 }
 
 // BenchmarkNomadLatency alternates raw and frontend calls so both see the
 // same Nomad at the same moment, and reports both and their ratio.
 func BenchmarkNomadLatency(b *testing.B) {
-	e := setupBench(b)
-	var raw, front []time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		t0 := time.Now()
-		e.rawCall(b, i)
-		raw = append(raw, time.Since(t0))
-		t0 = time.Now()
-		e.frontendCall(b)
-		front = append(front, time.Since(t0))
+	for _, mode := range shimModes() {
+		b.Run(mode, func(b *testing.B) {
+			e := setupBench(b, mode)
+			var raw, front []time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
+				if err := e.rawCall(i); err != nil {
+					b.Fatal(err)
+				}
+				raw = append(raw, time.Since(t0))
+				t0 = time.Now()
+				if err := e.frontendCall(); err != nil {
+					b.Fatal(err)
+				}
+				front = append(front, time.Since(t0))
+			}
+			r, f := median(raw), median(front)
+			b.ReportMetric(float64(r.Microseconds())/1000, "raw-p50-ms")
+			b.ReportMetric(float64(f.Microseconds())/1000, "frontend-p50-ms")
+			b.ReportMetric(float64(f)/float64(r), "ratio")
+		})
 	}
-	r, f := median(raw), median(front)
-	b.ReportMetric(float64(r.Microseconds())/1000, "raw-p50-ms")
-	b.ReportMetric(float64(f.Microseconds())/1000, "frontend-p50-ms")
-	b.ReportMetric(float64(f)/float64(r), "ratio")
 }
 
 // BenchmarkNomadThroughput runs b.N calls at concurrency 10 raw, then
 // through the frontend, and reports calls per second of each.
 func BenchmarkNomadThroughput(b *testing.B) {
-	e := setupBench(b)
+	for _, mode := range shimModes() {
+		b.Run(mode, func(b *testing.B) { benchThroughput(b, mode) })
+	}
+}
+
+func benchThroughput(b *testing.B, mode string) {
+	e := setupBench(b, mode)
 	const conc = 10
-	run := func(call func(i int)) float64 {
-		var wg sync.WaitGroup
+	run := func(call func(i int) error) float64 {
+		var (
+			wg    sync.WaitGroup
+			mu    sync.Mutex
+			first error
+		)
 		next := make(chan int)
 		t0 := time.Now()
 		for w := 0; w < conc; w++ {
@@ -198,7 +254,11 @@ func BenchmarkNomadThroughput(b *testing.B) {
 			go func() {
 				defer wg.Done()
 				for i := range next {
-					call(i)
+					if err := call(i); err != nil {
+						mu.Lock()
+						first = cmp.Or(first, err)
+						mu.Unlock()
+					}
 				}
 			}()
 		}
@@ -207,11 +267,14 @@ func BenchmarkNomadThroughput(b *testing.B) {
 		}
 		close(next)
 		wg.Wait()
+		if first != nil {
+			b.Fatal(first)
+		}
 		return float64(b.N) / time.Since(t0).Seconds()
 	}
 	b.ResetTimer()
-	rawRate := run(func(i int) { e.rawCall(b, i) })
-	frontRate := run(func(int) { e.frontendCall(b) })
+	rawRate := run(e.rawCall)
+	frontRate := run(func(int) error { return e.frontendCall() })
 	b.ReportMetric(rawRate, "raw-calls/s")
 	b.ReportMetric(frontRate, "frontend-calls/s")
 	b.ReportMetric(frontRate/rawRate, "ratio")

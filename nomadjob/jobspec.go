@@ -29,14 +29,23 @@ const (
 	EnvelopePath = "/local/" + PayloadFile
 	StdinPath    = "/local/stdin"
 	ResultDir    = "/alloc/data"
+	// ShimVolumeDir is where the client's shim host volume (Config.ShimVolume)
+	// is mounted; ShimVolumePath the shim in it.
+	ShimVolumeDir  = "/hf"
+	ShimVolumePath = ShimVolumeDir + "/hf-shim"
+	shimVolumeName = "hf-shim"
+	// TmpBytes bounds a call's /tmp (a tmpfs; the root is read-only).
+	TmpBytes = 64 << 20
 	// Paths of the result files as the fs endpoints name them.
 	ResultFilePath = "alloc/data/" + shim.ResultFile
 	StdoutFilePath = "alloc/data/" + shim.StdoutFile
 )
 
 // JobID is the parameterized job of a function: hf-<owner>-<name>, reduced
-// to the characters Nomad and DNS like. When sanitizing changed anything, a
-// short hash of the original keeps two functions apart.
+// to the characters Nomad and DNS like, or hf-<cluster tag>-<owner>-<name>
+// when the function names its cluster, so that two hyperfunc clusters
+// sharing one Nomad never register over each other's jobs. When sanitizing
+// changed anything, a short hash of the original keeps two functions apart.
 func JobID(fn executor.Function) string {
 	owner, name := fn.Owner, fn.Name
 	if owner == "" && name == "" {
@@ -48,11 +57,29 @@ func JobID(fn executor.Function) string {
 		sum := sha256.Sum256([]byte(fn.Owner + "/" + fn.Name + "/" + fn.ID))
 		clean += "-" + hex.EncodeToString(sum[:3])
 	}
-	return "hf-" + clean
+	return jobPrefix(fn.ClusterID) + clean
 }
 
 // BigJobID is the job variant that fetches stdin as an artifact.
 func BigJobID(fn executor.Function) string { return JobID(fn) + BigSuffix }
+
+// ClusterTag is the short form of a cluster ID that the cluster's job IDs
+// carry: 10 hex digits of its sha256 ("" for no cluster).
+func ClusterTag(clusterID string) string {
+	if clusterID == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(clusterID))
+	return hex.EncodeToString(sum[:5])
+}
+
+// jobPrefix starts every job ID of a cluster: "hf-<tag>-", or "hf-".
+func jobPrefix(clusterID string) string {
+	if t := ClusterTag(clusterID); t != "" {
+		return "hf-" + t + "-"
+	}
+	return "hf-"
+}
 
 func sanitize(s string) string {
 	var b strings.Builder
@@ -65,6 +92,98 @@ func sanitize(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// Meta keys of the jobs (dispatched children inherit them).
+const (
+	MetaFunction = "hf_function"
+	MetaManaged  = "hf_managed"
+	MetaCluster  = "hf_cluster"
+	MetaPull     = "hf_pull"
+)
+
+// noRestart: a call runs at most once (restart and reschedule attempts 0).
+func noRestart() *nomad.RestartPolicy {
+	return &nomad.RestartPolicy{
+		Attempts: ptr(0), Interval: ptr(24 * time.Hour), Delay: ptr(time.Duration(0)), Mode: ptr("fail"),
+	}
+}
+
+// dockerTask is the task every job runs: the function's image under the
+// shim, hardened as the local executor hardens its containers: gVisor
+// (Config.Runtime), no network, every capability dropped (the shim needs
+// none: it writes into the world-writable alloc/data as the function's
+// user), no-new-privileges, a pids limit, the function's user (nobody by
+// default), a read-only root with a 64 MiB tmpfs /tmp. The labels say which cluster and executor the container
+// belongs to, so that a local-engine agent on the same dockerd leaves it
+// alone; the docker driver wants them as a list of maps (a map fails every
+// task with "Failed Validation").
+func (e *Executor) dockerTask(fn executor.Function, image, callLabel, envelope string) *nomad.Task {
+	labels := map[string]string{
+		executor.LabelManaged:  "true",
+		executor.LabelExecutor: "nomad",
+		executor.LabelCluster:  fn.ClusterID,
+		executor.LabelFunction: fn.ID,
+	}
+	if callLabel != "" {
+		labels[executor.LabelCall] = callLabel
+	}
+	shimPath := ShimPath
+	if e.cfg.ShimVolume != "" {
+		shimPath = ShimVolumePath
+	}
+	task := &nomad.Task{
+		Name:   TaskName,
+		Driver: "docker",
+		User:   fn.RunAs(),
+		Config: map[string]any{
+			"image":        image,
+			"runtime":      e.cfg.Runtime,
+			"network_mode": "none",
+			"entrypoint":   []string{shimPath, "-envelope", envelope},
+			"labels":       []map[string]string{labels},
+			"cap_drop":     []string{"ALL"},
+			"security_opt": []string{"no-new-privileges"},
+			"pids_limit":   executor.DefaultPidsLimit,
+			// A read-only root with a bounded /tmp, as the local executor
+			// runs it (Nomad's /alloc, /local and /secrets stay writable).
+			"readonly_rootfs": true,
+			"mount": []map[string]any{{
+				"type": "tmpfs", "target": "/tmp", "readonly": false,
+				"tmpfs_options": map[string]any{"size": TmpBytes},
+			}},
+		},
+		RestartPolicy: noRestart(),
+		KillTimeout:   ptr(5 * time.Second),
+	}
+	if e.cfg.ShimVolume != "" {
+		task.VolumeMounts = []*nomad.VolumeMount{{
+			Volume: ptr(shimVolumeName), Destination: ptr(ShimVolumeDir), ReadOnly: ptr(true),
+		}}
+	} else {
+		task.Artifacts = []*nomad.TaskArtifact{e.shimArtifact()}
+	}
+	return task
+}
+
+// group wraps the task; with Config.ShimVolume it asks for the client's
+// host volume that holds the shim.
+func (e *Executor) group(task *nomad.Task, reschedule bool) *nomad.TaskGroup {
+	g := &nomad.TaskGroup{
+		Name:          ptr(GroupName),
+		Count:         ptr(1),
+		RestartPolicy: noRestart(),
+		Tasks:         []*nomad.Task{task},
+	}
+	if reschedule {
+		g.ReschedulePolicy = &nomad.ReschedulePolicy{Attempts: ptr(0), Unlimited: ptr(false)}
+	}
+	if e.cfg.ShimVolume != "" {
+		g.Volumes = map[string]*nomad.VolumeRequest{shimVolumeName: {
+			Name: shimVolumeName, Type: "host", Source: e.cfg.ShimVolume, ReadOnly: true,
+		}}
+	}
+	return g
 }
 
 // functionJob builds the parameterized batch job of fn. big adds the stdin
@@ -81,42 +200,22 @@ func (e *Executor) functionJob(fn executor.Function, big bool) *nomad.Job {
 	if mem <= 0 {
 		mem = 64
 	}
-	artifacts := []*nomad.TaskArtifact{e.shimArtifact()}
 	meta := nomad.ParameterizedJobConfig{
 		Payload:      "optional",
 		MetaRequired: []string{MetaCallID},
 		MetaOptional: []string{MetaKey},
 	}
+	task := e.dockerTask(fn, fn.Image, "${NOMAD_META_"+MetaCallID+"}", EnvelopePath)
 	if big {
-		artifacts = append(artifacts, &nomad.TaskArtifact{
+		task.Artifacts = append(task.Artifacts, &nomad.TaskArtifact{
 			GetterSource: ptr(e.cfg.ArtifactBaseURL + "/v1/artifacts/stdin/${NOMAD_META_" + MetaCallID + "}?key=${NOMAD_META_" + MetaKey + "}"),
 			GetterMode:   ptr("file"),
 			RelativeDest: ptr("local/stdin"),
 		})
 	}
-	task := &nomad.Task{
-		Name:   TaskName,
-		Driver: "docker",
-		Config: map[string]any{
-			"image":        fn.Image,
-			"runtime":      e.cfg.Runtime,
-			"network_mode": "none",
-			"entrypoint":   []string{ShimPath, "-envelope", EnvelopePath},
-			"labels": map[string]string{
-				executor.LabelManaged:  "true",
-				executor.LabelFunction: fn.ID,
-				executor.LabelCall:     "${NOMAD_META_" + MetaCallID + "}",
-			},
-		},
-		Resources: &nomad.Resources{CPU: ptr(cpu), MemoryMB: ptr(mem)},
-		RestartPolicy: &nomad.RestartPolicy{
-			Attempts: ptr(0), Interval: ptr(24 * time.Hour), Delay: ptr(time.Duration(0)), Mode: ptr("fail"),
-		},
-		LogConfig:       &nomad.LogConfig{MaxFiles: ptr(2), MaxFileSizeMB: ptr(2)},
-		DispatchPayload: &nomad.DispatchPayloadConfig{File: PayloadFile},
-		Artifacts:       artifacts,
-		KillTimeout:     ptr(5 * time.Second),
-	}
+	task.Resources = &nomad.Resources{CPU: ptr(cpu), MemoryMB: ptr(mem)}
+	task.LogConfig = &nomad.LogConfig{MaxFiles: ptr(2), MaxFileSizeMB: ptr(2)}
+	task.DispatchPayload = &nomad.DispatchPayloadConfig{File: PayloadFile}
 	job := &nomad.Job{
 		ID:          ptr(id),
 		Name:        ptr(id),
@@ -124,19 +223,12 @@ func (e *Executor) functionJob(fn executor.Function, big bool) *nomad.Job {
 		Datacenters: e.cfg.Datacenters,
 		Constraints: e.cfg.Constraints,
 		Meta: map[string]string{
-			"hf_function": fn.ID,
-			"hf_managed":  "true",
+			MetaFunction: fn.ID,
+			MetaManaged:  "true",
+			MetaCluster:  fn.ClusterID,
 		},
 		ParameterizedJob: &meta,
-		TaskGroups: []*nomad.TaskGroup{{
-			Name:  ptr(GroupName),
-			Count: ptr(1),
-			RestartPolicy: &nomad.RestartPolicy{
-				Attempts: ptr(0), Interval: ptr(24 * time.Hour), Delay: ptr(time.Duration(0)), Mode: ptr("fail"),
-			},
-			ReschedulePolicy: &nomad.ReschedulePolicy{Attempts: ptr(0), Unlimited: ptr(false)},
-			Tasks:            []*nomad.Task{task},
-		}},
+		TaskGroups:       []*nomad.TaskGroup{e.group(task, true)},
 	}
 	if e.cfg.NodePool != "" {
 		job.NodePool = ptr(e.cfg.NodePool)
@@ -156,51 +248,37 @@ func (e *Executor) shimArtifact() *nomad.TaskArtifact {
 	}
 }
 
-// PullJobID names the sysbatch job that pulls image on every client.
-func PullJobID(image string) string {
+// PullJobID names the sysbatch job that pulls image on every client for
+// the cluster clusterID (may be empty).
+func PullJobID(clusterID, image string) string {
 	sum := sha256.Sum256([]byte(image))
-	return "hf-pull-" + hex.EncodeToString(sum[:6])
+	return jobPrefix(clusterID) + "pull-" + hex.EncodeToString(sum[:6])
 }
 
 // pullJob runs the shim once on every eligible client, which makes the
 // docker driver pull the image. The shim, given no envelope, exits non-zero
 // at once: only a driver failure (the pull) counts.
 func (e *Executor) pullJob(image string) *nomad.Job {
-	id := PullJobID(image)
-	task := &nomad.Task{
-		Name:   TaskName,
-		Driver: "docker",
-		Config: map[string]any{
-			"image":        image,
-			"runtime":      e.cfg.Runtime,
-			"network_mode": "none",
-			"entrypoint":   []string{ShimPath, "-envelope", "/local/none"},
-		},
-		Resources: &nomad.Resources{CPU: ptr(50), MemoryMB: ptr(32)},
-		RestartPolicy: &nomad.RestartPolicy{
-			Attempts: ptr(0), Interval: ptr(24 * time.Hour), Delay: ptr(time.Duration(0)), Mode: ptr("fail"),
-		},
-		LogConfig: &nomad.LogConfig{MaxFiles: ptr(1), MaxFileSizeMB: ptr(1)},
-		Artifacts: []*nomad.TaskArtifact{e.shimArtifact()},
-	}
+	cluster := e.clusterID()
+	id := PullJobID(cluster, image)
+	fn := executor.Function{ClusterID: cluster}
+	task := e.dockerTask(fn, image, "", "/local/none")
+	task.Resources = &nomad.Resources{CPU: ptr(50), MemoryMB: ptr(32)}
+	task.LogConfig = &nomad.LogConfig{MaxFiles: ptr(1), MaxFileSizeMB: ptr(1)}
 	job := &nomad.Job{
 		ID:          ptr(id),
 		Name:        ptr(id),
 		Type:        ptr("sysbatch"),
 		Datacenters: e.cfg.Datacenters,
 		Constraints: e.cfg.Constraints,
-		Meta:        map[string]string{"hf_managed": "true", "hf_pull": image},
-		TaskGroups: []*nomad.TaskGroup{{
-			Name:  ptr(GroupName),
-			Count: ptr(1),
-			RestartPolicy: &nomad.RestartPolicy{
-				Attempts: ptr(0), Interval: ptr(24 * time.Hour), Delay: ptr(time.Duration(0)), Mode: ptr("fail"),
-			},
-			Tasks: []*nomad.Task{task},
-		}},
+		Meta:        map[string]string{MetaManaged: "true", MetaPull: image, MetaCluster: cluster},
+		TaskGroups:  []*nomad.TaskGroup{e.group(task, false)},
 	}
 	if e.cfg.NodePool != "" {
 		job.NodePool = ptr(e.cfg.NodePool)
+	}
+	if e.cfg.Namespace != "" {
+		job.Namespace = ptr(e.cfg.Namespace)
 	}
 	return job
 }

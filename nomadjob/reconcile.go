@@ -113,9 +113,10 @@ func (e *Executor) limitOf(job *nomad.Job) int64 {
 }
 
 // childrenByCall maps call IDs to the dispatched children that exist now,
-// from the job list (prefix hf-, fixture 23) and each child's meta.
+// from the job list (this cluster's prefix, fixture 23) and each child's
+// meta (hf_cluster must be this cluster's).
 func (e *Executor) childrenByCall(ctx context.Context) (map[string]string, error) {
-	stubs, err := e.n.ListJobs(ctx, "hf-")
+	stubs, err := e.n.ListJobs(ctx, e.listPrefix())
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +132,7 @@ func (e *Executor) childrenByCall(ctx context.Context) (map[string]string, error
 		if err != nil {
 			return nil, err
 		}
-		if id := callIDOf(job); id != "" {
+		if id := callIDOf(job); id != "" && e.ownJob(job) {
 			out[id] = s.ID
 		}
 	}

@@ -103,11 +103,12 @@ func (e *Executor) Release(ctx context.Context, hs []executor.Handle) error {
 // and keeps every call it does not know to have ended. Children are found
 // as Reconcile finds them: one list of jobs by the hf- prefix (children
 // included, fixture 23: Status, ParentID), the call ID from each dead
-// child's meta. Running children, children this executor still watches and
+// child's meta. Only this cluster's children are touched: the list is by
+// the cluster's job prefix and the child's hf_cluster meta must match. Running children, children this executor still watches and
 // children without a call ID are left alone. It returns how many it purged;
 // it stops at the first error that says Nomad is unavailable.
 func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bool) (int, error) {
-	stubs, err := e.n.ListJobs(ctx, "hf-")
+	stubs, err := e.n.ListJobs(ctx, e.listPrefix())
 	if err != nil {
 		return 0, err
 	}
@@ -131,7 +132,7 @@ func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bo
 			return n, err
 		}
 		id := callIDOf(job)
-		if id == "" || keep(id) {
+		if id == "" || !e.ownJob(job) || keep(id) {
 			continue
 		}
 		if err := e.n.DeregisterJob(ctx, s.ID, true); err != nil && !errors.Is(err, ErrNotFound) {
@@ -157,8 +158,7 @@ func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bo
 // isChildStub: a job dispatched from one of hyperfunc's parameterized jobs
 // (the pull jobs are sysbatch jobs without children).
 func isChildStub(s *nomad.JobListStub) bool {
-	return s.ParentID != "" && strings.HasPrefix(s.ParentID, "hf-") && !strings.HasPrefix(s.ParentID, "hf-pull-") &&
-		strings.Contains(s.ID, "/dispatch-")
+	return s.ParentID != "" && strings.HasPrefix(s.ParentID, "hf-") && strings.Contains(s.ID, "/dispatch-")
 }
 
 // callIDOf is the call a child runs: its call_id meta, else its

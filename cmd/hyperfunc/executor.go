@@ -49,6 +49,11 @@ func buildExecutor(ctx context.Context, f *agentFlags, logger hclog.Logger) (ser
 	cfg.Runtime = f.nomadRuntime
 	cfg.Datacenters = splitList(f.nomadDCs)
 	cfg.StdoutLimit = f.maxStdout
+	cfg.ShimVolume = f.nomadShimVolume
+	// The cluster ID is derived from the key, so the executor knows its
+	// cluster before the first function: the pull job and the first orphan
+	// sweep after a restart are scoped to it too.
+	cfg.ClusterID = server.ClusterID(f.clusterKey)
 	base := f.publicURL
 	if base == "" {
 		adv := f.advertiseHTTP
@@ -75,6 +80,6 @@ func buildExecutor(ctx context.Context, f *agentFlags, logger hclog.Logger) (ser
 	if err != nil {
 		return nil, nil, err
 	}
-	logger.Info("running calls as Nomad dispatched jobs", "nomad", cfg.Address, "runtime", cfg.Runtime)
+	logger.Info("running calls as Nomad dispatched jobs", "nomad", cfg.Address, "runtime", cfg.Runtime, "shim_volume", cfg.ShimVolume)
 	return e, func() { e.Close() }, nil
 }

@@ -46,6 +46,7 @@ func TestChaos(t *testing.T) {
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
+	*rate = loadRate()
 	t.Logf("chaos: seed %d (rerun with -chaos.seed=%d), duration %s, %d clients, %.0f calls/s", seed, seed, *duration, *clients, *rate)
 	began := time.Now()
 	dir, err := os.MkdirTemp("", "hyperfunc-chaos-")
@@ -79,7 +80,7 @@ func TestChaos(t *testing.T) {
 	err = poll(30*time.Second, 500*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_, err := c.nodes[0].Client().Functions().Create(ctx, &api.FunctionSpec{Name: function, Image: "busybox", Command: []string{"cat"}})
+		_, err := c.nodes[0].Client().Functions().Create(ctx, &api.FunctionSpec{Name: function, Image: chaosImage(), Command: []string{"cat"}})
 		if api.StatusCode(err) == 409 {
 			return nil // an earlier attempt got through
 		}

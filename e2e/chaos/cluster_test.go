@@ -75,6 +75,9 @@ func build() (*bins, error) {
 // ---- the Nomad double ----
 
 type double struct {
+	// starts counts the runs on a real Nomad (-chaos.nomad=real); nil on
+	// the double, which counts them itself.
+	starts  *startCounter
 	cmd     *exec.Cmd
 	nomad   string
 	control string
@@ -136,6 +139,9 @@ func startDouble(t testing.TB, b *bins, logPath string) *double {
 }
 
 func (d *double) post(path string) error {
+	if d.starts != nil {
+		return fmt.Errorf("POST %s: not on a real Nomad", path)
+	}
 	resp, err := d.hc.Post(d.control+path, "text/plain", nil)
 	if err != nil {
 		return err
@@ -149,6 +155,9 @@ func (d *double) post(path string) error {
 
 // executions is how many times the double ran call id's task.
 func (d *double) executions(id string) (int, error) {
+	if d.starts != nil {
+		return d.starts.get(id)
+	}
 	resp, err := d.hc.Get(d.control + "/executions?call=" + id)
 	if err != nil {
 		return 0, err
@@ -226,7 +235,11 @@ func newCluster(t testing.TB, b *bins, dir string, seed uint64, logf func(string
 		hc:  &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 		rng: rand.New(rand.NewPCG(seed, 0x5eed)),
 	}
-	c.double = startDouble(t, b, filepath.Join(dir, "nomad-double.log"))
+	if realNomad() {
+		c.double = startRealNomad(t)
+	} else {
+		c.double = startDouble(t, b, filepath.Join(dir, "nomad-double.log"))
+	}
 	lb, err := newPublicLB(c)
 	if err != nil {
 		t.Fatal(err)
@@ -394,7 +407,7 @@ func (n *node) args() []string {
 			join = append(join, o.httpProxy.Addr())
 		}
 	}
-	return []string{"agent",
+	return append([]string{"agent",
 		"-data-dir", n.dataDir,
 		"-http-addr", n.httpAddr, "-raft-addr", n.raftAddr,
 		"-advertise-http", n.httpProxy.Addr(), "-advertise-raft", n.raftProxy.Addr(),
@@ -403,7 +416,7 @@ func (n *node) args() []string {
 		"-nomad-addr", n.c.double.nomad,
 		"-acl", "-bootstrap-token", n.c.token, "-cluster-key", n.c.key,
 		"-log-level", "info",
-	}
+	}, shimVolumeArgs()...)
 }
 
 // start runs the agent with the node's addresses and data dir.

@@ -106,7 +106,7 @@ func (nm *nemesis) run(ctx context.Context) error {
 	var cycle []string
 	for ctx.Err() == nil {
 		if len(cycle) == 0 {
-			cycle = append([]string(nil), faultKinds...)
+			cycle = append([]string(nil), activeFaultKinds()...)
 			for i := len(cycle) - 1; i > 0; i-- {
 				j := nm.c.randIntN(i + 1)
 				cycle[i], cycle[j] = cycle[j], cycle[i]

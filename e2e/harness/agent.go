@@ -188,6 +188,7 @@ func (a *Agent) start(t testing.TB, extra []string) {
 	}
 	fmt.Fprintf(f, "=== harness: %s %s\n", b.Hyperfunc, strings.Join(args, " "))
 	cmd := exec.Command(b.Hyperfunc, args...)
+	cmd.Env = agentEnv()
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -206,6 +207,20 @@ func (a *Agent) start(t testing.TB, extra []string) {
 		}
 		a.stop(syscall.SIGKILL)
 	})
+}
+
+// agentEnv is this process's environment without the NOMAD_* variables:
+// `make test` exports NOMAD_ADDR for the real-Nomad suites, and an agent
+// reads it as -nomad-addr. Agents run on Nomad only when a test passes
+// -nomad-addr itself.
+func agentEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NOMAD_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // Restart starts a stopped agent again with the same addresses, data dir

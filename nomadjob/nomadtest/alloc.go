@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -181,6 +182,12 @@ func (s *Server) run(ctx context.Context, id string, job *nomad.Job, task *nomad
 			}
 		}
 	}
+	if msg := validateDockerConfig(task.Config); msg != "" {
+		te := taskEvent("Failed Validation", msg, map[string]string{"validation_error": msg})
+		te.ValidationError = msg
+		fail(te)
+		return
+	}
 	if pullErr != "" {
 		te := taskEvent("Driver Failure", pullErr, map[string]string{"driver_error": pullErr})
 		te.DriverError = pullErr
@@ -326,4 +333,54 @@ func (s *Server) fetchArtifact(ctx context.Context, art *nomad.TaskArtifact, met
 	}
 	local[dest] = body
 	return nil
+}
+
+// validateDockerConfig checks the docker driver config as the client's
+// driver does when the task starts (the server's job validation does not):
+// the attribute types the executor's jobs use. The text is the driver's.
+func validateDockerConfig(cfg map[string]any) string {
+	listOf := func(v any, elem func(any) bool) bool {
+		l, ok := v.([]any)
+		if !ok {
+			return false
+		}
+		for _, e := range l {
+			if !elem(e) {
+				return false
+			}
+		}
+		return true
+	}
+	isString := func(v any) bool { _, ok := v.(string); return ok }
+	isStringMap := func(v any) bool {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return false
+		}
+		for _, e := range m {
+			if !isString(e) {
+				return false
+			}
+		}
+		return true
+	}
+	var bad []string
+	if v, ok := cfg["labels"]; ok && !listOf(v, isStringMap) {
+		bad = append(bad, `Inappropriate value for attribute "labels": list of map of string required.`)
+	}
+	for _, k := range []string{"cap_drop", "cap_add", "security_opt", "entrypoint"} {
+		if v, ok := cfg[k]; ok && !listOf(v, isString) {
+			bad = append(bad, fmt.Sprintf("Inappropriate value for attribute %q: list of string required.", k))
+		}
+	}
+	if v, ok := cfg["pids_limit"]; ok {
+		if _, num := v.(float64); !num {
+			bad = append(bad, `Inappropriate value for attribute "pids_limit": number required.`)
+		}
+	}
+	if len(bad) == 0 {
+		return ""
+	}
+	sort.Strings(bad)
+	return "failed to parse config: \n\t* Incorrect attribute value type: " + strings.Join(bad, "\n\t* Incorrect attribute value type: ")
 }

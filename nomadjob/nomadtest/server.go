@@ -485,8 +485,12 @@ func (s *Server) deregister(w http.ResponseWriter, r *http.Request, id string) {
 	s.mu.Lock()
 	j := s.jobs[id]
 	if j == nil {
+		// Nomad answers 200 with zero indexes for a job it does not know.
 		s.mu.Unlock()
-		textError(w, http.StatusNotFound, "job not found")
+		writeJSON(w, 0, map[string]any{
+			"EvalCreateIndex": 0, "EvalID": "", "Index": 0, "JobModifyIndex": 0,
+			"KnownLeader": false, "LastContact": 0, "NextToken": "", "VolumeEvalID": "", "VolumeEvalIndex": 0,
+		}, false)
 		return
 	}
 	idx := s.bump()
@@ -533,7 +537,9 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, parentID strin
 	}
 	if token != "" {
 		for id, j := range s.jobs {
-			if deref(j.ParentID) == parentID && deref(j.DispatchIdempotencyToken) == token && !deref(j.Stop) {
+			// A stopped child still holds its token; only a purged one
+			// (gone from s.jobs) frees it.
+			if deref(j.ParentID) == parentID && deref(j.DispatchIdempotencyToken) == token {
 				idx := s.bump()
 				s.mu.Unlock()
 				writeJSON(w, idx, map[string]any{
@@ -551,7 +557,14 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, parentID strin
 	jobIdx := s.bump()
 	child.ID, child.Name, child.ParentID = ptr(childID), ptr(childID), ptr(parentID)
 	child.Dispatched = true
-	child.Meta = req.Meta
+	// The child keeps the parent's meta, the dispatch meta merged in.
+	child.Meta = map[string]string{}
+	for k, v := range parent.Meta {
+		child.Meta[k] = v
+	}
+	for k, v := range req.Meta {
+		child.Meta[k] = v
+	}
 	child.Payload = req.Payload
 	child.DispatchIdempotencyToken = ptr(token)
 	child.Status = ptr("pending")
@@ -687,14 +700,21 @@ func (s *Server) fs(w http.ResponseWriter, r *http.Request, op, allocID string) 
 	}
 	s.mu.Unlock()
 	if rec == nil {
-		textError(w, http.StatusNotFound, "Unknown allocation \""+allocID+"\"")
+		// fs/cat answers 200 with the error text, the others 404.
+		unknown := "Unknown allocation \"" + allocID + "\""
+		if op == "cat" {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = w.Write([]byte(unknown))
+			return
+		}
+		textError(w, http.StatusNotFound, unknown)
 		return
 	}
 	missing := "stat /opt/nomad/data/alloc/" + allocID + "/" + q.Get("path") + ": no such file or directory"
 	switch op {
 	case "stat":
 		if !exists {
-			textError(w, http.StatusInternalServerError, missing)
+			textError(w, http.StatusNotFound, missing)
 			return
 		}
 		writeJSON(w, 0, nomad.AllocFileInfo{
