@@ -18,6 +18,9 @@ import (
 // maxResultFile bounds result.json.
 const maxResultFile = 64 << 10
 
+// errNotTerminal: collect found the allocation still pending or running.
+var errNotTerminal = errors.New("the allocation has not ended")
+
 // collect reads a terminal allocation's outcome: the shim's result.json and
 // stdout from alloc/data (stat first: fs/cat of a missing file answers 200
 // with an error text, fixture 16), the stderr preview from the log, and the
@@ -27,6 +30,13 @@ func (e *Executor) collect(ctx context.Context, callID, child, allocID string, l
 	alloc, err := e.n.Allocation(ctx, allocID)
 	if err != nil {
 		return executor.Event{}, err
+	}
+	if !isTerminal(alloc.ClientStatus) {
+		// Whatever said it ended (an event, a list stub), the allocation
+		// itself does not: an outcome decided now would fail a call that is
+		// still to run (seen on the real agent: "allocation pending:
+		// Downloading image"). Watch it on instead.
+		return executor.Event{}, fmt.Errorf("%w (allocation %s is %s)", errNotTerminal, allocID, alloc.ClientStatus)
 	}
 	var res *shim.Result
 	var stdout []byte

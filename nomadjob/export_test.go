@@ -1,6 +1,10 @@
 package nomadjob
 
-import nomad "github.com/hashicorp/nomad/api"
+import (
+	"context"
+
+	nomad "github.com/hashicorp/nomad/api"
+)
 
 import "github.com/hyperfunc/hyperfunc/executor"
 
@@ -11,3 +15,12 @@ func (e *Executor) FunctionJob(fn executor.Function, big bool) *nomad.Job {
 }
 
 func (e *Executor) PullJob(image string) *nomad.Job { return e.pullJob(image) }
+
+// CollectAlloc runs the collector on one allocation, as a terminal event
+// would: for the test of an event that said "ended" too early.
+func (e *Executor) CollectAlloc(ctx context.Context, callID, child, allocID string) (executor.Event, error) {
+	return e.collect(ctx, callID, child, allocID, 1<<20)
+}
+
+// ErrNotTerminal is errNotTerminal.
+var ErrNotTerminal = errNotTerminal

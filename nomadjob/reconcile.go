@@ -77,7 +77,11 @@ func (e *Executor) reconcileChild(ctx context.Context, callID, child string) (ex
 	}
 	limit := e.limitOf(job)
 	if a != nil && isTerminal(a.ClientStatus) {
-		return e.collect(ctx, callID, child, a.ID, limit)
+		ev, err := e.collect(ctx, callID, child, a.ID, limit)
+		if !errors.Is(err, errNotTerminal) {
+			return ev, err
+		}
+		// The allocation itself has not ended: watch it like a running one.
 	}
 	c := e.watch(callID, child, limit)
 	e.mu.Lock()

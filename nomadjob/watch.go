@@ -245,6 +245,18 @@ func (e *Executor) collectLoop(ctx context.Context, c *call, allocID string) {
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errNotTerminal) {
+			// Back to watching: the stream's next event of the allocation,
+			// or the re-check below, collects it once it really ended.
+			e.log.Warn("collect: not ended after all; watching on", "call", c.id, "err", err)
+			e.mu.Lock()
+			c.collecting = false
+			e.mu.Unlock()
+			if sleep(ctx, backoff) {
+				e.check(ctx, c)
+			}
+			return
+		}
 		if !IsUnavailable(err) {
 			ev = lostEvent(c, "cannot read the result: "+err.Error())
 			break
