@@ -2,6 +2,7 @@ package nomadjob_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,8 @@ type env struct {
 	fe  *nomadtest.Frontend
 	ex  *nomadjob.Executor
 	col *collector
+	// markers counts the marker calls run so far.
+	markers int
 }
 
 func newEnv(t *testing.T) *env {
@@ -174,4 +177,22 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// marker runs one more call on ex to its end: an ordering point instead of
+// a sleep before a check that some event did not come. Events leave an
+// executor through one channel, in order, so anything ex emitted before
+// the marker's end is in col by then.
+func (e *env) marker(ex *nomadjob.Executor, col *collector) {
+	e.t.Helper()
+	e.markers++
+	f := fn("marker", "echo", "m")
+	if err := ex.Register(ctx(e.t), f); err != nil {
+		e.t.Fatalf("register marker: %v", err)
+	}
+	s := spec(fmt.Sprintf("c-marker-%d", e.markers), f, "")
+	if _, err := ex.Start(ctx(e.t), s); err != nil {
+		e.t.Fatalf("start marker: %v", err)
+	}
+	col.final(e.t, s.CallID)
 }

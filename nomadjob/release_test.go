@@ -30,7 +30,6 @@ func TestCollectedChildKeptUntilRelease(t *testing.T) {
 		t.Fatalf("%+v", ev)
 	}
 	// Collected and reported, and the dead child is still there.
-	time.Sleep(100 * time.Millisecond)
 	if j := e.srv.Job(ev.Ref); j == nil || *j.Status != "dead" {
 		t.Fatalf("child after collection: %+v", j)
 	}
@@ -44,7 +43,7 @@ func TestCollectedChildKeptUntilRelease(t *testing.T) {
 	if err := e.ex.Cancel(ctx(t), h); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	e.marker(e.ex, e.col)
 	if n := e.col.finals("c-keep"); n != 1 {
 		t.Fatalf("%d final events", n)
 	}
@@ -131,7 +130,7 @@ func TestLeaderDiedBetweenReportAndRecord(t *testing.T) {
 		}
 	}
 	// Reconcile answers; it does not also report on Events.
-	time.Sleep(50 * time.Millisecond)
+	e.marker(exB, colB)
 	if n := colB.finals("c-bin"); n != 0 {
 		t.Fatalf("%d final events on B", n)
 	}
@@ -262,7 +261,7 @@ func TestReleaseOfWatchedCall(t *testing.T) {
 		t.Fatal("child not purged")
 	}
 	e.srv.DropEventStreams() // the reconnect re-checks every watched call
-	time.Sleep(200 * time.Millisecond)
+	e.marker(e.ex, e.col)
 	if n := e.col.finals("c-watched"); n != 0 {
 		t.Fatalf("%d final events after Release", n)
 	}
