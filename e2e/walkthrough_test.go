@@ -6,8 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
-	"image"
-	"image/color"
 	"image/jpeg"
 	"net/url"
 	"os"
@@ -216,7 +214,7 @@ func TestSeedWalkthroughCLI(t *testing.T) {
 		t.Fatalf("create resizer printed %q", r.Stdout)
 	}
 	dir := t.TempDir()
-	picture := gradientJPEG(t, 800, 600)
+	picture := harness.GradientJPEG(t, 800, 600)
 	if err := os.WriteFile(filepath.Join(dir, "picture.jpg"), picture, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -250,22 +248,6 @@ func TestSeedWalkthroughCLI(t *testing.T) {
 	if len(r.Stderr) != 0 {
 		t.Errorf("call --sync wrote to stderr: %q", r.Stderr)
 	}
-}
-
-// gradientJPEG encodes a w x h colour gradient.
-func gradientJPEG(t *testing.T, w, h int) []byte {
-	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	for y := range h {
-		for x := range w {
-			img.Set(x, y, color.RGBA{R: uint8(255 * x / w), G: uint8(255 * y / h), B: uint8((x + y) % 256), A: 255})
-		}
-	}
-	var buf bytes.Buffer
-	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 90}); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 func readAll(t *testing.T, rc interface {

@@ -7,8 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"image"
-	"image/color"
 	"image/jpeg"
 	"net/http"
 	"os"
@@ -74,7 +72,7 @@ func TestNomadWalkthrough(t *testing.T) {
 	harness.Hyper(t, a, nil, "pull", "v4tech/imagemagick").Must(t, "pull v4tech/imagemagick")
 	harness.Hyper(t, a, nil, "func", "create", "--name", resizer, "v4tech/imagemagick", "convert", "-", "-resize", "50%", "fd:1").Must(t, "create resizer")
 	dir := t.TempDir()
-	picture := gradientJPEG(t, 640, 480)
+	picture := harness.GradientJPEG(t, 640, 480)
 	if err := os.WriteFile(filepath.Join(dir, "picture.jpg"), picture, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -170,20 +168,4 @@ func localConvert(t *testing.T, in []byte) []byte {
 		t.Fatalf("convert here: %v", err)
 	}
 	return out
-}
-
-// gradientJPEG encodes a w x h colour gradient.
-func gradientJPEG(t *testing.T, w, h int) []byte {
-	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	for y := range h {
-		for x := range w {
-			img.Set(x, y, color.RGBA{R: uint8(255 * x / w), G: uint8(255 * y / h), B: uint8((x + y) % 256), A: 255})
-		}
-	}
-	var buf bytes.Buffer
-	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 90}); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
