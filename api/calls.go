@@ -39,6 +39,9 @@ func (k *Calls) callRequest(ctx context.Context, name string, stdin io.Reader, s
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
+	if sync {
+		req.Header.Set(HeaderEarlyCallID, "true") // CallSync reads the 102
+	}
 	if o != nil {
 		for h, vs := range o.Header {
 			// A caller's header replaces the default (Content-Type).

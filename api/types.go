@@ -288,4 +288,9 @@ const (
 	HeaderToken     = "X-Hyper-Token"
 	HeaderCallID    = "X-Hyper-Call-Id"
 	HeaderCallState = "X-Hyper-Call-State"
+	// HeaderEarlyCallID: a sync call's client that sends it ("true") gets
+	// the call ID in a 102 Processing answer before the wait. Opt-in: many
+	// HTTP clients (Python's http.client, requests) take any 1xx but 100
+	// for the final answer.
+	HeaderEarlyCallID = "X-Hyper-Early-Call-Id"
 )

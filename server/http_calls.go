@@ -33,7 +33,7 @@ var hopHeaders = map[string]bool{
 	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
 	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
 	"Authorization": true, "X-Hyper-Token": true, headerForwarded: true, headerClusterKey: true,
-	"Cookie": true, "Content-Length": true, "Expect": true,
+	"Cookie": true, "Content-Length": true, "Expect": true, api.HeaderEarlyCallID: true,
 }
 
 // headerEnv turns request headers into HTTP_* variables (Content-Type ->
@@ -199,7 +199,9 @@ func (s *Server) submitCall(c *gin.Context, f *fsm.Function, sync bool, cr crede
 		c.JSON(http.StatusAccepted, api.CallAccepted{CallID: call.ID})
 		return
 	}
-	sendCallID(c)
+	if c.GetHeader(api.HeaderEarlyCallID) == "true" {
+		sendCallID(c)
+	}
 	final, err := s.waitCall(c.Request.Context(), call.ID)
 	if err != nil {
 		waitEnded(c, err)
@@ -209,7 +211,8 @@ func (s *Server) submitCall(c *gin.Context, f *fsm.Function, sync bool, cr crede
 }
 
 // sendCallID sends the call ID (set as a header) in an informational 102
-// Processing answer before a sync call waits, so a client whose proxy cuts
+// Processing answer before a sync call waits, when the client asked for it
+// (api.HeaderEarlyCallID: hyper and the Go client do; curl users may), so a client whose proxy cuts
 // the wait still knows which call to fetch later. The final answer repeats
 // the header. Gin's writer keeps only the last status, so the 1xx goes to
 // the connection's own writer.

@@ -329,6 +329,7 @@ func TestSyncCallSendsItsIDBeforeWaiting(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		req.Header.Set(api.HeaderEarlyCallID, "true")
 		done := make(chan error, 1)
 		go func() {
 			resp, err := http.DefaultClient.Do(req)
@@ -404,6 +405,7 @@ func TestSyncCallIDThroughAFollower(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set(api.HeaderEarlyCallID, "true")
 	done := make(chan *response, 1)
 	go func() {
 		resp, err := http.DefaultClient.Do(req)
@@ -427,5 +429,30 @@ func TestSyncCallIDThroughAFollower(t *testing.T) {
 	r := <-done
 	if r.Code != http.StatusOK || string(r.Body) != "in" || r.Header.Get(api.HeaderCallID) != id {
 		t.Fatalf("final answer HTTP %d %q, call ID %q (102 said %q)", r.Code, r.Body, r.Header.Get(api.HeaderCallID), id)
+	}
+}
+
+// Without the opt-in header a sync call answers with its final status only:
+// Python's http.client and requests take any 1xx but 100 for the answer.
+func TestSyncCallNoEarlyAnswerUnasked(t *testing.T) {
+	c := servertest.NewCluster(t, 1, servertest.Options{})
+	c.WaitForLeader()
+	createFn(t, c.Client(0), "e", "echo", "hi")
+	informational := 0
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(int, textproto.MIMEHeader) error {
+		informational++
+		return nil
+	}}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx(t), trace), http.MethodPost, c.URL(0)+"/v1/functions/e/call?sync=true", strings.NewReader(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || informational != 0 || resp.Header.Get(api.HeaderCallID) == "" {
+		t.Fatalf("HTTP %d with %d informational answers, call ID %q; want 200, none, an ID", resp.StatusCode, informational, resp.Header.Get(api.HeaderCallID))
 	}
 }
