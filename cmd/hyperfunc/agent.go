@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/hyperfunc/hyperfunc/internal/mounts"
+	"net"
 
 	"context"
 	"flag"
@@ -52,8 +53,14 @@ type agentFlags struct {
 	shimArchive     []byte // built from shimPath for the Nomad executor
 	logLevel        string
 	memoryLimit     string
-	logJSON         bool
-	startTimeout    time.Duration
+	// tempDataDir: -dev made the data dir itself, so it removes it on exit.
+	// A dir the user named is never removed.
+	tempDataDir bool
+	// noACLOnNetwork accepts an HTTP API without ACLs on a non-loopback
+	// address.
+	noACLOnNetwork bool
+	logJSON        bool
+	startTimeout   time.Duration
 }
 
 func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
@@ -88,6 +95,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	fs.Int64Var(&f.logCache, "log-cache", 50<<20, "log cache per function in bytes (same on every server)")
 	fs.StringVar(&f.shimPath, "shim-path", "", "the hf-shim binary: the entrypoint of every function container (default: next to this binary)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug (each call's transitions), info, warn or error")
+	fs.BoolVar(&f.noACLOnNetwork, "insecure-no-acl", false, "serve the HTTP API without ACLs on a non-loopback -http-addr (anyone who reaches it is an admin)")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log one JSON object per line (for log shippers) instead of text")
 	fs.StringVar(&f.memoryLimit, "memory-limit", "auto", "soft limit of the agent's Go heap (GOMEMLIMIT): a size like 4GiB, auto (half the cgroup's or the machine's memory) or off")
 	fs.DurationVar(&f.startTimeout, "start-timeout", 2*time.Minute, "how long the executor may take to start one call before it goes back to the queue")
@@ -102,13 +110,20 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 		if err != nil {
 			return nil, err
 		}
-		f.dataDir = dir
+		f.dataDir, f.tempDataDir = dir, true
 	}
 	if f.dataDir == "" {
 		return nil, fmt.Errorf("-data-dir is required (or -dev)")
 	}
 	if f.dev {
 		f.bootstrapExpect = 1
+	}
+	if !f.acl {
+		// Without ACLs anyone who reaches the HTTP API is an admin who may run
+		// containers: only on loopback, unless the operator says otherwise.
+		if !loopback(f.httpAddr) && !f.noACLOnNetwork {
+			return nil, fmt.Errorf("-http-addr %s is not a loopback address and ACLs are off: anyone who reaches it could run containers as an admin; add -acl (or -insecure-no-acl to accept that)", f.httpAddr)
+		}
 	}
 	if f.shimPath == "" {
 		if exe, err := os.Executable(); err == nil {
@@ -118,6 +133,20 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 		}
 	}
 	return f, nil
+}
+
+// loopback says whether a listen address binds only the loopback
+// interface ("127.0.0.1:4680", "[::1]:4680", "localhost:4680").
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func fileExists(p string) bool {
@@ -209,7 +238,7 @@ func agentCommand(args []string, stderr io.Writer) int {
 	if err := srv.Shutdown(leave); err != nil {
 		logger.Warn("shutdown", "error", err)
 	}
-	if f.dev {
+	if f.tempDataDir {
 		// Detached: a call still running keeps its result dir's tmpfs.
 		mounts.UnmountUnder(f.dataDir)
 		os.RemoveAll(f.dataDir)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,5 +48,45 @@ func TestStandaloneKeyKept(t *testing.T) {
 	st, err := os.Stat(filepath.Join(dir, clusterKeyFile))
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("key file: %v %v", st, err)
+	}
+}
+
+// -dev removes only a data dir it made: a dir the user named keeps its
+// files (an adversarial review lost a dir's unrelated files this way).
+func TestDevKeepsANamedDataDir(t *testing.T) {
+	named := t.TempDir()
+	f, err := parseAgentFlags([]string{"-dev", "-data-dir", named}, io.Discard)
+	if err != nil || f.tempDataDir {
+		t.Fatalf("-dev -data-dir: temp %v, %v", f != nil && f.tempDataDir, err)
+	}
+	f, err = parseAgentFlags([]string{"-dev"}, io.Discard)
+	if err != nil || !f.tempDataDir {
+		t.Fatalf("-dev alone: temp %v, %v", f != nil && f.tempDataDir, err)
+	}
+	os.RemoveAll(f.dataDir)
+}
+
+// Without ACLs the HTTP API binds loopback only, unless the operator says
+// -insecure-no-acl.
+func TestNoACLOnlyOnLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		ok   bool
+	}{
+		{[]string{"-http-addr", "127.0.0.1:4680"}, true},
+		{[]string{"-http-addr", "[::1]:4680"}, true},
+		{[]string{"-http-addr", "localhost:4680"}, true},
+		{[]string{"-http-addr", "0.0.0.0:4680"}, false},
+		{[]string{"-http-addr", ":4680"}, false},
+		{[]string{"-http-addr", "0.0.0.0:4680", "-acl"}, true},
+		{[]string{"-http-addr", "0.0.0.0:4680", "-insecure-no-acl"}, true},
+	} {
+		_, err := parseAgentFlags(append([]string{"-data-dir", t.TempDir()}, tc.args...), io.Discard)
+		if (err == nil) != tc.ok {
+			t.Errorf("%v: err %v, want ok=%v", tc.args, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "-acl") {
+			t.Errorf("%v: message %q does not say what to set", tc.args, err)
+		}
 	}
 }
