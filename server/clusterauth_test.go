@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -160,5 +161,38 @@ func TestForgedInternalRequests(t *testing.T) {
 	}
 	if peers := c.Server(0).Raft().GetConfiguration(); peers.Error() != nil || len(peers.Configuration().Servers) != 1 {
 		t.Fatalf("the configuration changed: %+v", peers.Configuration().Servers)
+	}
+}
+
+// Strangers that connect to the Raft port and say nothing do not stop the
+// cluster, and none is held for good: past maxPendingHandshakes they are
+// closed at once, the others when their handshake times out.
+func TestRaftPortFlood(t *testing.T) {
+	c := servertest.NewCluster(t, 1, servertest.Options{})
+	c.WaitForLeader()
+	const n = 300
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, cn := range conns {
+			cn.Close()
+		}
+	}()
+	for range n {
+		cn, err := net.Dial("tcp", c.Server(0).RaftAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, cn)
+	}
+	createFn(t, c.Client(0), "still-writable", "cat")
+	for i, cn := range conns {
+		_ = cn.SetReadDeadline(time.Now().Add(2 * time.Minute)) // only catches a hang
+		if _, err := cn.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+			t.Fatalf("silent connection %d: %v, want closed by the server", i, err)
+		}
+	}
+	// They never reached Raft's transport: no error per stranger in the log.
+	if n := strings.Count(c.Node(0).Log.String(), "failed to decode incoming command"); n > 0 {
+		t.Fatalf("the Raft transport logged %d strangers' connections", n)
 	}
 }
