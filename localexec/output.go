@@ -56,10 +56,11 @@ func outputMessage(limit int64) string {
 // exitMessage is "exit code 3: <first line of stderr>".
 func exitMessage(code int, stderr string) string {
 	line, _, _ := strings.Cut(strings.TrimSpace(stderr), "\n")
-	line = strings.ToValidUTF8(strings.TrimSpace(line), "?")
+	line = strings.TrimSpace(line)
 	if len(line) > 200 {
 		line = line[:200] + "..."
 	}
+	line = strings.ToValidUTF8(line, "?") // also a rune the cut split
 	if line == "" {
 		return fmt.Sprintf("exit code %d", code)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -433,12 +434,25 @@ func resultOf(ev executor.Event) *fsm.CallResult {
 	}
 	if ev.Kind == executor.Failed {
 		r.State = fsm.StateFailed
-		r.Message = withStderr(ev.Message, ev.Stderr)
+		r.Message = safeMessage(withStderr(ev.Message, ev.Stderr))
 		if ev.Reason == api.ReasonCancelled {
 			r.State = fsm.StateCanceled
 		}
 	}
 	return r
+}
+
+// safeMessage makes a failure message, which quotes the function's stderr,
+// safe for every terminal and log that shows it: non-printable characters
+// (escape sequences, NUL, DEL...) and bytes that are not UTF-8 become '?'.
+// (Replaced, not escaped: log lines escape their text again.)
+func safeMessage(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\t' || strconv.IsPrint(r) {
+			return r
+		}
+		return '?'
+	}, strings.ToValidUTF8(s, "?"))
 }
 
 // withStderr adds the first line of stderr to a failure message that does

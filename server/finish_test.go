@@ -29,3 +29,11 @@ func TestFirstBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestSafeMessage(t *testing.T) {
+	in := "exit code 4: \x1b]0;pwn\x07\x1b[31mRED\x1b[0m\x01\x7f end\xff \u00e9t\u00e9\ttab"
+	got := safeMessage(in)
+	if got != "exit code 4: ?]0;pwn??[31mRED?[0m?? end? \u00e9t\u00e9\ttab" {
+		t.Fatalf("safeMessage = %q", got)
+	}
+}
