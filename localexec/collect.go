@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -13,6 +14,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/hyperfunc/hyperfunc/api"
 	"github.com/hyperfunc/hyperfunc/executor"
+	"github.com/hyperfunc/hyperfunc/shim"
 )
 
 // msgStoppedOutside explains a call whose container was stopped by someone
@@ -103,6 +105,11 @@ func (e *Executor) collect(ctx context.Context, c *call, t target, engineErr err
 		return fail(api.ReasonLost, fmt.Sprintf("lost the docker engine during the call: %v", engineErr))
 	case r == nil && ins != nil && ins.State != nil && ins.State.OOMKilled:
 		return fail(api.ReasonExit, oomMessage(*ins))
+	case r == nil && ins != nil && ins.State != nil && ins.State.ExitCode == shim.ExitShimError &&
+		strings.Contains(ev.Stderr, "hf-shim: writing result"):
+		// The shim ran the command but found no room for its result: the
+		// function filled its result dir (bounded), not the platform's doing.
+		return fail(api.ReasonExit, "the function filled its result dir (/.hyperfunc/out is bounded to the stdout limit + 1 MiB and 64 files), leaving no room for the result")
 	case r == nil && cerrdefs.IsNotFound(insErr):
 		return fail(api.ReasonLost, fmt.Sprintf("container %s of the call is gone and left no result (engine restarted or container removed)", t.ref))
 	case r == nil:

@@ -60,7 +60,11 @@ func TestHostileFilesBounded(t *testing.T) {
 	e, cli, img := setup(t)
 	s := spec(t, cli, img, "sh", "-c", "for i in $(seq 5000); do : > /.hyperfunc/out/f$i || break; done")
 	h := start(t, e, s)
-	final(t, e, s.CallID)
+	ev := final(t, e, s.CallID)
+	// Its own call fails, and the function is named as the cause.
+	if ev.Kind != executor.Failed || ev.Reason != api.ReasonExit || !strings.Contains(ev.Message, "filled its result dir") {
+		t.Errorf("a function that fills its result dir: %v %s %q", ev.Kind, ev.Reason, ev.Message)
+	}
 	entries, err := os.ReadDir(filepath.Join(stateDir, s.CallID, "out"))
 	if err != nil {
 		t.Fatal(err)
