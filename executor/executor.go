@@ -149,6 +149,12 @@ const StderrPreviewBytes = 4096
 // instead of failing them.
 var ErrUnavailable = errors.New("executor unavailable")
 
+// ErrNoImage marks a pull that the registry refused: no such image, no
+// access, or a registry that does not answer as one. Its message never
+// carries the registry's own answer (a tenant could make the engine fetch
+// from any host and read the reply).
+var ErrNoImage = errors.New("the image was not found, or its registry refused or could not be reached")
+
 // SizeText writes a byte limit the way the seed's messages do: 1048576 as
 // "1MiB", 65536 as "64KiB", anything else in bytes.
 func SizeText(n int64) string {

@@ -129,13 +129,24 @@ func (e *Executor) Pull(ctx context.Context, ref string) error {
 func (e *Executor) pull(ctx context.Context, ref string) error {
 	rc, err := e.cli.ImagePull(ctx, ref, image.PullOptions{})
 	if err != nil {
-		return fmt.Errorf("pull %s: %w", ref, err)
+		return e.pullFailed(ctx, ref, err)
 	}
 	defer rc.Close()
 	// A pull that fails half way still answers 200: the error is a message
 	// in the JSON progress stream, so the stream must be read to the end.
 	if err := jsonmessage.DisplayJSONMessagesStream(rc, io.Discard, 0, false, nil); err != nil {
-		return fmt.Errorf("pull %s: %w", ref, err)
+		return e.pullFailed(ctx, ref, err)
 	}
 	return nil
+}
+
+// pullFailed keeps the engine's words (registry replies, resolver
+// addresses) in the agent's log and gives the caller only what failed. An
+// engine that went away stays that, so the call is retried.
+func (e *Executor) pullFailed(ctx context.Context, ref string, err error) error {
+	if engineDown(ctx, err) {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	e.log.Warn("image pull failed", "image", ref, "err", err)
+	return fmt.Errorf("pull %s: %w", ref, executor.ErrNoImage)
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -9,6 +10,7 @@ import (
 	memdb "github.com/hashicorp/go-memdb"
 
 	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/executor"
 	"github.com/hyperfunc/hyperfunc/fsm"
 )
 
@@ -204,6 +206,10 @@ func (s *Server) pullImage(c *gin.Context) {
 		return
 	}
 	if err := s.exec.Pull(c.Request.Context(), r.Image); err != nil {
+		if errors.Is(err, executor.ErrNoImage) {
+			writeError(c, fmt.Errorf("image %s %w: %v", r.Image, fsm.ErrNotFound, executor.ErrNoImage))
+			return
+		}
 		writeError(c, fmt.Errorf("%w: pulling %s: %v", ErrUnavailable, r.Image, err))
 		return
 	}
