@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,7 +46,9 @@ var hopHeaders = map[string]bool{
 func headerEnv(h http.Header) (map[string]string, error) {
 	env := map[string]string{}
 	from := map[string]string{} // env name -> the header it came from
-	for k, vs := range h {
+	// In sorted order: the same headers always name the same pair.
+	for _, k := range slices.Sorted(maps.Keys(h)) {
+		vs := h[k]
 		if hopHeaders[http.CanonicalHeaderKey(k)] {
 			continue
 		}
