@@ -44,18 +44,18 @@ func newCallMetrics() *callMetrics {
 	}
 }
 
-// observe records calls whose end was just committed.
+// observe records calls whose end was just committed. The count goes
+// last: a scrape that sees a call counted sees its durations too.
 func (m *callMetrics) observe(calls []*fsm.Call) {
 	for _, c := range calls {
 		name := c.Function[len(c.Owner)+1:]
+		if !c.StartedAt.IsZero() {
+			m.queueWait.WithLabelValues(c.Owner, name).Observe(c.StartedAt.Sub(c.CreatedAt).Seconds())
+			if !c.FinishedAt.IsZero() {
+				m.runTime.WithLabelValues(c.Owner, name).Observe(c.FinishedAt.Sub(c.StartedAt).Seconds())
+			}
+		}
 		m.ended.WithLabelValues(c.Owner, name, c.State, c.Reason).Inc()
-		if c.StartedAt.IsZero() {
-			continue
-		}
-		m.queueWait.WithLabelValues(c.Owner, name).Observe(c.StartedAt.Sub(c.CreatedAt).Seconds())
-		if !c.FinishedAt.IsZero() {
-			m.runTime.WithLabelValues(c.Owner, name).Observe(c.FinishedAt.Sub(c.StartedAt).Seconds())
-		}
 	}
 }
 
