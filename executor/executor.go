@@ -56,9 +56,6 @@ type Function struct {
 	// User is who the command runs as, Docker's --user form ("uid[:gid]",
 	// a name the image knows, "root"); empty means DefaultUser.
 	User string
-	// ClusterID is the ID of the cluster that runs the function (see
-	// LabelCluster), filled in by the server.
-	ClusterID string
 }
 
 // RunAs is the user a function's command runs as, in Docker's --user form.

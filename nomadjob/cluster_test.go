@@ -16,22 +16,31 @@ import (
 // neither.
 func TestClustersShareOneNomad(t *testing.T) {
 	e := newEnv(t)
-	cfgB := e.config()
-	cfgB.ClusterID = "cluster-b"
-	exB, err := nomadjob.New(cfgB)
-	if err != nil {
-		t.Fatal(err)
+	cluster := func(id string) (*nomadjob.Executor, *collector) {
+		cfg := e.config()
+		cfg.ClusterID = id
+		ex, err := nomadjob.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		col := newCollector(ex.Events())
+		t.Cleanup(func() { _ = ex.Close(); col.stop() })
+		return ex, col
 	}
-	colB := newCollector(exB.Events())
-	t.Cleanup(func() { _ = exB.Close(); colB.stop() })
+	exA, colA := cluster("cluster-a")
+	exB, colB := cluster("cluster-b")
 
 	fa, fb := fn("same", "cat"), fn("same", "cat")
-	fa.ClusterID, fb.ClusterID = "cluster-a", "cluster-b"
-	if nomadjob.JobID(fa) == nomadjob.JobID(fb) || !strings.HasPrefix(nomadjob.JobID(fa), "hf-"+nomadjob.ClusterTag("cluster-a")+"-") {
-		t.Fatalf("job IDs %s and %s", nomadjob.JobID(fa), nomadjob.JobID(fb))
+	if nomadjob.JobID("cluster-a", fa) == nomadjob.JobID("cluster-b", fb) || !strings.HasPrefix(nomadjob.JobID("cluster-a", fa), "hf-"+nomadjob.ClusterTag("cluster-a")+"-") {
+		t.Fatalf("job IDs %s and %s", nomadjob.JobID("cluster-a", fa), nomadjob.JobID("cluster-b", fb))
 	}
-	// e.ex learns cluster-a from the function it registers.
-	evA := e.run(fa, spec("call-a", fa, "from a"))
+	if err := exA.Register(ctx(t), fa); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exA.Start(ctx(t), spec("call-a", fa, "from a")); err != nil {
+		t.Fatal(err)
+	}
+	evA := colA.final(t, "call-a")
 	if err := exB.Register(ctx(t), fb); err != nil {
 		t.Fatal(err)
 	}
@@ -74,10 +83,10 @@ func TestClustersShareOneNomad(t *testing.T) {
 	if e.srv.Job(evB.Ref) != nil || e.srv.Job(evA.Ref) == nil {
 		t.Fatalf("after b's sweep: a's child %v, b's child %v", e.srv.Job(evA.Ref) != nil, e.srv.Job(evB.Ref) != nil)
 	}
-	if n, err := e.ex.CleanOrphans(ctx(t), none); err != nil || n != 1 || e.srv.Job(evA.Ref) != nil {
+	if n, err := exA.CleanOrphans(ctx(t), none); err != nil || n != 1 || e.srv.Job(evA.Ref) != nil {
 		t.Fatalf("a's sweep: %d %v", n, err)
 	}
-	for _, id := range []string{nomadjob.JobID(fa), nomadjob.BigJobID(fa), nomadjob.JobID(fb), nomadjob.BigJobID(fb)} {
+	for _, id := range []string{nomadjob.JobID("cluster-a", fa), nomadjob.BigJobID("cluster-a", fa), nomadjob.JobID("cluster-b", fb), nomadjob.BigJobID("cluster-b", fb)} {
 		if e.srv.Job(id) == nil {
 			t.Fatalf("parameterized job %s gone", id)
 		}

@@ -48,9 +48,8 @@ type Config struct {
 	ShimVolume string
 
 	// ClusterID is the hyperfunc cluster this executor works for (see
-	// executor.LabelCluster). Empty: learned from the first Function with a
-	// ClusterID that is registered or started. Job IDs, labels and meta
-	// carry it; CleanOrphans and Reconcile's search by meta touch only jobs
+	// executor.LabelCluster; the agent derives it from the cluster key).
+	// Job IDs, labels and meta carry it; CleanOrphans and Reconcile's search by meta touch only jobs
 	// whose hf_cluster meta equals it.
 	ClusterID string
 

@@ -137,15 +137,15 @@ func (g *target) waitAlloc(child string) *nomad.AllocationListStub {
 
 func runConformance(t *testing.T, addr, shimVolume, image string) []answer {
 	fe := nomadtest.NewFrontend(t, nomadjob.DefaultShimArtifactPath, realShimArchive(t))
-	ex, err := nomadjob.New(nomadjob.Config{Address: addr, ArtifactBaseURL: fe.URL, ShimSHA256: fe.ShimSHA256, ShimVolume: shimVolume})
+	ex, err := nomadjob.New(nomadjob.Config{Address: addr, ArtifactBaseURL: fe.URL, ShimSHA256: fe.ShimSHA256, ShimVolume: shimVolume, ClusterID: "conformance"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ex.Close() })
 	run := fmt.Sprint(time.Now().UnixNano())
-	fn := executor.Function{ID: "conf/cat-" + run, Owner: "conf", Name: "cat-" + run, Image: image, Command: []string{"cat"}, ClusterID: "conformance"}
+	fn := executor.Function{ID: "conf/cat-" + run, Owner: "conf", Name: "cat-" + run, Image: image, Command: []string{"cat"}}
 	g := &target{t: t, addr: addr, ex: ex, ids: map[string]string{}}
-	job := nomadjob.JobID(fn)
+	job := nomadjob.JobID("conformance", fn)
 	g.ids[job] = "<job>"
 	defer func() { g.do("purge parent", "DELETE", "/v1/job/"+url.PathEscape(job)+"?purge=true", nil) }()
 

@@ -40,8 +40,6 @@ type Executor struct {
 	// CleanOrphans: it keeps a call from being reported twice by this
 	// process and gives Release the child of a handle without Ref.
 	reported map[string]string
-	// cluster is Config.ClusterID or the first Function.ClusterID seen.
-	cluster string
 }
 
 // maxReported bounds the reported set of calls nobody releases (leadership
@@ -82,7 +80,6 @@ func New(cfg Config, opts ...Option) (*Executor, error) {
 		byChild:  map[string]*call{},
 		kick:     make(chan struct{}, 1),
 		reported: map[string]string{},
-		cluster:  cfg.ClusterID,
 	}
 	for _, o := range opts {
 		o(e)
@@ -133,7 +130,6 @@ func (e *Executor) Register(ctx context.Context, fn executor.Function) error {
 	if fn.Image == "" {
 		return fmt.Errorf("nomad executor: function %s: %w: no image", fn.ID, ErrRefused)
 	}
-	e.learnCluster(fn.ClusterID)
 	for _, big := range []bool{false, true} {
 		if err := e.n.RegisterJob(ctx, e.functionJob(fn, big)); err != nil {
 			return err
@@ -145,7 +141,7 @@ func (e *Executor) Register(ctx context.Context, fn executor.Function) error {
 // Deregister purges the function's parameterized jobs. Running children are
 // separate jobs and finish on their own.
 func (e *Executor) Deregister(ctx context.Context, fn executor.Function) error {
-	for _, id := range []string{JobID(fn), BigJobID(fn)} {
+	for _, id := range []string{JobID(e.cfg.ClusterID, fn), BigJobID(e.cfg.ClusterID, fn)} {
 		if err := e.n.DeregisterJob(ctx, id, true); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
@@ -169,7 +165,6 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Hand
 		return executor.Handle{CallID: spec.CallID, Ref: child}, nil
 	}
 	e.mu.Unlock()
-	e.learnCluster(spec.Function.ClusterID)
 
 	limit := e.cfg.StdoutLimit
 	if spec.StdoutLimit > 0 {
@@ -179,10 +174,10 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Hand
 	if err != nil {
 		return executor.Handle{}, err
 	}
-	jobID := JobID(spec.Function)
+	jobID := JobID(e.cfg.ClusterID, spec.Function)
 	meta := map[string]string{MetaCallID: spec.CallID}
 	if big {
-		jobID = BigJobID(spec.Function)
+		jobID = BigJobID(e.cfg.ClusterID, spec.Function)
 		meta[MetaKey] = spec.Key
 	}
 	child, err := e.n.Dispatch(ctx, jobID, meta, payload, spec.CallID)

@@ -19,7 +19,7 @@ func TestRegisterUpdateDeregister(t *testing.T) {
 	e := newEnv(t)
 	f := fn("echo", "echo", "hi")
 	e.register(f)
-	id := nomadjob.JobID(f)
+	id := nomadjob.JobID("", f)
 	if id != "hf-alice-echo" {
 		t.Fatalf("job ID %q", id)
 	}
@@ -74,8 +74,8 @@ func TestRegisterUpdateDeregister(t *testing.T) {
 }
 
 func TestJobIDSanitize(t *testing.T) {
-	a := nomadjob.JobID(executor.Function{ID: "Bob.X/f", Owner: "Bob.X", Name: "f"})
-	b := nomadjob.JobID(executor.Function{ID: "bob_x/f", Owner: "bob_x", Name: "f"})
+	a := nomadjob.JobID("", executor.Function{ID: "Bob.X/f", Owner: "Bob.X", Name: "f"})
+	b := nomadjob.JobID("", executor.Function{ID: "bob_x/f", Owner: "bob_x", Name: "f"})
 	if !strings.HasPrefix(a, "hf-bob-x-f-") || a == b {
 		t.Fatalf("sanitize: %q %q", a, b)
 	}

@@ -43,10 +43,10 @@ const (
 
 // JobID is the parameterized job of a function: hf-<owner>-<name>, reduced
 // to the characters Nomad and DNS like, or hf-<cluster tag>-<owner>-<name>
-// when the function names its cluster, so that two hyperfunc clusters
+// in the cluster clusterID (may be empty), so that two hyperfunc clusters
 // sharing one Nomad never register over each other's jobs. When sanitizing
 // changed anything, a short hash of the original keeps two functions apart.
-func JobID(fn executor.Function) string {
+func JobID(clusterID string, fn executor.Function) string {
 	owner, name := fn.Owner, fn.Name
 	if owner == "" && name == "" {
 		owner, name, _ = strings.Cut(fn.ID, "/")
@@ -57,11 +57,13 @@ func JobID(fn executor.Function) string {
 		sum := sha256.Sum256([]byte(fn.Owner + "/" + fn.Name + "/" + fn.ID))
 		clean += "-" + hex.EncodeToString(sum[:3])
 	}
-	return jobPrefix(fn.ClusterID) + clean
+	return jobPrefix(clusterID) + clean
 }
 
 // BigJobID is the job variant that fetches stdin as an artifact.
-func BigJobID(fn executor.Function) string { return JobID(fn) + BigSuffix }
+func BigJobID(clusterID string, fn executor.Function) string {
+	return JobID(clusterID, fn) + BigSuffix
+}
 
 // ClusterTag is the short form of a cluster ID that the cluster's job IDs
 // carry: 10 hex digits of its sha256 ("" for no cluster).
@@ -122,7 +124,7 @@ func (e *Executor) dockerTask(fn executor.Function, image, callLabel, envelope s
 	labels := map[string]string{
 		executor.LabelManaged:  "true",
 		executor.LabelExecutor: "nomad",
-		executor.LabelCluster:  fn.ClusterID,
+		executor.LabelCluster:  e.cfg.ClusterID,
 		executor.LabelFunction: fn.ID,
 	}
 	if callLabel != "" {
@@ -189,7 +191,7 @@ func (e *Executor) group(task *nomad.Task, reschedule bool) *nomad.TaskGroup {
 // functionJob builds the parameterized batch job of fn. big adds the stdin
 // artifact.
 func (e *Executor) functionJob(fn executor.Function, big bool) *nomad.Job {
-	id := JobID(fn)
+	id := JobID(e.cfg.ClusterID, fn)
 	if big {
 		id += BigSuffix
 	}
@@ -225,7 +227,7 @@ func (e *Executor) functionJob(fn executor.Function, big bool) *nomad.Job {
 		Meta: map[string]string{
 			MetaFunction: fn.ID,
 			MetaManaged:  "true",
-			MetaCluster:  fn.ClusterID,
+			MetaCluster:  e.cfg.ClusterID,
 		},
 		ParameterizedJob: &meta,
 		TaskGroups:       []*nomad.TaskGroup{e.group(task, true)},
@@ -259,10 +261,8 @@ func PullJobID(clusterID, image string) string {
 // docker driver pull the image. The shim, given no envelope, exits non-zero
 // at once: only a driver failure (the pull) counts.
 func (e *Executor) pullJob(image string) *nomad.Job {
-	cluster := e.clusterID()
-	id := PullJobID(cluster, image)
-	fn := executor.Function{ClusterID: cluster}
-	task := e.dockerTask(fn, image, "", "/local/none")
+	id := PullJobID(e.cfg.ClusterID, image)
+	task := e.dockerTask(executor.Function{}, image, "", "/local/none")
 	task.Resources = &nomad.Resources{CPU: ptr(50), MemoryMB: ptr(32)}
 	task.LogConfig = &nomad.LogConfig{MaxFiles: ptr(1), MaxFileSizeMB: ptr(1)}
 	job := &nomad.Job{
@@ -271,7 +271,7 @@ func (e *Executor) pullJob(image string) *nomad.Job {
 		Type:        ptr("sysbatch"),
 		Datacenters: e.cfg.Datacenters,
 		Constraints: e.cfg.Constraints,
-		Meta:        map[string]string{MetaManaged: "true", MetaPull: image, MetaCluster: cluster},
+		Meta:        map[string]string{MetaManaged: "true", MetaPull: image, MetaCluster: e.cfg.ClusterID},
 		TaskGroups:  []*nomad.TaskGroup{e.group(task, false)},
 	}
 	if e.cfg.NodePool != "" {

@@ -17,7 +17,7 @@ func (e *Executor) Pull(ctx context.Context, image string) error {
 	if image == "" {
 		return fmt.Errorf("nomad executor: pull: %w: empty image", ErrRefused)
 	}
-	id := PullJobID(e.clusterID(), image)
+	id := PullJobID(e.cfg.ClusterID, image)
 	// A leftover identical job would not run again: start from scratch.
 	if err := e.n.DeregisterJob(ctx, id, true); err != nil && !errors.Is(err, ErrNotFound) {
 		return err

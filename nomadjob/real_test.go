@@ -150,7 +150,7 @@ func TestRealNomadRunsEveryJob(t *testing.T) {
 			r := newRealEnv(t, mode.volume, cluster)
 			nobody := executor.Function{
 				ID: "real/id-" + mode.name, Owner: "real", Name: "id-" + mode.name, Image: realImage(),
-				Command: []string{"sh", "-c", "id -u; id -g; echo x > /tmp/x && ! touch /x 2>/dev/null && wc -c"}, CPU: 100, MemoryMB: 48, ClusterID: cluster,
+				Command: []string{"sh", "-c", "id -u; id -g; echo x > /tmp/x && ! touch /x 2>/dev/null && wc -c"}, CPU: 100, MemoryMB: 48,
 			}
 			root := nobody
 			root.ID, root.Name, root.User = "real/root-"+mode.name, "root-"+mode.name, "root"

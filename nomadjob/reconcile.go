@@ -147,7 +147,7 @@ func (e *Executor) childrenByCall(ctx context.Context) (map[string]string, error
 // variants) by prefix, for operators and tests.
 func (e *Executor) ChildrenOf(ctx context.Context, fn executor.Function) ([]string, error) {
 	var ids []string
-	for _, parent := range []string{JobID(fn), BigJobID(fn)} {
+	for _, parent := range []string{JobID(e.cfg.ClusterID, fn), BigJobID(e.cfg.ClusterID, fn)} {
 		stubs, err := e.n.ListJobs(ctx, parent+"/dispatch")
 		if err != nil {
 			return nil, err

@@ -470,8 +470,7 @@ func withStderr(msg, stderr string) string {
 
 func (s *Server) execFunction(fn *fsm.Function) executor.Function {
 	return executor.Function{
-		ClusterID: s.auth.clusterID,
-		ID:        fn.ID, Owner: fn.Owner, Name: fn.Name, Image: fn.Image,
+		ID: fn.ID, Owner: fn.Owner, Name: fn.Name, Image: fn.Image,
 		Command: fn.Command, Entrypoint: fn.Entrypoint, Workdir: fn.Workdir, Env: fn.Env,
 		CPU: fn.CPU, MemoryMB: fn.MemoryMB, Timeout: time.Duration(fn.Timeout) * time.Second,
 		User: fn.User,
