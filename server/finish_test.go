@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"net/http"
 	"testing"
 
 	"github.com/hyperfunc/hyperfunc/fsm"
@@ -35,5 +36,15 @@ func TestSafeMessage(t *testing.T) {
 	got := safeMessage(in)
 	if got != "exit code 4: ?]0;pwn??[31mRED?[0m?? end? \u00e9t\u00e9\ttab" {
 		t.Fatalf("safeMessage = %q", got)
+	}
+}
+
+// A follower forwards the headers a function may see, not the client's
+// credentials.
+func TestCallHeaders(t *testing.T) {
+	h := http.Header{"Authorization": {"Bearer secret"}, "X-Hyper-Token": {"t"}, "Cookie": {"c"}, "X-Ok": {"1"}, "Content-Type": {"text/plain"}}
+	got := callHeaders(h)
+	if len(got) != 2 || got.Get("X-Ok") != "1" || got.Get("Content-Type") != "text/plain" {
+		t.Fatalf("callHeaders = %v", got)
 	}
 }

@@ -71,6 +71,19 @@ func headerEnv(h http.Header) (map[string]string, error) {
 	return env, nil
 }
 
+// callHeaders are the request headers a function may see (headerEnv's
+// input): what a follower forwards to the leader, without the client's
+// credentials and the connection's own headers.
+func callHeaders(h http.Header) http.Header {
+	out := make(http.Header, len(h))
+	for k, vs := range h {
+		if !hopHeaders[http.CanonicalHeaderKey(k)] {
+			out[k] = vs
+		}
+	}
+	return out
+}
+
 // stdinDrainMax and stdinDrainTime bound what the agent still reads of a
 // refused body after its 413: enough for a client that is still sending
 // (a photo of a few MB) to finish and read the answer, instead of meeting
@@ -191,7 +204,7 @@ func (s *Server) submitCall(c *gin.Context, f *fsm.Function, sync bool, cr crede
 	if !s.IsLeader() {
 		// An async call on a follower: batched to the leader, which checks
 		// it again and queues it under an ID of its own.
-		enqueue = func(call *fsm.Call) error { return s.forwardEnqueue(call, cr, c.Request.Header) }
+		enqueue = func(call *fsm.Call) error { return s.forwardEnqueue(call, cr, callHeaders(c.Request.Header)) }
 	}
 	if err := enqueue(call); err != nil {
 		writeError(c, err)
