@@ -3,12 +3,10 @@ package fsm
 import (
 	"fmt"
 
-	memdb "github.com/hashicorp/go-memdb"
-
 	"github.com/hyperfunc/hyperfunc/cachestore"
 )
 
-func (p *processor) applyFunctionUpsert(txn *memdb.Txn, index uint64, req *FunctionUpsertRequest) any {
+func (p *processor) applyFunctionUpsert(txn *cachestore.Txn, index uint64, req *FunctionUpsertRequest) any {
 	f := *req.Function
 	raw, err := txn.First(TableFunctions, IndexID, f.ID)
 	if err != nil {
@@ -48,7 +46,7 @@ func (p *processor) applyFunctionUpsert(txn *memdb.Txn, index uint64, req *Funct
 // applyFunctionDelete refuses while a call of the function holds an
 // executor slot (the container or Nomad job would be orphaned); queued
 // calls end CANCELED, and the function's calls and caches go with it.
-func (p *processor) applyFunctionDelete(txn *memdb.Txn, index uint64, req *FunctionDeleteRequest) any {
+func (p *processor) applyFunctionDelete(txn *cachestore.Txn, index uint64, req *FunctionDeleteRequest) any {
 	raw, err := txn.First(TableFunctions, IndexID, req.ID)
 	if err != nil {
 		return fmt.Errorf("function lookup: %w", err)

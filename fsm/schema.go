@@ -80,11 +80,11 @@ func functionsTable() *memdb.TableSchema {
 // callsTable orders calls twice: per function (for listing) and per owner
 // and state (the FIFO queue the dispatcher reads head first).
 func callsTable() *memdb.TableSchema {
-	id := cachestore.StringIndex[Call]{Field: "ID", Get: func(c *Call) string { return c.ID }}
-	fn := cachestore.StringIndex[Call]{Field: "Function", Get: func(c *Call) string { return c.Function }}
-	owner := cachestore.StringIndex[Call]{Field: "Owner", Get: func(c *Call) string { return c.Owner }}
-	state := cachestore.StringIndex[Call]{Field: "State", Get: func(c *Call) string { return c.State }}
-	seq := cachestore.UintIndex[Call]{Field: "Seq", Get: func(c *Call) uint64 { return c.Seq }}
+	id := StringIndex[Call]{Field: "ID", Get: func(c *Call) string { return c.ID }}
+	fn := StringIndex[Call]{Field: "Function", Get: func(c *Call) string { return c.Function }}
+	owner := StringIndex[Call]{Field: "Owner", Get: func(c *Call) string { return c.Owner }}
+	state := StringIndex[Call]{Field: "State", Get: func(c *Call) string { return c.State }}
+	seq := UintIndex[Call]{Field: "Seq", Get: func(c *Call) uint64 { return c.Seq }}
 	return &memdb.TableSchema{
 		Name: TableCalls,
 		Indexes: map[string]*memdb.IndexSchema{

@@ -57,4 +57,9 @@ func TestLogCompactedBySize(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Entries of ~100 KiB: the log kept behind the snapshot is counted in
+	// bytes (a quarter of the budget), not Raft's 10,240 entries.
+	if n := c.Server(0).Raft().ReloadableConfig().TrailingLogs; n >= 10240 {
+		t.Fatalf("TrailingLogs still %d after large entries", n)
+	}
 }
