@@ -9,6 +9,7 @@ import (
 	"path"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -228,10 +229,22 @@ func (s *Server) getFunction(c *gin.Context) {
 }
 
 // listFunctions takes `hyper func ls -f` filters: name=<prefix> and
-// label=<key>=<value> (or label=<key>).
+// label=<key>=<value> (or label=<key>); ?stats=true adds each function's
+// calls per state; ?limit=N (at most 1000) with ?after=<name> pages by name.
 func (s *Server) listFunctions(c *gin.Context) {
 	names := c.QueryArray("name")
 	labels := c.QueryArray("label")
+	stats := c.Query("stats") == "true"
+	after := c.Query("after")
+	limit := 0
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > maxPage {
+			writeError(c, badRequest("limit must be a number from 0 to %d: %q", maxPage, v))
+			return
+		}
+		limit = n
+	}
 	s.blocking(c, func(ws memdb.WatchSet) (uint64, any, error) {
 		fs, err := s.store.Functions(ws, identity(c).User)
 		if err != nil {
@@ -239,12 +252,25 @@ func (s *Server) listFunctions(c *gin.Context) {
 		}
 		out := []*api.Function{}
 		for _, f := range fs {
-			if matchFilters(f, names, labels) {
+			if f.Name > after && matchFilters(f, names, labels) {
 				out = append(out, toAPIFunction(f, ""))
 			}
 		}
 		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-		return s.store.Index(ws, fsm.TableFunctions), out, nil
+		if limit > 0 && len(out) > limit {
+			out = out[:limit]
+		}
+		if !stats {
+			return s.store.Index(ws, fsm.TableFunctions), out, nil
+		}
+		for _, f := range out {
+			_, st, err := s.statusOf(ws, &fsm.Function{ID: fsm.FunctionID(f.Owner, f.Name), Name: f.Name})
+			if err != nil {
+				return 0, nil, err
+			}
+			f.Stats = st.(*api.FunctionStatus)
+		}
+		return s.store.Index(ws, fsm.TableFunctions, fsm.TableCalls), out, nil
 	})
 }
 
