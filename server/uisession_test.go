@@ -35,7 +35,9 @@ func TestUISession(t *testing.T) {
 		t.Errorf("main.js served as %q", ct)
 	}
 
-	login := func(body string, hdr ...string) *response { return do(t, http.MethodPost, url+"/ui/login", "", body, hdr...) }
+	login := func(body string, hdr ...string) *response {
+		return do(t, http.MethodPost, url+"/ui/login", "", body, hdr...)
+	}
 	ui := []string{api.HeaderUI, "1"}
 	login(`{"token":"`+aliceTok+`"}`).want(t, 403) // no UI header: a cross-site form
 	if r := login(`{"token":"not-a-token"}`, ui...).want(t, 403); r.Header.Get("Set-Cookie") != "" {

@@ -4,6 +4,6 @@
 // no proxy, so it reaches nothing but the loopback agent.
 //
 // Without chromium the tests skip, loudly; with CI=true they fail.
-// `go test ./e2e/ui -run TestUI -ui.screenshots=$PWD/docs` also writes
+// `go test ./e2e/ui -run TestUI -ui.screenshots=$PWD/docs/screenshots` also writes
 // the screenshots of the main pages the README shows.
 package ui

@@ -20,7 +20,7 @@ export function clusterPage(view, signal) {
         [k, el('span', { class: v === 'ok' ? 'ok' : 'bad', dataset: { check: k } }, v)]);
       replace(health, [['status', el('span', { class: h.ok ? 'ok' : 'bad' }, h.ok ? 'healthy' : 'unhealthy')],
         ['leader', h.leader || 'none'], ['raft applied index', el('span', { id: 'raft-index' }, String(h.applied_index))],
-        ['executor', h.executor], ...checks].flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+        ['executor kind', h.executor], ...checks.map(([k, v]) => ['check: ' + k, v])].flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
       try {
         const cfg = await getJSON('/v1/operator/raft/configuration', { signal });
         replace(servers, table([
