@@ -84,12 +84,8 @@ func TestCallMetrics(t *testing.T) {
 	c.WaitForLeader()
 	createFn(t, c.Client(0), "ok", "echo", "hi")
 	createFn(t, c.Client(0), "bad", "exit", "3")
-	for range 3 {
-		do(t, http.MethodPost, c.URL(0)+"/v1/functions/ok/call?sync=true", "", "").want(t, 200)
-	}
-	for range 2 {
-		do(t, http.MethodPost, c.URL(0)+"/v1/functions/bad/call?sync=true", "", "").want(t, 500)
-	}
+	syncCalls(t, c.URL(0), "ok", 3, 200)
+	syncCalls(t, c.URL(0), "bad", 2, 500)
 	fams := scrapeOnceEnded(t, c.URL(0), 5)
 	for _, tc := range []struct {
 		fn, state, reason string

@@ -20,6 +20,18 @@ func decodeCalls(t *testing.T, r *response) []*api.Call {
 	return out
 }
 
+// syncCalls makes n sync calls of fn on an ACL-less server, each answered
+// with status, and answers their IDs in acceptance order.
+func syncCalls(t *testing.T, url, fn string, n, status int) []string {
+	t.Helper()
+	var ids []string
+	for range n {
+		r := do(t, http.MethodPost, url+"/v1/functions/"+fn+"/call?sync=true", "", "").want(t, status)
+		ids = append(ids, r.Header.Get(api.HeaderCallID))
+	}
+	return ids
+}
+
 func callIDs(cs []*api.Call) []string {
 	out := make([]string, len(cs))
 	for i, c := range cs {
@@ -36,15 +48,7 @@ func TestListCallsPages(t *testing.T) {
 	c.WaitForLeader()
 	createFn(t, c.Client(0), "ok", "echo", "hi")
 	createFn(t, c.Client(0), "bad", "exit", "3")
-	var okIDs, badIDs []string // in acceptance order
-	for range 7 {
-		r := do(t, http.MethodPost, c.URL(0)+"/v1/functions/ok/call?sync=true", "", "").want(t, 200)
-		okIDs = append(okIDs, r.Header.Get(api.HeaderCallID))
-	}
-	for range 2 {
-		r := do(t, http.MethodPost, c.URL(0)+"/v1/functions/bad/call?sync=true", "", "").want(t, 500)
-		badIDs = append(badIDs, r.Header.Get(api.HeaderCallID))
-	}
+	okIDs, badIDs := syncCalls(t, c.URL(0), "ok", 7, 200), syncCalls(t, c.URL(0), "bad", 2, 500)
 	list := func(q string) []*api.Call {
 		return decodeCalls(t, do(t, http.MethodGet, c.URL(0)+"/v1/calls?"+q, "", nil).want(t, 200))
 	}

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -28,13 +29,7 @@ func TestUI(t *testing.T) {
 	const root = "e2e-ui-root-token"
 	a := harness.StartAgent(t, harness.AgentOptions{Name: "ui", Dev: true, Args: []string{"-acl", "-bootstrap-token", root}})
 	bg := context.Background()
-	client := func(token string) *api.Client {
-		c, err := api.NewClient(&api.Config{Address: a.URL(), Token: token})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	client := a.ClientWithToken
 	admin := client(root)
 	tokens := map[string]string{}
 	for _, u := range []string{"alice", "bob"} {
@@ -141,6 +136,16 @@ func TestUI(t *testing.T) {
 	do(t, ctx, "functions page", chromedp.Navigate(a.URL()+"/ui/#/functions"), visible(`tr[data-fn="`+failing+`"]`))
 	until(t, ctx, "functions page counts 3 finished", `document.querySelector('tr[data-fn="`+gated+`"] td:nth-child(6)').textContent === '3'`)
 	screenshot(t, ctx, "ui-functions")
+	// Past 50 functions the list pages by name (the API's limit and after).
+	for i := range 50 {
+		if _, err := alice.Functions().Create(bg, &api.FunctionSpec{Name: fmt.Sprintf("zz-%02d", i), Image: "ubuntu"}); err != nil {
+			t.Fatalf("create zz-%02d: %v", i, err)
+		}
+	}
+	do(t, ctx, "functions page 1", visible(`tr[data-fn="zz-47"]`), chromedp.WaitNotPresent(chromedp.CSS(`tr[data-fn="zz-48"]`)))
+	do(t, ctx, "functions page 2", chromedp.Click(chromedp.CSS(`button.next-page`)), visible(`tr[data-fn="zz-49"]`),
+		chromedp.WaitNotPresent(chromedp.CSS(`tr[data-fn="`+gated+`"]`)))
+	do(t, ctx, "back to page 1", chromedp.Click(chromedp.CSS(`button.first-page`)), visible(`tr[data-fn="`+gated+`"]`))
 	do(t, ctx, "cluster page", chromedp.Navigate(a.URL()+"/ui/#/cluster"), visible(`[data-check="executor"].ok`), visible(`#raft-index`))
 	screenshot(t, ctx, "ui-cluster")
 

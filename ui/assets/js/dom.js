@@ -67,3 +67,13 @@ export function bytes(n) {
 export function replace(node, ...children) {
   node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
 }
+
+// pageButtons are a list's "back to the first page" (when on a later one)
+// and "next page" (when there is more) buttons; next() names the cursor of
+// the next page, show(cursor) shows a page.
+export function pageButtons(cursor, hasMore, show, next, firstLabel, nextLabel) {
+  return [
+    cursor ? el('button', { type: 'button', class: 'first-page', onclick: () => show('') }, firstLabel) : null,
+    hasMore ? el('button', { type: 'button', class: 'next-page', onclick: () => show(next()) }, nextLabel) : null,
+  ];
+}

@@ -2,8 +2,8 @@
 // page, filter by state) updated live, each finished call's output as a
 // download, and its log followed as it is written.
 import { getJSON, download, streamNDJSON } from './api.js';
-import { live, showError } from './status.js';
-import { el, table, stateCell, when, duration, bytes, replace } from './dom.js';
+import { live, pager, showError } from './status.js';
+import { el, table, stateCell, when, duration, bytes, replace, pageButtons } from './dom.js';
 
 const PAGE = 50;
 const MAX_LOG_LINES = 2000;
@@ -33,22 +33,16 @@ export function functionPage(view, name, signal) {
     replace(counts, `${s.pending} pending · ${s.running} running · ${s.finished} finished · ${s.failed} failed · ${s.canceled} canceled`);
   });
 
-  let pageCtl = null;
-  const show = (before) => {
-    if (pageCtl) pageCtl.abort();
-    pageCtl = new AbortController();
-    signal.addEventListener('abort', () => pageCtl.abort(), { once: true });
+  const show = pager(signal, (before) => {
     const q = new URLSearchParams({ function: name, order: 'desc', limit: String(PAGE + 1) });
     if (stateSel.value) q.set('state', stateSel.value);
     if (before) q.set('before', before);
-    live('/v1/calls?' + q, pageCtl.signal, (list) => {
-      const page = list.slice(0, PAGE);
-      replace(calls, callTable(page));
-      replace(more,
-        before ? el('button', { type: 'button', onclick: () => show('') }, 'Newest') : null,
-        list.length > PAGE ? el('button', { type: 'button', id: 'older', onclick: () => show(page[page.length - 1].id) }, 'Older') : null);
-    });
-  };
+    return '/v1/calls?' + q;
+  }, (list, before) => {
+    const page = list.slice(0, PAGE);
+    replace(calls, callTable(page));
+    replace(more, pageButtons(before, list.length > PAGE, show, () => page[page.length - 1].id, 'Newest', 'Older'));
+  });
   stateSel.addEventListener('change', () => show(''));
   show('');
 

@@ -1,8 +1,8 @@
 // The functions page: the caller's functions with their calls per state,
 // the warm containers kept for each (when the agent reports them) and the
 // caller's quota, paged by name (50 at a time) with a name-prefix filter.
-import { live } from './status.js';
-import { el, table, fnLink, replace } from './dom.js';
+import { live, pager } from './status.js';
+import { el, table, fnLink, replace, pageButtons } from './dom.js';
 
 const PAGE = 50;
 
@@ -19,35 +19,28 @@ export function functionsPage(view, signal) {
     if (q) replace(quota, `quota ${q.quota} running at once — now ${q.running} running, ${q.pending} queued`);
   });
 
-  // Each filter or page change starts a new watch and ends the old one.
-  let pageCtl = null;
-  const show = (after) => {
-    if (pageCtl) pageCtl.abort();
-    pageCtl = new AbortController();
-    signal.addEventListener('abort', () => pageCtl.abort(), { once: true });
+  const show = pager(signal, (after) => {
     const q = new URLSearchParams({ stats: 'true', limit: String(PAGE + 1) });
     if (filter.value) q.set('name', filter.value);
     if (after) q.set('after', after);
-    live('/v1/functions?' + q, pageCtl.signal, (fns) => {
-      const page = fns.slice(0, PAGE);
-      const st = (f, k) => (f.stats ? f.stats[k] : '');
-      replace(list, table([
-        ['Name', (f) => fnLink(f.name)],
-        ['Image', (f) => f.image],
-        ['Size', (f) => f.size],
-        ['Pending', (f) => st(f, 'pending'), 'num'],
-        ['Running', (f) => st(f, 'running'), 'num'],
-        ['Finished', (f) => st(f, 'finished'), 'num'],
-        ['Failed', (f) => st(f, 'failed'), 'num'],
-        ['Canceled', (f) => st(f, 'canceled'), 'num'],
-        // Warm containers: shown when the agent reports them (--warm).
-        ['Warm', (f) => (f.warm === undefined ? '—' : String(f.warm)), 'num'],
-      ], page, (f) => ({ dataset: { fn: f.name } })));
-      replace(more,
-        after ? el('button', { type: 'button', onclick: () => show('') }, 'First page') : null,
-        fns.length > PAGE ? el('button', { type: 'button', id: 'next-page', onclick: () => show(page[page.length - 1].name) }, 'Next page') : null);
-    });
-  };
+    return '/v1/functions?' + q;
+  }, (fns, after) => {
+    const page = fns.slice(0, PAGE);
+    const st = (f, k) => (f.stats ? f.stats[k] : '');
+    replace(list, table([
+      ['Name', (f) => fnLink(f.name)],
+      ['Image', (f) => f.image],
+      ['Size', (f) => f.size],
+      ['Pending', (f) => st(f, 'pending'), 'num'],
+      ['Running', (f) => st(f, 'running'), 'num'],
+      ['Finished', (f) => st(f, 'finished'), 'num'],
+      ['Failed', (f) => st(f, 'failed'), 'num'],
+      ['Canceled', (f) => st(f, 'canceled'), 'num'],
+      // Warm containers: shown when the agent reports them (--warm).
+      ['Warm', (f) => (f.warm === undefined ? '—' : String(f.warm)), 'num'],
+    ], page, (f) => ({ dataset: { fn: f.name } })));
+    replace(more, pageButtons(after, fns.length > PAGE, show, () => page[page.length - 1].name, 'First page', 'Next page'));
+  });
   let timer = null;
   filter.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(() => show(''), 300); });
   show('');

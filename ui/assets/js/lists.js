@@ -1,7 +1,7 @@
 // The cross-function pages: each user's queue against their quota, the
 // calls running now, and the recent failures with their reasons.
-import { live } from './status.js';
-import { el, table, replace, bytes } from './dom.js';
+import { live, pager } from './status.js';
+import { el, table, replace, bytes, pageButtons } from './dom.js';
 import { callTable } from './function.js';
 
 const PAGE = 50;
@@ -36,22 +36,16 @@ function pagedCalls(view, signal, title, intro, states, id) {
   const body = el('div', { id });
   const more = el('div', { class: 'toolbar' });
   replace(view, el('h1', {}, title), el('p', { class: 'muted' }, intro), body, more);
-  let pageCtl = null;
-  const show = (before) => {
-    if (pageCtl) pageCtl.abort();
-    pageCtl = new AbortController();
-    signal.addEventListener('abort', () => pageCtl.abort(), { once: true });
+  const show = pager(signal, (before) => {
     const q = new URLSearchParams({ order: 'desc', limit: String(PAGE + 1) });
     for (const s of states) q.append('state', s);
     if (before) q.set('before', before);
-    live('/v1/calls?' + q, pageCtl.signal, (list) => {
-      const page = list.slice(0, PAGE);
-      replace(body, callTable(page, true));
-      replace(more,
-        before ? el('button', { type: 'button', onclick: () => show('') }, 'Newest') : null,
-        list.length > PAGE ? el('button', { type: 'button', onclick: () => show(page[page.length - 1].id) }, 'Older') : null);
-    });
-  };
+    return '/v1/calls?' + q;
+  }, (list, before) => {
+    const page = list.slice(0, PAGE);
+    replace(body, callTable(page, true));
+    replace(more, pageButtons(before, list.length > PAGE, show, () => page[page.length - 1].id, 'Newest', 'Older'));
+  });
   show('');
 }
 
