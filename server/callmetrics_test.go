@@ -80,12 +80,7 @@ func find(fams map[string]*dto.MetricFamily, name string, want map[string]string
 // has a queue-wait and a run-time observation for each that ran, and
 // shows the cache bytes and the (empty) queues from the state.
 func TestCallMetrics(t *testing.T) {
-	c := servertest.NewCluster(t, 1, servertest.Options{})
-	c.WaitForLeader()
-	createFn(t, c.Client(0), "ok", "echo", "hi")
-	createFn(t, c.Client(0), "bad", "exit", "3")
-	syncCalls(t, c.URL(0), "ok", 3, 200)
-	syncCalls(t, c.URL(0), "bad", 2, 500)
+	c, _, _ := okAndBad(t, 3, 2)
 	fams := scrapeOnceEnded(t, c.URL(0), 5)
 	for _, tc := range []struct {
 		fn, state, reason string

@@ -32,6 +32,17 @@ func syncCalls(t *testing.T, url, fn string, n, status int) []string {
 	return ids
 }
 
+// okAndBad starts a one-server cluster without ACLs with functions ok
+// (echo hi) and bad (exit 3), and makes nOK and nBad sync calls of them.
+func okAndBad(t *testing.T, nOK, nBad int) (c *servertest.Cluster, okIDs, badIDs []string) {
+	t.Helper()
+	c = servertest.NewCluster(t, 1, servertest.Options{})
+	c.WaitForLeader()
+	createFn(t, c.Client(0), "ok", "echo", "hi")
+	createFn(t, c.Client(0), "bad", "exit", "3")
+	return c, syncCalls(t, c.URL(0), "ok", nOK, 200), syncCalls(t, c.URL(0), "bad", nBad, 500)
+}
+
 func callIDs(cs []*api.Call) []string {
 	out := make([]string, len(cs))
 	for i, c := range cs {
@@ -44,11 +55,7 @@ func callIDs(cs []*api.Call) []string {
 // first, filters by state, lists failures across functions, and answers
 // bad parameters with a 400 that says what is wrong.
 func TestListCallsPages(t *testing.T) {
-	c := servertest.NewCluster(t, 1, servertest.Options{})
-	c.WaitForLeader()
-	createFn(t, c.Client(0), "ok", "echo", "hi")
-	createFn(t, c.Client(0), "bad", "exit", "3")
-	okIDs, badIDs := syncCalls(t, c.URL(0), "ok", 7, 200), syncCalls(t, c.URL(0), "bad", 2, 500)
+	c, okIDs, badIDs := okAndBad(t, 7, 2)
 	list := func(q string) []*api.Call {
 		return decodeCalls(t, do(t, http.MethodGet, c.URL(0)+"/v1/calls?"+q, "", nil).want(t, 200))
 	}
