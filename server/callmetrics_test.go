@@ -93,9 +93,23 @@ func TestCallMetrics(t *testing.T) {
 	}
 	for _, h := range []string{"hyperfunc_call_queue_seconds", "hyperfunc_call_run_seconds"} {
 		for fn, n := range map[string]uint64{"ok": 3, "bad": 2} {
-			m := find(fams, h, map[string]string{"function": fn})
+			m := find(fams, h, map[string]string{"owner": "default", "function": fn})
 			if m == nil || m.GetHistogram().GetSampleCount() != n {
 				t.Errorf("%s{function=%s} = %v, want %d observations", h, fn, m, n)
+				continue
+			}
+			// Buckets are cumulative and hold every observation by the
+			// last one (an hour; these calls take milliseconds).
+			var prev uint64
+			bs := m.GetHistogram().GetBucket()
+			for _, b := range bs {
+				if b.GetCumulativeCount() < prev {
+					t.Errorf("%s{function=%s} buckets not cumulative: %v", h, fn, bs)
+				}
+				prev = b.GetCumulativeCount()
+			}
+			if prev != n {
+				t.Errorf("%s{function=%s}: last bucket holds %d of %d", h, fn, prev, n)
 			}
 		}
 	}
@@ -104,6 +118,14 @@ func TestCallMetrics(t *testing.T) {
 	}
 	if m := find(fams, "hyperfunc_function_calls", map[string]string{"function": "ok", "state": "pending"}); m == nil || m.GetGauge().GetValue() != 0 {
 		t.Errorf("pending calls of ok: %v, want 0", m)
+	}
+	if m := find(fams, "hyperfunc_function_cache_bytes", map[string]string{"function": "bad", "cache": "log"}); m == nil || m.GetGauge().GetValue() <= 0 {
+		t.Errorf("log cache bytes of bad: %v, want its CALL and FAILED events", m)
+	}
+	for _, st := range []string{"pending", "running"} {
+		if m := find(fams, "hyperfunc_user_calls", map[string]string{"owner": "default", "state": st}); m == nil || m.GetGauge().GetValue() != 0 {
+			t.Errorf("%s calls of user default: %v, want 0", st, m)
+		}
 	}
 }
 

@@ -30,16 +30,25 @@ const sleep = (ms, signal) => new Promise((resolve) => {
   signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
 });
 
+// MIN_GAP spaces the requests of one watch (ms). Blocking-query indexes
+// are table-wide, so on a busy cluster every call of anyone wakes a watch:
+// without a gap each open page would fetch as often as calls change.
+const MIN_GAP = 1000;
+
 // watch calls onData with path's answer now and again each time it
 // changes, through blocking queries (?index=N&wait=): one request in
-// flight per watch, none while nothing changes, and a growing pause after
-// errors, so a page never turns into a polling storm. It stops when
-// signal aborts.
+// flight per watch, none while nothing changes, at most one a second,
+// and a growing pause after errors, so a page never turns into a polling
+// storm. It stops when signal aborts.
 export function watch(path, signal, onData, onError) {
   (async () => {
     let index = 0;
     let pause = 1000;
+    let last = 0;
     while (!signal.aborted) {
+      const gap = last + MIN_GAP - Date.now();
+      if (gap > 0) await sleep(gap, signal);
+      last = Date.now();
       try {
         const sep = path.includes('?') ? '&' : '?';
         const url = index ? `${path}${sep}index=${index}&wait=60s` : path;
