@@ -82,3 +82,20 @@ func TestUISession(t *testing.T) {
 		t.Fatalf("logout cookie %+v: want an expired, empty one", ck)
 	}
 }
+
+// A follower forwards the UI's requests with the session cookie, and the
+// leader takes it as the API would there.
+func TestUISessionOnFollower(t *testing.T) {
+	c := servertest.NewCluster(t, 3, servertest.Options{ACL: true})
+	c.WaitForLeader()
+	alice, aliceTok := newUser(t, c, c.LeaderIndex(), "alice", 0, false)
+	createFn(t, alice, "mine", "echo", "hi")
+	f := c.FollowerIndexes()[0]
+	hdr := []string{"Cookie", api.UICookie + "=" + aliceTok, api.HeaderUI, "1"}
+	do(t, http.MethodPost, c.URL(f)+"/ui/login", "", `{"token":"`+aliceTok+`"}`, api.HeaderUI, "1").want(t, 200)
+	r := do(t, http.MethodGet, c.URL(f)+"/v1/functions?stats=true", "", nil, hdr...).want(t, 200)
+	if !strings.Contains(string(r.Body), `"name":"mine"`) {
+		t.Fatalf("alice's functions through a follower: %s", r.Body)
+	}
+	do(t, http.MethodGet, c.URL(f)+"/v1/functions", "", nil, hdr[:2]...).want(t, 401)
+}
