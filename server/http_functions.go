@@ -9,7 +9,6 @@ import (
 	"path"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -236,14 +235,10 @@ func (s *Server) listFunctions(c *gin.Context) {
 	labels := c.QueryArray("label")
 	stats := c.Query("stats") == "true"
 	after := c.Query("after")
-	limit := 0
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > maxPage {
-			writeError(c, badRequest("limit must be a number from 0 to %d: %q", maxPage, v))
-			return
-		}
-		limit = n
+	limit, err := pageLimit(c)
+	if err != nil {
+		writeError(c, err)
+		return
 	}
 	s.blocking(c, func(ws memdb.WatchSet) (uint64, any, error) {
 		fs, err := s.store.Functions(ws, identity(c).User)
@@ -264,11 +259,11 @@ func (s *Server) listFunctions(c *gin.Context) {
 			return s.store.Index(ws, fsm.TableFunctions), out, nil
 		}
 		for _, f := range out {
-			_, st, err := s.statusOf(ws, &fsm.Function{ID: fsm.FunctionID(f.Owner, f.Name), Name: f.Name})
+			st, err := s.store.FunctionStats(ws, fsm.FunctionID(f.Owner, f.Name))
 			if err != nil {
 				return 0, nil, err
 			}
-			f.Stats = st.(*api.FunctionStatus)
+			f.Stats = toAPIStatus(f.Name, st)
 		}
 		return s.store.Index(ws, fsm.TableFunctions, fsm.TableCalls), out, nil
 	})
@@ -407,8 +402,12 @@ func (s *Server) statusOf(ws memdb.WatchSet, f *fsm.Function) (uint64, any, erro
 	if err != nil {
 		return 0, nil, err
 	}
-	return s.store.Index(ws, fsm.TableCalls), &api.FunctionStatus{
-		Function: f.Name, Pending: st.Pending, Running: st.Running,
+	return s.store.Index(ws, fsm.TableCalls), toAPIStatus(f.Name, st), nil
+}
+
+func toAPIStatus(name string, st fsm.FunctionStats) *api.FunctionStatus {
+	return &api.FunctionStatus{
+		Function: name, Pending: st.Pending, Running: st.Running,
 		Finished: st.Finished, Failed: st.Failed, Canceled: st.Canceled,
-	}, nil
+	}
 }

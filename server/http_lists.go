@@ -16,6 +16,19 @@ import (
 // maxPage bounds one page of a list; the web UI asks for 50.
 const maxPage = 1000
 
+// pageLimit reads ?limit=N, 0 to maxPage; 0 (or none) means no limit.
+func pageLimit(c *gin.Context) (int, error) {
+	v := c.Query("limit")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > maxPage {
+		return 0, badRequest("limit must be a number from 0 to %d: %q", maxPage, v)
+	}
+	return n, nil
+}
+
 // callQuery is what GET /v1/calls filters on: ?function=<name> (else all
 // the caller's functions, then ?state= is required), ?state=<public
 // state> (repeatable), ?order=desc (newest first; default oldest first),
@@ -55,17 +68,18 @@ func (s *Server) parseCallQuery(c *gin.Context) (*callQuery, error) {
 		if !ok {
 			return nil, badRequest("unknown state %q: use PENDING, RUNNING, FINISHED, FAILED or CANCELED", st)
 		}
-		q.states = append(q.states, ss...)
+		for _, st := range ss {
+			if !slices.Contains(q.states, st) { // state=X twice lists X once
+				q.states = append(q.states, st)
+			}
+		}
 	}
 	if q.fnID == "" && len(q.states) == 0 {
 		return nil, badRequest("function=<name> or state=<state> is required")
 	}
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > maxPage {
-			return nil, badRequest("limit must be a number from 0 to %d: %q", maxPage, v)
-		}
-		q.limit = n
+	var err error
+	if q.limit, err = pageLimit(c); err != nil {
+		return nil, err
 	}
 	if q.fnID == "" && q.limit == 0 {
 		q.limit = maxPage // across functions a list is always a page

@@ -94,7 +94,7 @@ func TestListCallsPages(t *testing.T) {
 	if got := list("function=bad&state=FINISHED"); len(got) != 0 {
 		t.Fatalf("finished calls of bad: %v", callIDs(got))
 	}
-	if got := list("state=FINISHED&state=FAILED&limit=4&order=desc"); !slices.Equal(callIDs(got), []string{badIDs[1], badIDs[0], okIDs[6], okIDs[5]}) {
+	if got := list("state=FINISHED&state=FAILED&state=FAILED&limit=4&order=desc"); !slices.Equal(callIDs(got), []string{badIDs[1], badIDs[0], okIDs[6], okIDs[5]}) {
 		t.Fatalf("finished or failed, newest 4: %v", callIDs(got))
 	}
 	for q, want := range map[string]int{
