@@ -54,6 +54,9 @@ func login(api http.Handler) gin.HandlerFunc {
 		}
 		check.RemoteAddr = c.Request.RemoteAddr
 		check.Header.Set(hapi.HeaderToken, req.Token)
+		// In process, through the whole API chain (readiness, forwarding
+		// to the leader, authentication): the answer is exactly the API's,
+		// and the UI needs no access to the state of its own.
 		rec := httptest.NewRecorder()
 		api.ServeHTTP(rec, check)
 		if rec.Code != http.StatusOK {
