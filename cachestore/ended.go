@@ -1,6 +1,7 @@
 package cachestore
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -131,4 +132,50 @@ func EndedOfFunction(r *Read, function string, after uint64, n int) ([][]byte, e
 		out = append(out, append([]byte(nil), rec...))
 	}
 	return out, nil
+}
+
+// EndedCursor walks a function's ended calls by sequence number, oldest
+// first or newest first, inside a Read.
+type EndedCursor struct {
+	c    *bolt.Cursor
+	desc bool
+	k, v []byte
+}
+
+// OpenEnded positions a cursor on the function's first ended call in the
+// walk's order (Valid is false when it has none).
+func OpenEnded(r *Read, function string, desc bool) (*EndedCursor, error) {
+	b, err := bucket(r.disk, function, bucketEnded, false)
+	if err != nil || b == nil {
+		return &EndedCursor{}, err
+	}
+	ec := &EndedCursor{c: b.Cursor(), desc: desc}
+	if desc {
+		ec.k, ec.v = ec.c.Last()
+	} else {
+		ec.k, ec.v = ec.c.First()
+	}
+	return ec, nil
+}
+
+// Valid reports whether the cursor is on a call.
+func (ec *EndedCursor) Valid() bool { return ec.k != nil }
+
+// Seq is the sequence number of the call the cursor is on.
+func (ec *EndedCursor) Seq() uint64 { return binary.BigEndian.Uint64(ec.k) }
+
+// Record is the record of the call the cursor is on, valid until the Read
+// closes.
+func (ec *EndedCursor) Record() ([]byte, error) {
+	_, rec, err := splitEnded(ec.v)
+	return rec, err
+}
+
+// Next moves to the next call in the walk's order.
+func (ec *EndedCursor) Next() {
+	if ec.desc {
+		ec.k, ec.v = ec.c.Prev()
+	} else {
+		ec.k, ec.v = ec.c.Next()
+	}
 }

@@ -70,3 +70,46 @@ func TestWalkCallsPages(t *testing.T) {
 		t.Fatalf("failed calls of a: %d (%v)", none, err)
 	}
 }
+
+// TestWalkMergesEnded: ended calls (disk) and calls in flight (memdb) come
+// out of one walk in acceptance order, either way; the failures of an
+// owner are merged across its functions, and nobody else's are.
+func TestWalkMergesEnded(t *testing.T) {
+	h := newHarness(t)
+	f, g, o := h.fn("a", "f"), h.fn("a", "g"), h.fn("b", "f")
+	for i := 0; i < 6; i++ {
+		h.enqueue(f.ID, "a", fmt.Sprintf("f%d", i))
+		h.enqueue(g.ID, "a", fmt.Sprintf("g%d", i))
+		h.enqueue(o.ID, "b", fmt.Sprintf("o%d", i))
+	}
+	// f0, f2, f4 and g1 end (f2 and g1 failed, o1 too), the rest wait.
+	end := func(id, state string) {
+		h.mustApply(CallStartType, &CallStartRequest{IDs: []string{id}, Time: t0})
+		h.mustApply(CallFinishType, &CallFinishRequest{Results: []*CallResult{{ID: id, State: state, Stdout: []byte(id), Time: t0}}})
+	}
+	end("f0", StateFinished)
+	end("f2", StateFailed)
+	end("f4", StateFinished)
+	end("g1", StateFailed)
+	end("o1", StateFailed)
+	st := h.f.Store()
+	ids := func(run func(func(*Call) bool) error, limit int) string {
+		var got []string
+		if err := run(func(c *Call) bool { got = append(got, c.ID); return len(got) < limit }); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(got)
+	}
+	if got := ids(func(v func(*Call) bool) error { return st.WalkCallsOfFunction(nil, f.ID, false, v) }, 100); got != "[f0 f1 f2 f3 f4 f5]" {
+		t.Fatalf("f oldest first: %s", got)
+	}
+	if got := ids(func(v func(*Call) bool) error { return st.WalkCallsOfFunction(nil, f.ID, true, v) }, 4); got != "[f5 f4 f3 f2]" {
+		t.Fatalf("f newest first, a page of 4: %s", got)
+	}
+	if got := ids(func(v func(*Call) bool) error { return st.WalkCallsInState(nil, "a", StateFailed, true, v) }, 100); got != "[f2 g1]" {
+		t.Fatalf("failures of a: %s", got)
+	}
+	if got := ids(func(v func(*Call) bool) error { return st.WalkCallsInState(nil, "a", StatePending, false, v) }, 3); got != "[g0 f1 g2]" {
+		t.Fatalf("pending of a: %s", got)
+	}
+}
