@@ -251,3 +251,53 @@ func getOutput(fb *bolt.Bucket, seq uint64) (*Output, error) {
 	}
 	return o, nil
 }
+
+// bucketStdin holds the stdin of calls that have not ended, by call ID:
+// a user may hold 64 MiB of it queued (server's -max-queued-bytes), which
+// has no business in the heap while it waits.
+var bucketStdin = []byte("\x00stdin")
+
+// PutStdin keeps a queued call's stdin until DeleteStdin.
+func PutStdin(t *Txn, callID string, data []byte) error {
+	tx, err := t.diskTx()
+	if err != nil {
+		return err
+	}
+	b, err := tx.CreateBucketIfNotExists(bucketStdin)
+	if err != nil {
+		return fmt.Errorf("put stdin %s: %w", callID, err)
+	}
+	if err := b.Put([]byte(callID), data); err != nil {
+		return fmt.Errorf("put stdin %s: %w", callID, err)
+	}
+	return nil
+}
+
+// DeleteStdin drops a call's stdin (it ended, or its function went).
+func DeleteStdin(t *Txn, callID string) error {
+	tx, err := t.diskTx()
+	if err != nil {
+		return err
+	}
+	if b := tx.Bucket(bucketStdin); b != nil {
+		if err := b.Delete([]byte(callID)); err != nil {
+			return fmt.Errorf("delete stdin %s: %w", callID, err)
+		}
+	}
+	return nil
+}
+
+// Stdin reads a call's stdin (a copy); nil when it has none.
+func Stdin(r *Read, callID string) []byte { return stdin(r.disk, callID) }
+
+func stdin(tx *bolt.Tx, callID string) []byte {
+	b := tx.Bucket(bucketStdin)
+	if b == nil {
+		return nil
+	}
+	v := b.Get([]byte(callID))
+	if v == nil {
+		return nil
+	}
+	return append([]byte{}, v...)
+}

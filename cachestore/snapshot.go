@@ -35,12 +35,16 @@ func (d *DB) Snapshot() (*Snapshot, error) {
 // Release ends the read.
 func (s *Snapshot) Release() { _ = s.tx.Rollback() }
 
+// Stdin reads a call's stdin as of the snapshot (a copy): the state store
+// writes it inside the record of its call.
+func (s *Snapshot) Stdin(callID string) []byte { return stdin(s.tx, callID) }
+
 // Each calls fn with every record, function by function, ended calls,
 // then outputs, then logs, each oldest first. rec is valid only during
 // the call.
 func (s *Snapshot) Each(fn func(kind RecordKind, rec []byte) error) error {
 	return s.tx.ForEach(func(name []byte, fb *bolt.Bucket) error {
-		if bytes.Equal(name, bucketIDs) {
+		if bytes.Equal(name, bucketIDs) || bytes.Equal(name, bucketStdin) {
 			return nil
 		}
 		for _, k := range []struct {
@@ -140,6 +144,19 @@ func (l *Loader) Log(e *LogEntry) error {
 	}
 	_, err = addUsage(l.mem, KindLog, e.Function, e.Size(), 1)
 	return err
+}
+
+// Stdin loads a queued call's stdin.
+func (l *Loader) Stdin(callID string, data []byte) error {
+	tx, err := l.begin(len(data))
+	if err != nil {
+		return err
+	}
+	b, err := tx.CreateBucketIfNotExists(bucketStdin)
+	if err != nil {
+		return fmt.Errorf("restore stdin %s: %w", callID, err)
+	}
+	return b.Put([]byte(callID), data)
 }
 
 // Ended loads an ended call's record.

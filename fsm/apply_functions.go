@@ -75,6 +75,9 @@ func (p *processor) applyFunctionDelete(txn *cachestore.Txn, index uint64, req *
 		if err := txn.Delete(TableCalls, c); err != nil {
 			return fmt.Errorf("call delete: %w", err)
 		}
+		if err := cachestore.DeleteStdin(txn, c.ID); err != nil {
+			return err
+		}
 	}
 	if _, err := txn.DeleteAll(TableFnStats, IndexID, req.ID); err != nil {
 		return fmt.Errorf("stats delete: %w", err)

@@ -183,6 +183,17 @@ func (s *Store) Members(ws memdb.WatchSet) ([]*Member, error) {
 	return list[Member](s, ws, TableMembers, IndexID)
 }
 
+// Stdin reads the stdin of a call that has not ended (a copy); nil when
+// it has none, or ended.
+func (s *Store) Stdin(callID string) ([]byte, error) {
+	r, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return cachestore.Stdin(r, callID), nil
+}
+
 // Output reads a call's stdout from the output cache (a copy).
 func (s *Store) Output(ws memdb.WatchSet, callID string) (*cachestore.Output, error) {
 	r, err := s.read()

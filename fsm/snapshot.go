@@ -116,6 +116,13 @@ func writeSnapshot(w io.Writer, txn *memdb.Txn, disk *cachestore.Snapshot) error
 		for raw := it.Next(); raw != nil; raw = it.Next() {
 			tag := t.tag
 			var b []byte
+			if c, ok := raw.(*Call); ok && c.StdinSize > 0 {
+				// A queued call's stdin waits on disk; the snapshot
+				// carries it inside the call's record, as it always did.
+				cc := *c
+				cc.Stdin = disk.Stdin(c.ID)
+				raw = &cc
+			}
 			if t.encode != nil {
 				buf = t.encode(raw, buf[:0])
 				b, tag = buf, t.binTag
@@ -223,6 +230,12 @@ func restoreRecord(txn *memdb.Txn, load *cachestore.Loader, table string, obj an
 	case *Call:
 		if Final(o.State) {
 			return load.Ended(o.Function, o.Seq, o.ID, encodeCall(o, nil))
+		}
+		if len(o.Stdin) > 0 {
+			if err := load.Stdin(o.ID, o.Stdin); err != nil {
+				return err
+			}
+			o.Stdin = nil
 		}
 	case *cachestore.Output:
 		return load.Output(o)

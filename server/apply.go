@@ -85,13 +85,16 @@ func (e *enqueuer) enqueue(c *fsm.Call) error {
 }
 
 func (e *enqueuer) run(stop <-chan struct{}) {
+	var held *enqueueReq // the head of the next batch, when the last one was full
 	for {
-		var first *enqueueReq
-		select {
-		case first = <-e.ch:
-		case <-stop:
-			e.drain()
-			return
+		first := held
+		if first == nil {
+			select {
+			case first = <-e.ch:
+			case <-stop:
+				e.drain()
+				return
+			}
 		}
 		select {
 		case e.inFlight <- struct{}{}:
@@ -101,24 +104,31 @@ func (e *enqueuer) run(stop <-chan struct{}) {
 			return
 		}
 		// Take what arrived while waiting for a slot.
-		e.apply(fillBatch(first, e.ch))
+		var batch []*enqueueReq
+		batch, held = fillBatch(first, e.ch)
+		e.apply(batch)
 	}
 }
 
 // fillBatch takes the requests waiting behind first, up to one entry's
-// worth: fsm.MaxBatch calls and about 8 MiB of stdin.
-func fillBatch(first *enqueueReq, ch <-chan *enqueueReq) []*enqueueReq {
+// worth: fsm.MaxBatch calls and fsm.MaxEntryPayload bytes of stdin (first
+// alone may carry more). A request that would pass the bound is held for
+// the next batch, never reordered behind later ones.
+func fillBatch(first *enqueueReq, ch <-chan *enqueueReq) ([]*enqueueReq, *enqueueReq) {
 	batch, size := []*enqueueReq{first}, len(first.call.Stdin)
-	for len(batch) < fsm.MaxBatch && size < 8<<20 {
+	for len(batch) < fsm.MaxBatch {
 		select {
 		case r := <-ch:
+			if size+len(r.call.Stdin) > fsm.MaxEntryPayload {
+				return batch, r
+			}
 			batch = append(batch, r)
 			size += len(r.call.Stdin)
 		default:
-			return batch
+			return batch, nil
 		}
 	}
-	return batch
+	return batch, nil
 }
 
 // apply hands the batch to Raft now (order) and waits for it elsewhere.

@@ -225,11 +225,17 @@ func (d *dispatcher) start(ctx context.Context, c *fsm.Call) {
 		d.send(ctx, executor.Event{CallID: c.ID, Kind: executor.Failed, Reason: api.ReasonExecutor, Message: "function was deleted"})
 		return
 	}
+	stdin, err := d.s.store.Stdin(c.ID)
+	if err != nil {
+		d.send(ctx, executor.Event{CallID: c.ID, Kind: executor.Failed, Reason: api.ReasonExecutor, Message: "reading the call's stdin failed"})
+		d.log.Error("reading a call's stdin failed", "call", c.ID, "error", err)
+		return
+	}
 	spec := executor.Spec{
 		CallID:      c.ID,
 		Function:    d.s.execFunction(fn),
 		Env:         callEnv(fn, c),
-		Stdin:       c.Stdin,
+		Stdin:       stdin,
 		StdoutLimit: d.s.cfg.StdoutLimit,
 		Key:         c.Key,
 	}
@@ -380,7 +386,7 @@ func (d *dispatcher) record(ctx context.Context, batch []executor.Event) {
 }
 
 // maxFinishBytes bounds the stdout carried by one CallFinish entry.
-const maxFinishBytes = 4 << 20
+const maxFinishBytes = fsm.MaxEntryPayload
 
 // firstBytes is the longest head of rs whose stdout adds up to at most max
 // bytes, and at least one result.
