@@ -115,15 +115,26 @@ func (t *Txn) diskTx() (*bolt.Tx, error) {
 // half failed and memdb is unchanged; the FSM cannot go on from there
 // (see fsm's processor).
 func (t *Txn) Commit() error {
-	if t.disk != nil {
-		err := t.disk.Commit()
-		t.disk = nil
-		if err != nil {
-			t.Txn.Abort()
-			return fmt.Errorf("cache store commit: %w", err)
-		}
+	if err := t.CommitDisk(); err != nil {
+		return err
 	}
 	t.Txn.Commit()
+	return nil
+}
+
+// CommitDisk commits the disk half alone (Commit's first step); the memdb
+// transaction is then committed with t.Txn.Commit. On error memdb's is
+// aborted.
+func (t *Txn) CommitDisk() error {
+	if t.disk == nil {
+		return nil
+	}
+	err := t.disk.Commit()
+	t.disk = nil
+	if err != nil {
+		t.Txn.Abort()
+		return fmt.Errorf("cache store commit: %w", err)
+	}
 	return nil
 }
 

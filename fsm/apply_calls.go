@@ -114,6 +114,20 @@ func (p *processor) applyCallEnqueue(txn *cachestore.Txn, index uint64, req *Cal
 	lw := p.logWriter(txn, index)
 	queued := 0
 	for i, in := range req.Calls {
+		// A stdin staged in chunks (StdinSize and no Stdin) is taken
+		// first, so that it goes whether or not the call is queued.
+		stdin := in.Stdin
+		if len(stdin) == 0 && in.StdinSize > 0 {
+			data, ok, err := takeStaged(txn, in.ID, in.StdinSize)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				res.Errors[i] = fmt.Errorf("the stdin of call %s was not staged: %w", in.ID, ErrNotFound)
+				continue
+			}
+			stdin = data
+		}
 		fn, err := txn.First(TableFunctions, IndexID, in.Function)
 		if err != nil {
 			return fmt.Errorf("function lookup: %w", err)
@@ -141,19 +155,18 @@ func (p *processor) applyCallEnqueue(txn *cachestore.Txn, index uint64, req *Cal
 				res.Errors[i] = fmt.Errorf("%d calls of user %q are queued already: %w", req.MaxQueued, in.Owner, ErrQueueFull)
 				continue
 			}
-			if req.MaxQueuedBytes > 0 && u.StdinBytes+int64(len(in.Stdin)) > req.MaxQueuedBytes {
+			if req.MaxQueuedBytes > 0 && u.StdinBytes+int64(len(stdin)) > req.MaxQueuedBytes {
 				res.Errors[i] = fmt.Errorf("the unfinished calls of user %q hold %d bytes of stdin; %d more would pass the bound of %d bytes: %w",
-					in.Owner, u.StdinBytes, len(in.Stdin), req.MaxQueuedBytes, ErrQueueFull)
+					in.Owner, u.StdinBytes, len(stdin), req.MaxQueuedBytes, ErrQueueFull)
 				continue
 			}
 		}
 		c := *in
 		c.State = StatePending
 		c.Seq = index<<seqShift | uint64(i)
-		c.StdinSize = int64(len(c.Stdin))
+		c.StdinSize = int64(len(stdin))
 		c.CreateIndex, c.ModifyIndex = index, index
 		// The record stays small; the bytes wait on disk (Store.Stdin).
-		stdin := c.Stdin
 		c.Stdin = nil
 		if len(stdin) > 0 {
 			if err := cachestore.PutStdin(txn, c.ID, stdin); err != nil {
@@ -314,6 +327,11 @@ func (p *processor) applyCallFinish(txn *cachestore.Txn, index uint64, req *Call
 		if err != nil {
 			return err
 		}
+		if len(r.Stdout) == 0 && r.StdoutSize > 0 {
+			if r, err = takeStdout(txn, r); err != nil {
+				return err
+			}
+		}
 		if c == nil || Final(c.State) {
 			continue // reported twice, or its function is gone
 		}
@@ -378,6 +396,24 @@ func (p *processor) finish(txn *cachestore.Txn, lw *logWriter, index uint64, c *
 }
 
 func shortString(s string) string { return short([]byte(s)) }
+
+// takeStdout joins a result's staged stdout to it; a stdout that is not
+// all there (dropped as too old) fails the call rather than pass a part
+// for the whole.
+func takeStdout(txn *cachestore.Txn, r *CallResult) (*CallResult, error) {
+	data, ok, err := takeStaged(txn, StagedStdout(r.ID), r.StdoutSize)
+	if err != nil {
+		return nil, err
+	}
+	nr := *r
+	nr.Stdout = data
+	if !ok {
+		nr.Stdout = nil
+		nr.State, nr.Reason = StateFailed, "executor" // api.ReasonExecutor
+		nr.Message = "the call's output was lost before it was recorded"
+	}
+	return &nr, nil
+}
 
 // outputRotated records that a call's output rotated out: get answers 410
 // while its final log event is still there, and the record goes once both

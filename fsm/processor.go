@@ -35,6 +35,8 @@ func newProcessor(s *Store) *processor {
 		CallEnqueueBinType: typed(p.applyCallEnqueue),
 		MemberUpsertType:   typed(p.applyMemberUpsert),
 		MemberDeleteType:   typed(p.applyMemberDelete),
+		PayloadStageType:   typed(p.applyPayloadStage),
+		PayloadDropType:    typed(p.applyPayloadDrop),
 	}
 	return p
 }

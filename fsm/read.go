@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
 
@@ -217,4 +218,31 @@ func (s *Store) Logs(ws memdb.WatchSet, fnID string, after uint64, tail int) ([]
 // CacheUsage reads the exact usage of one cache of a function.
 func (s *Store) CacheUsage(kind cachestore.Kind, fnID string) (cachestore.Usage, error) {
 	return cachestore.GetUsage(s.ReadTxn(), kind, fnID)
+}
+
+// StagedBytes is how many bytes are staged under key (fsm/staged.go).
+func (s *Store) StagedBytes(key string) (int64, error) {
+	it, err := s.ReadTxn().Get(TableStaged, IndexID+"_prefix", cachestore.Exact(key))
+	if err != nil {
+		return 0, fmt.Errorf("staged chunks of %q: %w", key, err)
+	}
+	var n int64
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		n += int64(len(raw.(*Staged).Data))
+	}
+	return n, nil
+}
+
+// StagedBefore reports whether any chunk was staged before t.
+func (s *Store) StagedBefore(t time.Time) (bool, error) {
+	it, err := s.ReadTxn().Get(TableStaged, IndexID)
+	if err != nil {
+		return false, fmt.Errorf("staged chunks: %w", err)
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if raw.(*Staged).Time.Before(t) {
+			return true, nil
+		}
+	}
+	return false, nil
 }

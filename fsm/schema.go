@@ -16,6 +16,7 @@ const (
 	TableOwnerUsage = "owner_usage"
 	TableFnStats    = "function_stats"
 	TableIndex      = "index"
+	TableStaged     = "staged"
 
 	IndexID       = "id"
 	IndexSecret   = "secret"
@@ -36,6 +37,7 @@ func Schema() *memdb.DBSchema {
 		TableOwnerUsage: simpleTable(TableOwnerUsage, "Owner"),
 		TableFnStats:    simpleTable(TableFnStats, "Function"),
 		TableIndex:      simpleTable(TableIndex, "Key"),
+		TableStaged:     stagedTable(),
 	}
 	for name, t := range cachestore.Tables() {
 		tables[name] = t
@@ -99,6 +101,19 @@ func callsTable() *memdb.TableSchema {
 				Unique:  true,
 				Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{owner, state, seq}},
 			},
+		},
+	}
+}
+
+// stagedTable holds the chunks of payloads too large for one entry until
+// the entry that takes them: in order per key.
+func stagedTable() *memdb.TableSchema {
+	key := StringIndex[Staged]{Field: "Key", Get: func(c *Staged) string { return c.Key }}
+	off := UintIndex[Staged]{Field: "Offset", Get: func(c *Staged) uint64 { return uint64(c.Offset) }}
+	return &memdb.TableSchema{
+		Name: TableStaged,
+		Indexes: map[string]*memdb.IndexSchema{
+			IndexID: {Name: IndexID, Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{key, off}}},
 		},
 	}
 }

@@ -47,6 +47,7 @@ var snapTables = []snapTable{
 	{6, TableOwnerUsage, IndexID, func() any { return new(OwnerUsage) }, 0, nil, nil},
 	{7, TableFnStats, IndexID, func() any { return new(FunctionStats) }, 0, nil, nil},
 	{8, TableIndex, IndexID, func() any { return new(IndexEntry) }, 0, nil, nil},
+	{15, TableStaged, IndexID, func() any { return new(Staged) }, 0, nil, nil},
 	// The caches live on disk (cachestore) and are written after the
 	// tables, from the disk half's snapshot, under these tags.
 	{9, tableOutputs, "", func() any { return new(cachestore.Output) }, 13, nil,

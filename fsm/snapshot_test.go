@@ -6,6 +6,7 @@ import (
 	"io"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/hyperfunc/hyperfunc/cachestore"
@@ -115,6 +116,10 @@ func TestSnapshotRoundTripEveryCommand(t *testing.T) {
 		{CallRequeueType, &CallRequeueRequest{IDs: []string{"c2"}, Time: t0}},
 		{CallFinishType, &CallFinishRequest{Results: []*CallResult{{ID: "c1", State: StateFinished, Stdout: []byte{9, 8, 0, 255}, Time: t0}}}},
 		{CallCancelType, &CallCancelRequest{ID: "c3", Time: t0}},
+		{PayloadStageType, &PayloadStageRequest{Key: "c5", Data: []byte{1, 2}, Time: t0}},
+		{PayloadStageType, &PayloadStageRequest{Key: "orphan", Data: []byte{3}, Time: t0}},
+		{CallEnqueueType, &CallEnqueueRequest{Calls: []*Call{{ID: "c5", Function: "alice/f", Owner: "alice", StdinSize: 2, CreatedAt: t0}}}},
+		{PayloadDropType, &PayloadDropRequest{Before: t0.Add(time.Second)}},
 		{MemberUpsertType, &MemberUpsertRequest{Member: &Member{ID: "n1", RaftAddr: "r", HTTPAddr: "h"}}},
 		{MemberDeleteType, &MemberDeleteRequest{ID: "n1"}},
 	}

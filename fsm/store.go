@@ -40,6 +40,9 @@ type Store struct {
 	// their reads of both halves under it: a reader never sees a call that
 	// ended in neither half, or in both.
 	pairMu sync.RWMutex
+	// betweenCommits, set by tests only, runs between the disk commit and
+	// memdb's: where a crash would leave the halves apart.
+	betweenCommits func()
 
 	mu        sync.Mutex
 	abandonCh chan struct{}
@@ -119,7 +122,14 @@ func (s *Store) read() (*cachestore.Read, error) {
 func (s *Store) commit(txn *cachestore.Txn) error {
 	s.pairMu.Lock()
 	defer s.pairMu.Unlock()
-	return txn.Commit()
+	if err := txn.CommitDisk(); err != nil {
+		return err
+	}
+	if s.betweenCommits != nil {
+		s.betweenCommits()
+	}
+	txn.Txn.Commit()
+	return nil
 }
 
 // DiskBytes is the size of the disk half's file.

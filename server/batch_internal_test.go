@@ -7,10 +7,11 @@ import (
 )
 
 // TestFillBatch: an enqueue entry carries up to fsm.MaxEntryPayload bytes
-// of stdin (at the bound all fit; one byte past, the last request heads
+// of calls (at the bound all fit; one byte past, the last request heads
 // the next batch, in order); a call larger than the bound goes alone.
 func TestFillBatch(t *testing.T) {
-	req := func(n int) *enqueueReq { return &enqueueReq{call: &fsm.Call{Stdin: make([]byte, n)}} }
+	// n is what the request costs (entryCost): its stdin and 128 bytes.
+	req := func(n int) *enqueueReq { return &enqueueReq{call: &fsm.Call{Stdin: make([]byte, max(n-128, 0))}} }
 	const half = fsm.MaxEntryPayload / 2
 	for _, tc := range []struct {
 		name  string
@@ -21,7 +22,7 @@ func TestFillBatch(t *testing.T) {
 		{"at the bound", []int{half, half}, 2, false},
 		{"one byte past", []int{half, half + 1, 1}, 1, true},
 		{"larger than the bound, alone", []int{fsm.MaxEntryPayload + 1, 0}, 1, true},
-		{"empty stdin costs nothing", []int{fsm.MaxEntryPayload, 0, 0}, 3, false},
+		{"many small calls", []int{128, 128, 128}, 3, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ch := make(chan *enqueueReq, len(tc.sizes))
@@ -40,5 +41,13 @@ func TestFillBatch(t *testing.T) {
 				t.Fatal("the held request is not the next in order")
 			}
 		})
+	}
+	// The environment (request headers) counts too: one byte of it past
+	// the bound holds the call back.
+	ch := make(chan *enqueueReq, 1)
+	next := &enqueueReq{call: &fsm.Call{Env: map[string]string{"H": ""}}}
+	ch <- next
+	if batch, held := fillBatch(req(fsm.MaxEntryPayload-128), ch); len(batch) != 1 || held != next {
+		t.Fatalf("a header past the bound: batch of %d, held %v", len(batch), held != nil)
 	}
 }

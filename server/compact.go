@@ -19,6 +19,7 @@ type sizedFSM struct {
 	budget  int64
 	applied atomic.Int64  // bytes since the last snapshot
 	entries atomic.Int64  // entries since the last snapshot
+	largest atomic.Int64  // the largest entry applied since start, in bytes
 	kick    chan struct{} // one pending snapshot request at most
 }
 
@@ -52,6 +53,9 @@ func newSizedFSM(f *fsm.FSM, budget int64) *sizedFSM {
 
 func (s *sizedFSM) count(n, entries int) {
 	s.entries.Add(int64(entries))
+	if entries == 1 {
+		s.noteSize(n)
+	}
 	if s.applied.Add(int64(n)) >= s.budget {
 		select {
 		case s.kick <- struct{}{}:
@@ -69,9 +73,19 @@ func (s *sizedFSM) ApplyBatch(logs []*raft.Log) []any {
 	n := 0
 	for _, l := range logs {
 		n += len(l.Data)
+		s.noteSize(len(l.Data))
 	}
 	s.count(n, len(logs))
 	return s.FSM.ApplyBatch(logs)
+}
+
+func (s *sizedFSM) noteSize(n int) {
+	for {
+		old := s.largest.Load()
+		if int64(n) <= old || s.largest.CompareAndSwap(old, int64(n)) {
+			return
+		}
+	}
 }
 
 // Snapshot resets the count: whatever triggered it, the log up to here

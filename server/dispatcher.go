@@ -362,6 +362,10 @@ func (d *dispatcher) record(ctx context.Context, batch []executor.Event) {
 		}
 		// Ends go to Raft in entries of at most maxFinishBytes of stdout
 		// (one larger result alone), not 256 MiB-outputs in one entry.
+		if err == nil {
+			// A stdout too large for an entry goes in chunks first.
+			err = d.s.stageStdout(fin.Results)
+		}
 		for err == nil && len(fin.Results) > 0 {
 			part := &fsm.CallFinishRequest{Results: firstBytes(fin.Results, maxFinishBytes)}
 			if _, _, err = d.s.raftApply(fsm.CallFinishType, part); err == nil {

@@ -68,7 +68,11 @@ func TestFollowerBatchesAsyncCalls(t *testing.T) {
 	// Every call exists and finishes.
 	for i, id := range ids {
 		servertest.Eventually(t, 60*time.Second, func() error {
-			call, _, err := c.Client(c.LeaderIndex()).Calls().Info(ctx(t), id, nil)
+			l := c.LeaderIndex()
+			if l < 0 {
+				return fmt.Errorf("no leader")
+			}
+			call, _, err := c.Client(l).Calls().Info(ctx(t), id, nil)
 			if err != nil || call.State != api.StateFinished {
 				return fmt.Errorf("call %d: %v %v", i, call, err)
 			}
