@@ -11,6 +11,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 )
 
 // Calls is the calls endpoint.
@@ -76,18 +77,24 @@ func (k *Calls) Call(ctx context.Context, name string, stdin io.Reader, o *CallO
 // dropped connection) the ID is still returned beside the error: the call
 // goes on, and its output can be fetched with Output.
 func (k *Calls) CallSync(ctx context.Context, name string, stdin io.Reader, o *CallOptions) (io.ReadCloser, string, error) {
-	var early string
+	// The transport's read loop runs the trace hook, and may still run it
+	// after the request returned with an error (a canceled context).
+	var early atomic.Pointer[string]
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
 			if id := h.Get(HeaderCallID); id != "" {
-				early = id
+				early.Store(&id)
 			}
 			return nil
 		},
 	})
 	resp, err := k.callRequest(ctx, name, stdin, true, o)
 	if err != nil {
-		return nil, early, err
+		id := ""
+		if p := early.Load(); p != nil {
+			id = *p
+		}
+		return nil, id, err
 	}
 	return resp.Body, resp.Header.Get(HeaderCallID), nil
 }

@@ -66,12 +66,13 @@ type Cluster struct {
 	nodes []*Node
 }
 
-// ShortTimers are Raft timers for loopback clusters: elections in a few
-// hundred milliseconds, still calm under -race on two cores.
+// ShortTimers are Raft timers for loopback clusters: elections within a
+// second, still calm under -race on two cores busy with other work (at
+// 200/100 ms a load of 15 made leaders step down mid-test).
 func ShortTimers(rc *raft.Config) {
-	rc.HeartbeatTimeout = 200 * time.Millisecond
-	rc.ElectionTimeout = 200 * time.Millisecond
-	rc.LeaderLeaseTimeout = 100 * time.Millisecond
+	rc.HeartbeatTimeout = 500 * time.Millisecond
+	rc.ElectionTimeout = 500 * time.Millisecond
+	rc.LeaderLeaseTimeout = 400 * time.Millisecond
 	rc.CommitTimeout = 10 * time.Millisecond
 }
 
