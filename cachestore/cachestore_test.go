@@ -3,7 +3,10 @@ package cachestore
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -403,5 +406,54 @@ func TestOpenStartsEmpty(t *testing.T) {
 	defer r.Close()
 	if rec, _ := EndedRead(r, "c"); rec != nil {
 		t.Fatal("a record of the previous process survived Open")
+	}
+}
+
+// TestTrim: after a snapshot read every output, Trim hands the file's pages
+// back (RssFile drops), and the data reads back the same after it.
+func TestTrim(t *testing.T) {
+	h := newHarness(t)
+	data := bytes.Repeat([]byte("t"), 1<<20)
+	h.write(func(txn *Txn) {
+		for i := 0; i < 32; i++ {
+			h.put(txn, &Output{CallID: fmt.Sprint(i), Function: "f", Seq: uint64(i + 1), Data: data}, DefaultCap)
+		}
+	})
+	rssFile := func() int64 {
+		b, err := os.ReadFile("/proc/self/status")
+		if err != nil {
+			t.Skipf("no /proc: %v", err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "RssFile:"); ok {
+				n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				return n << 10
+			}
+		}
+		t.Skip("no RssFile in /proc/self/status")
+		return 0
+	}
+	if r, err := mappings(h.disk.Path()); err != nil || len(r) == 0 {
+		t.Fatalf("the file's mapping is not in /proc/self/maps: %v %v", r, err)
+	}
+	snap, _ := h.disk.Snapshot()
+	var sum int
+	snap.Each(func(_ RecordKind, rec []byte) error {
+		for _, b := range rec {
+			sum += int(b)
+		}
+		return nil
+	})
+	snap.Release()
+	before := rssFile()
+	if err := h.disk.Trim(); err != nil {
+		t.Fatal(err)
+	}
+	after := rssFile()
+	if before-after < 16<<20 {
+		t.Fatalf("RssFile %d MiB before the trim, %d after: the 32 MiB read were not handed back", before>>20, after>>20)
+	}
+	if o, _ := GetOutput(h.read(), nil, "7"); o == nil || !bytes.Equal(o.Data, data) {
+		t.Fatal("an output reads back differently after the trim")
 	}
 }

@@ -56,7 +56,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &snapshot{txn: h.mem.Txn(false), disk: disk}, nil
+	return &snapshot{store: f.store, txn: h.mem.Txn(false), disk: disk}, nil
 }
 
 // Restore implements raft.FSM: it reads the snapshot into a new pair of

@@ -14,7 +14,10 @@ func (s *Store) Hash() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer disk.Release()
+	defer func() {
+		disk.Release()
+		_ = s.Trim() // it read every page of the disk half
+	}()
 	h := sha256.New()
 	if err := writeSnapshot(h, st.mem.Txn(false), disk); err != nil {
 		return "", err

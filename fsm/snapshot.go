@@ -75,8 +75,9 @@ var binTags = map[cachestore.RecordKind]byte{
 }
 
 type snapshot struct {
-	txn  *memdb.Txn
-	disk *cachestore.Snapshot
+	store *Store
+	txn   *memdb.Txn
+	disk  *cachestore.Snapshot
 }
 
 // Persist implements raft.FSMSnapshot.
@@ -88,8 +89,12 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 	return sink.Close()
 }
 
-// Release implements raft.FSMSnapshot.
-func (s *snapshot) Release() { s.disk.Release() }
+// Release implements raft.FSMSnapshot. Persist read every page of the
+// disk half through its mapping: they are handed back (Trim).
+func (s *snapshot) Release() {
+	s.disk.Release()
+	_ = s.store.Trim()
+}
 
 func writeSnapshot(w io.Writer, txn *memdb.Txn, disk *cachestore.Snapshot) error {
 	bw := bufio.NewWriterSize(w, 1<<20)

@@ -132,6 +132,10 @@ func (s *Store) commit(txn *cachestore.Txn) error {
 	return nil
 }
 
+// Trim hands back the pages of the disk half's file that reads left
+// mapped (cachestore.DB.Trim): they are page cache, not this process's.
+func (s *Store) Trim() error { return s.state.Load().disk.Trim() }
+
 // DiskBytes is the size of the disk half's file.
 func (s *Store) DiskBytes() int64 { return s.state.Load().disk.Size() }
 

@@ -21,6 +21,7 @@ import (
 func (s *Server) monitorLeadership() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	trims := 0
 	for {
 		select {
 		case isLeader := <-s.raft.LeaderCh():
@@ -35,6 +36,14 @@ func (s *Server) monitorLeadership() {
 			}
 			s.savePeers()
 			s.metrics.refresh()
+			trims++
+			if trims%10 == 0 {
+				// Reads (outputs, logs) leave the state file's pages
+				// mapped; they are page cache, handed back (fsm.Store.Trim).
+				if err := s.store.Trim(); err != nil {
+					s.log.Debug("trimming the state file's mapping failed", "error", err)
+				}
+			}
 		case <-s.shutdownCh:
 			return
 		}
