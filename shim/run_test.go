@@ -2,6 +2,7 @@ package shim
 
 import (
 	"bytes"
+	"errors"
 	"crypto/rand"
 	"crypto/sha256"
 	"os"
@@ -480,5 +481,31 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 			t.Fatalf("condition not met within %v", d)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestWaitForSeesALaterFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "envelope.json")
+	done := make(chan error, 1)
+	go func() { done <- WaitFor(path, time.Millisecond, nil) }()
+	if err := os.WriteFile(path, []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("WaitFor: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("WaitFor did not see the file")
+	}
+}
+
+func TestWaitForStopsOnSignal(t *testing.T) {
+	stop := make(chan os.Signal, 1)
+	stop <- syscall.SIGTERM
+	if err := WaitFor(filepath.Join(t.TempDir(), "never"), time.Millisecond, stop); !errors.Is(err, ErrWaitStopped) {
+		t.Fatalf("WaitFor = %v, want ErrWaitStopped", err)
 	}
 }
