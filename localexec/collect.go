@@ -36,6 +36,10 @@ func targetOf(callID string, ins container.InspectResponse) target {
 	t := target{callID: callID, ref: ins.ID, limit: labelInt(ins, labelStdoutLimit, DefaultStdoutLimit)}
 	if ins.Config != nil {
 		t.dir = ins.Config.Labels[labelCallDir]
+		if isWarm(ins.Config.Labels) {
+			// Claimed: its dir moved from the sandbox's to the call's.
+			t.dir = warmCallDir(ins.Config.Labels, callID)
+		}
 		if d, err := time.ParseDuration(ins.Config.Labels[labelTimeout]); err == nil && d > 0 {
 			t.timeout = d
 		}

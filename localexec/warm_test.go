@@ -1,0 +1,277 @@
+package localexec_test
+
+import (
+	"context"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+	"github.com/hyperfunc/hyperfunc/executor"
+	"github.com/hyperfunc/hyperfunc/localexec"
+)
+
+// warmSetup is an executor of a cluster of its own (its warm sandboxes are
+// no other test's) and a function of the busybox image.
+func warmSetup(t *testing.T) (*localexec.Executor, *client.Client, string, executor.Function) {
+	t.Helper()
+	_, cli, img := setup(t)
+	cluster := "warm" + newCallID(t)
+	// Registered first, so it runs after the executor's Close.
+	t.Cleanup(func() { removeCluster(cli, cluster) })
+	e := newClusterExec(t, cli, cluster, stateDir)
+	fn := executor.Function{ID: "tester/" + cluster, Owner: "tester", Name: cluster, Image: img, CPU: 1000, MemoryMB: 128,
+		Command: []string{"cat"}}
+	return e, cli, cluster, fn
+}
+
+func removeCluster(cli *client.Client, cluster string) {
+	list, _ := cli.ContainerList(context.Background(), container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", executor.LabelCluster+"="+cluster))})
+	for _, c := range list {
+		_ = cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
+	}
+}
+
+// starts counts the engine's start events per container of a cluster from
+// now on; stop it to read the counts.
+func starts(t *testing.T, cli *client.Client, cluster string) func() map[string]int {
+	ctx, cancel := context.WithCancel(context.Background())
+	msgs, errs := cli.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("type", "container"), filters.Arg("event", "start"),
+		filters.Arg("label", executor.LabelCluster+"="+cluster))})
+	var mu sync.Mutex
+	n := map[string]int{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case m := <-msgs:
+				mu.Lock()
+				n[m.Actor.ID]++
+				mu.Unlock()
+			case <-errs:
+				return
+			}
+		}
+	}()
+	return func() map[string]int {
+		// Every start so far is in the stream before a later event: a
+		// marker container's start would do, but the engine also orders
+		// its events, so a short drain through a list call is enough.
+		_, _ = cli.ContainerList(context.Background(), container.ListOptions{})
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
+}
+
+func ready(t *testing.T, e *localexec.Executor, fn string, n int) {
+	t.Helper()
+	eventually(t, 2*time.Minute, "warm pool of "+fn+" ready", func() bool { return e.Warm().Ready[fn] == n })
+}
+
+// warmSpec is a call of fn (which runs cat) with stdin in.
+func warmSpec(t *testing.T, cli *client.Client, fn executor.Function, in string) executor.Spec {
+	s := spec(t, cli, fn.Image)
+	s.Function = fn
+	s.Stdin = []byte(in)
+	return s
+}
+
+// A call takes a pre-started sandbox, and no sandbox serves two calls:
+// each call's container is distinct and was started exactly once.
+func TestWarmSandboxServesOneCall(t *testing.T) {
+	e, cli, cluster, fn := warmSetup(t)
+	count := starts(t, cli, cluster)
+	e.SetWarm([]localexec.WarmTarget{{Function: fn, N: 2, StdoutLimit: 1 << 20}})
+	ready(t, e, fn.ID, 2)
+	var specs []executor.Spec
+	for i := 0; i < 4; i++ {
+		s := warmSpec(t, cli, fn, "")
+		s.Stdin = []byte("call " + s.CallID)
+		specs = append(specs, s)
+	}
+	refs := map[string]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make(chan error, len(specs))
+	for _, s := range specs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			h, err := e.Start(ctx, s)
+			if err != nil {
+				errs <- err
+				return
+			}
+			mu.Lock()
+			refs[s.CallID] = h.Ref
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("start: %v", err)
+	}
+	got := map[string]executor.Event{}
+	deadline := time.After(2 * time.Minute)
+	for len(got) < len(specs) {
+		select {
+		case ev := <-e.Events():
+			if ev.Kind == executor.Finished || ev.Kind == executor.Failed {
+				got[ev.CallID] = ev
+			}
+		case <-deadline:
+			t.Fatalf("%d of %d calls ended", len(got), len(specs))
+		}
+	}
+	seen := map[string]bool{}
+	for _, s := range specs {
+		ev := got[s.CallID]
+		if ev.Kind != executor.Finished || string(ev.Stdout) != string(s.Stdin) {
+			t.Fatalf("call %s: %v %q %q stdout %q", s.CallID, ev.Kind, ev.Reason, ev.Message, ev.Stdout)
+		}
+		if seen[refs[s.CallID]] {
+			t.Fatalf("container %s served two calls", refs[s.CallID])
+		}
+		seen[refs[s.CallID]] = true
+	}
+	if st := e.Warm(); st.Hits < 2 {
+		t.Fatalf("warm hits %d, want at least the 2 sandboxes ready before the calls", st.Hits)
+	}
+	for id, n := range count() {
+		if n != 1 {
+			t.Fatalf("container %s started %d times", id, n)
+		}
+	}
+	var hs []executor.Handle
+	for _, s := range specs {
+		hs = append(hs, executor.Handle{CallID: s.CallID, Ref: refs[s.CallID]})
+	}
+	release(t, e, cli, hs...)
+	// Refill after each use: the pool is back to its size.
+	ready(t, e, fn.ID, 2)
+}
+
+// A sandbox killed before its call is replaced, and the call still runs,
+// once, in another container.
+func TestWarmSandboxDiedBeforeItsCall(t *testing.T) {
+	e, cli, cluster, fn := warmSetup(t)
+	e.SetWarm([]localexec.WarmTarget{{Function: fn, N: 1, StdoutLimit: 1 << 20}})
+	ready(t, e, fn.ID, 1)
+	list, err := cli.ContainerList(context.Background(), container.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", executor.LabelCluster+"="+cluster))})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("warm containers: %d, %v", len(list), err)
+	}
+	dead := list[0].ID
+	if err := cli.ContainerKill(context.Background(), dead, "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	s := warmSpec(t, cli, fn, "once\n")
+	count := starts(t, cli, cluster)
+	h := start(t, e, s)
+	ev := final(t, e, s.CallID)
+	if ev.Kind != executor.Finished || string(ev.Stdout) != "once\n" || h.Ref == dead {
+		t.Fatalf("got %v %q stdout %q ref %s (dead %s)", ev.Kind, ev.Message, ev.Stdout, h.Ref, dead)
+	}
+	for id, n := range count() {
+		if n != 1 {
+			t.Fatalf("container %s started %d times", id, n)
+		}
+	}
+	release(t, e, cli, h)
+	ready(t, e, fn.ID, 1)
+}
+
+// An update of the function drains its pool: a call of the new version
+// never runs in a sandbox booted for the old one, even before SetWarm
+// hears of the update.
+func TestWarmUpdateNeverRunsTheOldVersion(t *testing.T) {
+	e, cli, _, fn := warmSetup(t)
+	fn.Command = []string{"busybox", "id", "-u"}
+	e.SetWarm([]localexec.WarmTarget{{Function: fn, N: 1, StdoutLimit: 1 << 20}})
+	ready(t, e, fn.ID, 1)
+	v2 := fn
+	v2.User = "root" // the old sandbox runs as nobody
+	s := warmSpec(t, cli, v2, "")
+	h := start(t, e, s)
+	if ev := final(t, e, s.CallID); ev.Kind != executor.Finished || string(ev.Stdout) != "0\n" {
+		t.Fatalf("got %v %q stdout %q", ev.Kind, ev.Message, ev.Stdout)
+	}
+	release(t, e, cli, h)
+	if st := e.Warm(); st.Hits != 0 || st.Misses != 1 {
+		t.Fatalf("hits %d misses %d, want 0 and 1", st.Hits, st.Misses)
+	}
+	e.SetWarm([]localexec.WarmTarget{{Function: v2, N: 1, StdoutLimit: 1 << 20}})
+	ready(t, e, fn.ID, 1)
+	s = warmSpec(t, cli, v2, "")
+	h = start(t, e, s)
+	if ev := final(t, e, s.CallID); ev.Kind != executor.Finished || string(ev.Stdout) != "0\n" {
+		t.Fatalf("got %v %q stdout %q", ev.Kind, ev.Message, ev.Stdout)
+	}
+	release(t, e, cli, h)
+	if st := e.Warm(); st.Hits != 1 {
+		t.Fatalf("hits %d after SetWarm of the new version, want 1", st.Hits)
+	}
+}
+
+// Two leaders (an old one that has not noticed it lost, and the new one
+// that took its sandboxes over) race for one sandbox: each call runs
+// once, in distinct containers, each started once.
+func TestWarmSandboxTwoLeaders(t *testing.T) {
+	old, cli, cluster, fn := warmSetup(t)
+	old.SetWarm([]localexec.WarmTarget{{Function: fn, N: 1, StdoutLimit: 1 << 20}})
+	ready(t, old, fn.ID, 1)
+	dir, err := os.MkdirTemp("", "localexec-leader-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	cur := newClusterExec(t, cli, cluster, dir)
+	cur.SetWarm([]localexec.WarmTarget{{Function: fn, N: 1, StdoutLimit: 1 << 20}})
+	ready(t, cur, fn.ID, 1) // adopted, not booted: the same container
+	count := starts(t, cli, cluster)
+	a, b := warmSpec(t, cli, fn, "a\n"), warmSpec(t, cli, fn, "b\n")
+	var wg sync.WaitGroup
+	var ha, hb executor.Handle
+	var ea, eb error
+	wg.Add(2)
+	go func() { defer wg.Done(); ha, ea = old.Start(context.Background(), a) }()
+	go func() { defer wg.Done(); hb, eb = cur.Start(context.Background(), b) }()
+	wg.Wait()
+	if ea != nil || eb != nil {
+		t.Fatalf("start: %v, %v", ea, eb)
+	}
+	if ev := final(t, old, a.CallID); ev.Kind != executor.Finished || string(ev.Stdout) != "a\n" {
+		t.Fatalf("a: %v %q %q", ev.Kind, ev.Message, ev.Stdout)
+	}
+	if ev := final(t, cur, b.CallID); ev.Kind != executor.Finished || string(ev.Stdout) != "b\n" {
+		t.Fatalf("b: %v %q %q", ev.Kind, ev.Message, ev.Stdout)
+	}
+	if ha.Ref == hb.Ref {
+		t.Fatalf("one container %s served both calls", ha.Ref)
+	}
+	for id, n := range count() {
+		if n != 1 {
+			t.Fatalf("container %s started %d times", id, n)
+		}
+	}
+	// Both pools held the one sandbox; it served exactly one of the calls.
+	if hits := old.Warm().Hits + cur.Warm().Hits; hits != 1 {
+		t.Fatalf("%d warm hits, want 1", hits)
+	}
+	_ = old.Release(context.Background(), []executor.Handle{ha})
+	_ = cur.Release(context.Background(), []executor.Handle{hb})
+}
