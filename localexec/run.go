@@ -37,6 +37,7 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Hand
 	if err := validateFunction(spec.Function); err != nil {
 		return executor.Handle{}, err
 	}
+	t0 := time.Now()
 	c, existed := e.track(spec.CallID)
 	if existed {
 		select {
@@ -53,6 +54,9 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Hand
 		err = fmt.Errorf("%w: %w", executor.ErrUnavailable, err)
 	}
 	c.decide(h, err)
+	if err == nil && h.Ref != "" {
+		e.observeStart(c.warm, time.Since(t0))
+	}
 	if err != nil || h.Ref == "" {
 		// Nothing runs: forget the call so a retried Start may run it.
 		e.untrack(c)
@@ -149,6 +153,7 @@ func (e *Executor) tryWarm(ctx context.Context, c *call, spec executor.Spec, rt 
 			continue
 		}
 		e.countWarm(err == nil)
+		c.warm = err == nil
 		return h, true, err
 	}
 }

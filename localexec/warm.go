@@ -40,21 +40,6 @@ const (
 	warmBoots = 2
 )
 
-// WarmTarget is how many sandboxes to keep booted for a function.
-// StdoutLimit is the limit of the calls they will take (their out/ tmpfs is
-// sized by it); 0 means DefaultStdoutLimit.
-type WarmTarget struct {
-	Function    executor.Function
-	N           int
-	StdoutLimit int64
-}
-
-// WarmStats counts the warm pool's work since the executor started.
-type WarmStats struct {
-	Hits, Misses int64          // Starts of a function with a pool that found / did not find a sandbox
-	Ready        map[string]int // booted, unclaimed sandboxes per function ID
-}
-
 type sandbox struct {
 	id, name, dir, stateDir, spec string
 	ref                           string // container ID
@@ -62,7 +47,7 @@ type sandbox struct {
 }
 
 type pool struct {
-	target  WarmTarget
+	target  executor.WarmTarget
 	spec    string
 	ready   []*sandbox
 	booting int
@@ -76,6 +61,7 @@ type warmPools struct {
 	kick    chan struct{}
 	hits    int64
 	misses  int64
+	observe func(warm bool, d time.Duration)
 }
 
 // specHash identifies what a sandbox was booted for: the function version
@@ -98,7 +84,7 @@ func (e *Executor) warmDir() string { return filepath.Join(e.stateDir, warmDirNa
 // background loop boots and removes. The first call also takes over the
 // warm sandboxes a previous leader left on this engine: unclaimed ones of a
 // current function version join its pool, the others are removed.
-func (e *Executor) SetWarm(targets []WarmTarget) {
+func (e *Executor) SetWarm(targets []executor.WarmTarget) {
 	rt := e.Runtime()
 	var drop []*sandbox
 	w := &e.warm
@@ -165,15 +151,34 @@ func (e *Executor) DropWarm() {
 }
 
 // Warm reports the pools' counters and sizes.
-func (e *Executor) Warm() WarmStats {
+func (e *Executor) Warm() executor.WarmStats {
 	w := &e.warm
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	st := WarmStats{Hits: w.hits, Misses: w.misses, Ready: map[string]int{}}
+	st := executor.WarmStats{Hits: w.hits, Misses: w.misses, Ready: map[string]int{}}
 	for id, p := range w.pools {
 		st.Ready[id] = len(p.ready)
 	}
 	return st
+}
+
+// ObserveStarts sets f to be told, after each Start that started a call,
+// whether it took a warm sandbox and how long Start took (from its entry
+// to the command handed over: the envelope written to a warm sandbox, or
+// a cold container started). f must not block.
+func (e *Executor) ObserveStarts(f func(warm bool, d time.Duration)) {
+	e.warm.mu.Lock()
+	e.warm.observe = f
+	e.warm.mu.Unlock()
+}
+
+func (e *Executor) observeStart(warm bool, d time.Duration) {
+	e.warm.mu.Lock()
+	f := e.warm.observe
+	e.warm.mu.Unlock()
+	if f != nil {
+		f(warm, d)
+	}
 }
 
 // countWarm counts a Start of a function with a pool.
@@ -276,7 +281,7 @@ func (e *Executor) warmLoop() {
 }
 
 // nextBoot reserves one boot for a pool below its target.
-func (e *Executor) nextBoot() (WarmTarget, bool) {
+func (e *Executor) nextBoot() (executor.WarmTarget, bool) {
 	w := &e.warm
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -286,12 +291,12 @@ func (e *Executor) nextBoot() (WarmTarget, bool) {
 			return p.target, true
 		}
 	}
-	return WarmTarget{}, false
+	return executor.WarmTarget{}, false
 }
 
 // boot creates and starts one sandbox for t and adds it to its pool, unless
 // the pool changed meanwhile (then it is removed again).
-func (e *Executor) boot(t WarmTarget) {
+func (e *Executor) boot(t executor.WarmTarget) {
 	sb, err := e.bootSandbox(t)
 	w := &e.warm
 	w.mu.Lock()
@@ -331,7 +336,7 @@ func newSandboxID() string {
 // bootSandbox makes the sandbox's dir (in/ empty, out/ its tmpfs), then
 // creates and starts its container with the cold spec, but unnamed by a
 // call and with the shim waiting for its envelope.
-func (e *Executor) bootSandbox(t WarmTarget) (*sandbox, error) {
+func (e *Executor) bootSandbox(t executor.WarmTarget) (*sandbox, error) {
 	ctx, cancel := context.WithTimeout(e.ctx, 2*time.Minute)
 	defer cancel()
 	rt, err := e.detectRuntime(ctx)

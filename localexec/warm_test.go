@@ -91,7 +91,7 @@ func warmSpec(t *testing.T, cli *client.Client, fn executor.Function, in string)
 func TestWarmSandboxServesOneCall(t *testing.T) {
 	e, cli, cluster, fn := warmSetup(t)
 	count := starts(t, cli, cluster)
-	e.SetWarm([]localexec.WarmTarget{{Function: fn, N: 2, StdoutLimit: 1 << 20}})
+	e.SetWarm([]executor.WarmTarget{{Function: fn, N: 2, StdoutLimit: 1 << 20}})
 	ready(t, e, fn.ID, 2)
 	var specs []executor.Spec
 	for i := 0; i < 4; i++ {
@@ -168,7 +168,7 @@ func TestWarmSandboxServesOneCall(t *testing.T) {
 // once, in another container.
 func TestWarmSandboxDiedBeforeItsCall(t *testing.T) {
 	e, cli, cluster, fn := warmSetup(t)
-	e.SetWarm([]localexec.WarmTarget{{Function: fn, N: 1, StdoutLimit: 1 << 20}})
+	e.SetWarm([]executor.WarmTarget{{Function: fn, N: 1, StdoutLimit: 1 << 20}})
 	ready(t, e, fn.ID, 1)
 	list, err := cli.ContainerList(context.Background(), container.ListOptions{Filters: filters.NewArgs(
 		filters.Arg("label", executor.LabelCluster+"="+cluster))})
@@ -201,7 +201,7 @@ func TestWarmSandboxDiedBeforeItsCall(t *testing.T) {
 func TestWarmUpdateNeverRunsTheOldVersion(t *testing.T) {
 	e, cli, _, fn := warmSetup(t)
 	fn.Command = []string{"busybox", "id", "-u"}
-	e.SetWarm([]localexec.WarmTarget{{Function: fn, N: 1, StdoutLimit: 1 << 20}})
+	e.SetWarm([]executor.WarmTarget{{Function: fn, N: 1, StdoutLimit: 1 << 20}})
 	ready(t, e, fn.ID, 1)
 	v2 := fn
 	v2.User = "root" // the old sandbox runs as nobody
@@ -214,7 +214,7 @@ func TestWarmUpdateNeverRunsTheOldVersion(t *testing.T) {
 	if st := e.Warm(); st.Hits != 0 || st.Misses != 1 {
 		t.Fatalf("hits %d misses %d, want 0 and 1", st.Hits, st.Misses)
 	}
-	e.SetWarm([]localexec.WarmTarget{{Function: v2, N: 1, StdoutLimit: 1 << 20}})
+	e.SetWarm([]executor.WarmTarget{{Function: v2, N: 1, StdoutLimit: 1 << 20}})
 	ready(t, e, fn.ID, 1)
 	s = warmSpec(t, cli, v2, "")
 	h = start(t, e, s)
@@ -232,7 +232,7 @@ func TestWarmUpdateNeverRunsTheOldVersion(t *testing.T) {
 // once, in distinct containers, each started once.
 func TestWarmSandboxTwoLeaders(t *testing.T) {
 	old, cli, cluster, fn := warmSetup(t)
-	old.SetWarm([]localexec.WarmTarget{{Function: fn, N: 1, StdoutLimit: 1 << 20}})
+	old.SetWarm([]executor.WarmTarget{{Function: fn, N: 1, StdoutLimit: 1 << 20}})
 	ready(t, old, fn.ID, 1)
 	dir, err := os.MkdirTemp("", "localexec-leader-")
 	if err != nil {
@@ -240,7 +240,7 @@ func TestWarmSandboxTwoLeaders(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	cur := newClusterExec(t, cli, cluster, dir)
-	cur.SetWarm([]localexec.WarmTarget{{Function: fn, N: 1, StdoutLimit: 1 << 20}})
+	cur.SetWarm([]executor.WarmTarget{{Function: fn, N: 1, StdoutLimit: 1 << 20}})
 	ready(t, cur, fn.ID, 1) // adopted, not booted: the same container
 	count := starts(t, cli, cluster)
 	a, b := warmSpec(t, cli, fn, "a\n"), warmSpec(t, cli, fn, "b\n")
