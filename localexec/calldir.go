@@ -86,6 +86,9 @@ func (e *Executor) writeEnvelope(dir string, spec executor.Spec, argv []string, 
 	env := shim.Envelope{
 		Version: shim.EnvelopeVersion, CallID: spec.CallID, Argv: argv, Env: spec.Env,
 		StdoutLimit: limit, ResultDir: containerOutDir, Once: true,
+		// The preview in out/ lets the watcher collect as soon as
+		// result.json appears, without the container's logs.
+		StderrPreview: executor.StderrPreviewBytes,
 	}
 	if t := spec.Function.Timeout; t > 0 {
 		env.TimeoutMs = max(t.Milliseconds(), 1)

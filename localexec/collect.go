@@ -64,8 +64,13 @@ func (e *Executor) collect(ctx context.Context, c *call, t target, engineErr err
 		ins    *container.InspectResponse
 		insErr error = cerrdefs.ErrNotFound
 	)
+	if dr.res != nil && dr.hasStderr {
+		ev.Stderr = string(dr.stderr)
+	}
 	if t.ref != "" && engineErr == nil {
-		ev.Stderr = e.stderrPreview(ctx, t.ref)
+		if !(dr.res != nil && dr.hasStderr) {
+			ev.Stderr = e.stderrPreview(ctx, t.ref)
+		}
 		// The container's state matters only without a result, or to tell
 		// an OOM kill (saves a round trip on the common path).
 		if dr.res == nil || dr.res.ExitCode == 137 {

@@ -2,9 +2,9 @@ package shim
 
 import (
 	"bytes"
-	"errors"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"os"
 	"os/exec"
 	"os/signal"
