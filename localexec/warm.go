@@ -51,7 +51,15 @@ type pool struct {
 	spec    string
 	ready   []*sandbox
 	booting int
+	// After a failed boot (an image that cannot be pulled, an engine
+	// refusing the spec) the pool waits before the next one, doubling up
+	// to maxBootBackoff, so that a broken function costs one attempt a
+	// minute, not one per loop pass.
+	backoff time.Duration
+	retryAt time.Time
 }
+
+const maxBootBackoff = time.Minute
 
 type warmPools struct {
 	mu      sync.Mutex
@@ -285,8 +293,9 @@ func (e *Executor) nextBoot() (executor.WarmTarget, bool) {
 	w := &e.warm
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	now := time.Now()
 	for _, p := range w.pools {
-		if len(p.ready)+p.booting < p.target.N {
+		if len(p.ready)+p.booting < p.target.N && !now.Before(p.retryAt) {
 			p.booting++
 			return p.target, true
 		}
@@ -303,6 +312,12 @@ func (e *Executor) boot(t executor.WarmTarget) {
 	p := w.pools[t.Function.ID]
 	if p != nil {
 		p.booting--
+		if err != nil {
+			p.backoff = min(max(2*p.backoff, time.Second), maxBootBackoff)
+			p.retryAt = time.Now().Add(p.backoff)
+		} else {
+			p.backoff, p.retryAt = 0, time.Time{}
+		}
 	}
 	ok := err == nil && p != nil && p.spec == sb.spec && len(p.ready) < p.target.N
 	if ok {
