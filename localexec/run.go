@@ -101,7 +101,7 @@ func (e *Executor) start(ctx context.Context, c *call, spec executor.Spec) (exec
 		return e.refuse(spec, api.ReasonImage, fmt.Errorf("no command: neither the function nor image %s names one", fn.Image))
 	}
 	limit := stdoutLimit(spec)
-	if h, ok, err := e.tryWarm(ctx, c, spec, rt, args, limit); ok {
+	if h, ok, err := e.tryWarm(ctx, c, spec, args, limit); ok {
 		return h, err
 	}
 	// The envelope is on disk before the container exists: from then on,
@@ -137,10 +137,10 @@ func (e *Executor) start(ctx context.Context, c *call, spec executor.Spec) (exec
 
 // tryWarm runs the call in a warm sandbox of its function, if one is
 // ready; ok false: none could take it, nothing ran, start cold.
-func (e *Executor) tryWarm(ctx context.Context, c *call, spec executor.Spec, rt string, args []string, limit int64) (executor.Handle, bool, error) {
+func (e *Executor) tryWarm(ctx context.Context, c *call, spec executor.Spec, args []string, limit int64) (executor.Handle, bool, error) {
 	pooled := false
 	for {
-		sb, has := e.take(spec.Function, rt, limit)
+		sb, has := e.take(spec.Function, limit)
 		pooled = pooled || has
 		if sb == nil {
 			if pooled {

@@ -73,14 +73,14 @@ type warmPools struct {
 }
 
 // specHash identifies what a sandbox was booted for: the function version
-// (image, command, user, resources...), the runtime and the stdout limit.
-// A sandbox of another hash never takes a call: an update drains the pool.
-func specHash(fn executor.Function, rt string, limit int64) string {
+// (image, command, user, resources...) and the stdout limit. A sandbox of
+// another hash never takes a call: an update drains the pool. (The
+// runtime is not in it: one engine's is the same for every sandbox.)
+func specHash(fn executor.Function, limit int64) string {
 	b, _ := json.Marshal(struct {
-		F  executor.Function
-		RT string
-		L  int64
-	}{fn, rt, limit})
+		F executor.Function
+		L int64
+	}{fn, limit})
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:12])
 }
@@ -93,7 +93,6 @@ func (e *Executor) warmDir() string { return filepath.Join(e.stateDir, warmDirNa
 // warm sandboxes a previous leader left on this engine: unclaimed ones of a
 // current function version join its pool, the others are removed.
 func (e *Executor) SetWarm(targets []executor.WarmTarget) {
-	rt := e.Runtime()
 	var drop []*sandbox
 	w := &e.warm
 	w.mu.Lock()
@@ -113,7 +112,10 @@ func (e *Executor) SetWarm(targets []executor.WarmTarget) {
 			w.pools[t.Function.ID] = p
 		}
 		p.target = t
-		p.spec = specHash(t.Function, rt, t.StdoutLimit)
+		if spec := specHash(t.Function, t.StdoutLimit); spec != p.spec {
+			p.spec = spec
+			p.backoff, p.retryAt = 0, time.Time{} // a new version may boot where the old failed
+		}
 		keep := p.ready[:0]
 		for _, sb := range p.ready {
 			if sb.spec == p.spec && len(keep) < t.N {
@@ -203,7 +205,7 @@ func (e *Executor) countWarm(hit bool) {
 
 // take pops a ready sandbox of fn's current version, or nil; pooled says
 // whether fn has a pool. Sandboxes of an older version are discarded.
-func (e *Executor) take(fn executor.Function, rt string, limit int64) (*sandbox, bool) {
+func (e *Executor) take(fn executor.Function, limit int64) (*sandbox, bool) {
 	w := &e.warm
 	w.mu.Lock()
 	p := w.pools[fn.ID]
@@ -211,7 +213,7 @@ func (e *Executor) take(fn executor.Function, rt string, limit int64) (*sandbox,
 		w.mu.Unlock()
 		return nil, false
 	}
-	spec := specHash(fn, rt, limit)
+	spec := specHash(fn, limit)
 	var sb *sandbox
 	var drop []*sandbox
 	for len(p.ready) > 0 && sb == nil {
@@ -364,7 +366,7 @@ func (e *Executor) bootSandbox(t executor.WarmTarget) (*sandbox, error) {
 	}
 	id := newSandboxID()
 	sb := &sandbox{id: id, name: warmNamePrefix + id, dir: filepath.Join(e.warmDir(), id), stateDir: e.stateDir,
-		spec: specHash(fn, rt, t.StdoutLimit), stop: func() {}}
+		spec: specHash(fn, t.StdoutLimit), stop: func() {}}
 	if err := os.MkdirAll(e.warmDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("warm dir: %w", err)
 	}
