@@ -2,6 +2,9 @@ package localexec_test
 
 import (
 	"context"
+	"fmt"
+	"reflect"
+	"strings"
 	"os"
 	"sync"
 	"testing"
@@ -274,4 +277,74 @@ func TestWarmSandboxTwoLeaders(t *testing.T) {
 	}
 	_ = old.Release(context.Background(), []executor.Handle{ha})
 	_ = cur.Release(context.Background(), []executor.Handle{hb})
+}
+
+// A warm sandbox has exactly the spec of a cold container of the same
+// function: the same host config (runtime, network none, caps, no new
+// privileges, pids, memory, CPU, read-only root, /tmp, binds at the same
+// container paths, log driver) and the same user, image and workdir; only
+// its name, its labels and the shim's -wait differ. And the command runs
+// inside it as the function's user without capabilities.
+func TestWarmSpecIsTheColdSpec(t *testing.T) {
+	e, cli, cluster, fn := warmSetup(t)
+	fn.Command = []string{"sh", "-c", "id -u; grep CapEff /proc/self/status"}
+	fn.Workdir = "/tmp"
+	cold := warmSpec(t, cli, fn, "")
+	h := start(t, e, cold)
+	if ev := final(t, e, cold.CallID); ev.Kind != executor.Finished {
+		t.Fatalf("cold: %v %s", ev.Kind, ev.Message)
+	}
+	ci, err := cli.ContainerInspect(context.Background(), h.Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release(t, e, cli, h)
+	e.SetWarm([]executor.WarmTarget{{Function: fn, N: 1, StdoutLimit: 1 << 20}})
+	ready(t, e, fn.ID, 1)
+	list, err := cli.ContainerList(context.Background(), container.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", executor.LabelCluster+"="+cluster))})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("warm containers: %d, %v", len(list), err)
+	}
+	wi, err := cli.ContainerInspect(context.Background(), list[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := func(binds []string) []string {
+		var out []string
+		for _, b := range binds {
+			parts := strings.Split(b, ":")
+			out = append(out, strings.Join(parts[1:], ":"))
+		}
+		return out
+	}
+	chc, whc := *ci.HostConfig, *wi.HostConfig
+	if fmt.Sprint(targets(chc.Binds)) != fmt.Sprint(targets(whc.Binds)) || chc.Binds[0] != whc.Binds[0] {
+		t.Errorf("binds: cold %v, warm %v", chc.Binds, whc.Binds)
+	}
+	chc.Binds, whc.Binds = nil, nil
+	if !reflect.DeepEqual(chc, whc) {
+		t.Errorf("host config differs:\ncold %+v\nwarm %+v", chc, whc)
+	}
+	cc, wc := ci.Config, wi.Config
+	if cc.User != wc.User || cc.Image != wc.Image || cc.WorkingDir != wc.WorkingDir || wc.User != "65534:65534" {
+		t.Errorf("config: cold user %q image %q workdir %q; warm %q %q %q", cc.User, cc.Image, cc.WorkingDir, wc.User, wc.Image, wc.WorkingDir)
+	}
+	if want := append([]string{cc.Entrypoint[0], "-wait"}, cc.Entrypoint[1:]...); fmt.Sprint(wc.Entrypoint) != fmt.Sprint(want) {
+		t.Errorf("entrypoint: warm %v, want %v", wc.Entrypoint, want)
+	}
+	for _, k := range []string{executor.LabelFunction, executor.LabelManaged, executor.LabelCluster, executor.LabelExecutor} {
+		if cc.Labels[k] != wc.Labels[k] {
+			t.Errorf("label %s: cold %q warm %q", k, cc.Labels[k], wc.Labels[k])
+		}
+	}
+	s := warmSpec(t, cli, fn, "")
+	h = start(t, e, s)
+	ev := final(t, e, s.CallID)
+	lines := strings.Split(strings.TrimSpace(string(ev.Stdout)), "\n")
+	if ev.Kind != executor.Finished || h.Ref != wi.ID || len(lines) != 2 || lines[0] != "65534" ||
+		strings.Trim(strings.TrimPrefix(lines[1], "CapEff:"), "\t 0") != "" {
+		t.Fatalf("in the warm sandbox: %v %q ref %s (warm %s)", ev.Kind, ev.Stdout, h.Ref, wi.ID)
+	}
+	release(t, e, cli, h)
 }
