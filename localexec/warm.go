@@ -15,6 +15,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/hyperfunc/hyperfunc/executor"
@@ -44,6 +45,37 @@ type sandbox struct {
 	id, name, dir, stateDir, spec string
 	ref                           string // container ID
 	stop                          context.CancelFunc
+	// bell is the attached stdin of the container: a byte on it wakes the
+	// shim at once after the envelope is written (shim.WaitPoll). Nil when
+	// attaching failed: the shim's poll finds the envelope anyway.
+	bell *types.HijackedResponse
+}
+
+// attach connects the sandbox's doorbell; best effort. The connection
+// lives as long as the executor (or until the sandbox is claimed).
+func (e *Executor) attach(sb *sandbox) {
+	resp, err := e.cli.ContainerAttach(e.ctx, sb.ref, container.AttachOptions{Stream: true, Stdin: true})
+	if err != nil {
+		e.log.Debug("attaching a warm sandbox's stdin; its shim polls instead", "container", sb.name, "err", err)
+		return
+	}
+	sb.bell = &resp
+}
+
+// ring wakes the sandbox's shim, and hangs up: the doorbell serves once.
+func (sb *sandbox) ring() {
+	if sb.bell == nil {
+		return
+	}
+	_, _ = sb.bell.Conn.Write([]byte{'\n'})
+	sb.hangUp()
+}
+
+func (sb *sandbox) hangUp() {
+	if sb.bell != nil {
+		sb.bell.Close()
+		sb.bell = nil
+	}
 }
 
 type pool struct {
@@ -385,11 +417,15 @@ func (e *Executor) bootSandbox(t executor.WarmTarget) (*sandbox, error) {
 	cfg.Labels[labelWarmSpec] = sb.spec
 	cfg.Labels[labelWarmState] = e.stateDir
 	cfg.Entrypoint = []string{containerShim, "-wait", "-envelope", containerEnvelope}
+	// The doorbell: stdin kept open for the agent to attach (the command
+	// never gets it: its stdin is the envelope's).
+	cfg.OpenStdin = true
 	created, err := e.cli.ContainerCreate(ctx, cfg, hc, nil, nil, sb.name)
 	if err != nil {
 		return sb, fmt.Errorf("create warm container: %w", err)
 	}
 	sb.ref = created.ID
+	e.attach(sb)
 	if err := e.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
 		return sb, fmt.Errorf("start warm container: %w", err)
 	}
@@ -444,6 +480,7 @@ func (e *Executor) watchSandbox(fnID string, sb *sandbox) {
 // and its dir (only while it is still the warm dir: a claimed one moved).
 func (e *Executor) discard(sb *sandbox) {
 	sb.stop()
+	sb.hangUp()
 	ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
 	defer cancel()
 	if err := e.cli.ContainerRemove(ctx, sb.name, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
@@ -493,6 +530,9 @@ func (e *Executor) adoptOrphans() {
 		sb := &sandbox{id: s.Labels[labelWarm], name: name, ref: s.ID, dir: s.Labels[labelCallDir],
 			stateDir: s.Labels[labelWarmState], spec: s.Labels[labelWarmSpec], stop: func() {}}
 		fnID := s.Labels[executor.LabelFunction]
+		if s.State == "running" && name == warmNamePrefix+sb.id {
+			e.attach(sb) // before it is in a pool, where a Start may ring it
+		}
 		w.mu.Lock()
 		p := w.pools[fnID]
 		ok := s.State == "running" && name == warmNamePrefix+sb.id && p != nil && p.spec == sb.spec &&
@@ -582,6 +622,7 @@ func (e *Executor) startWarm(ctx context.Context, c *call, spec executor.Spec, s
 		// A container of this call exists (another leader started it):
 		// this sandbox never runs it. Its .started is claimed, so the
 		// dir, shared by name with that call, runs nothing through it.
+		sb.hangUp()
 		if _, cerr := claimNew(dir); cerr != nil {
 			e.log.Warn("claiming a warm dir", "err", cerr)
 		}
@@ -594,8 +635,10 @@ func (e *Executor) startWarm(ctx context.Context, c *call, spec executor.Spec, s
 		return executor.Handle{}, fmt.Errorf("rename warm container: %w", err)
 	}
 	if err := e.writeEnvelope(dir, spec, args, limit); err != nil {
+		sb.hangUp()
 		return executor.Handle{}, err
 	}
+	sb.ring()
 	e.wg.Add(1)
 	go e.watch(c, watchArgs{
 		id: sb.ref, dir: dir, startedAt: time.Now(), timeout: spec.Function.Timeout,

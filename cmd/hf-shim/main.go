@@ -31,7 +31,9 @@ func main() {
 	}
 
 	if *wait {
-		if err := shim.WaitFor(*envelope, shim.WaitPoll, sigs); err != nil {
+		// The doorbell is stdin; the command never gets it (its stdin is
+		// the envelope's).
+		if err := shim.WaitFor(*envelope, shim.WaitPoll, os.Stdin, sigs); err != nil {
 			fmt.Fprintln(os.Stderr, "hf-shim:", err)
 			os.Exit(shim.ExitShimError)
 		}
