@@ -175,7 +175,9 @@ func (e *Executor) adopt(ctx context.Context, c *call, ins container.InspectResp
 		go e.watch(c, watchArgs{id: ins.ID, dir: t.dir, startedAt: now, timeout: t.timeout, limit: t.limit, sendRunning: viaEvents})
 		return executor.Event{CallID: c.id, Kind: executor.Running, Ref: ins.ID, StartedAt: now}, nil
 	}
-	if ins.State != nil && (ins.State.Running || ins.State.Restarting || ins.State.Paused) {
+	// Running, unless its result is complete (the watcher collected it
+	// before the sandbox's teardown ended): then it is collected now.
+	if ins.State != nil && (ins.State.Running || ins.State.Restarting || ins.State.Paused) && !resultReady(t.dir) {
 		started := parseTime(ins.State.StartedAt)
 		a := watchArgs{id: ins.ID, dir: t.dir, startedAt: started, timeout: t.timeout, limit: t.limit, sendRunning: viaEvents}
 		if t.timeout > 0 {
