@@ -179,4 +179,3 @@ func leaderOf(t *testing.T, among []*harness.Agent, not string) *harness.Agent {
 	})
 	return lead
 }
-

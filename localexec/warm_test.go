@@ -3,9 +3,9 @@ package localexec_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -74,6 +74,20 @@ func starts(t *testing.T, cli *client.Client, cluster string) func() map[string]
 		defer mu.Unlock()
 		return n
 	}
+}
+
+// oneSandbox sets a pool of one for fn and returns its container's ID,
+// once it is ready.
+func oneSandbox(t *testing.T, e *localexec.Executor, cli *client.Client, cluster string, fn executor.Function) string {
+	t.Helper()
+	e.SetWarm([]executor.WarmTarget{{Function: fn, N: 1, StdoutLimit: 1 << 20}})
+	ready(t, e, fn.ID, 1)
+	list, err := cli.ContainerList(context.Background(), container.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", executor.LabelCluster+"="+cluster))})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("warm containers: %d, %v", len(list), err)
+	}
+	return list[0].ID
 }
 
 func ready(t *testing.T, e *localexec.Executor, fn string, n int) {
@@ -171,14 +185,7 @@ func TestWarmSandboxServesOneCall(t *testing.T) {
 // once, in another container.
 func TestWarmSandboxDiedBeforeItsCall(t *testing.T) {
 	e, cli, cluster, fn := warmSetup(t)
-	e.SetWarm([]executor.WarmTarget{{Function: fn, N: 1, StdoutLimit: 1 << 20}})
-	ready(t, e, fn.ID, 1)
-	list, err := cli.ContainerList(context.Background(), container.ListOptions{Filters: filters.NewArgs(
-		filters.Arg("label", executor.LabelCluster+"="+cluster))})
-	if err != nil || len(list) != 1 {
-		t.Fatalf("warm containers: %d, %v", len(list), err)
-	}
-	dead := list[0].ID
+	dead := oneSandbox(t, e, cli, cluster, fn)
 	if err := cli.ContainerKill(context.Background(), dead, "KILL"); err != nil {
 		t.Fatal(err)
 	}
@@ -299,14 +306,7 @@ func TestWarmSpecIsTheColdSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	release(t, e, cli, h)
-	e.SetWarm([]executor.WarmTarget{{Function: fn, N: 1, StdoutLimit: 1 << 20}})
-	ready(t, e, fn.ID, 1)
-	list, err := cli.ContainerList(context.Background(), container.ListOptions{Filters: filters.NewArgs(
-		filters.Arg("label", executor.LabelCluster+"="+cluster))})
-	if err != nil || len(list) != 1 {
-		t.Fatalf("warm containers: %d, %v", len(list), err)
-	}
-	wi, err := cli.ContainerInspect(context.Background(), list[0].ID)
+	wi, err := cli.ContainerInspect(context.Background(), oneSandbox(t, e, cli, cluster, fn))
 	if err != nil {
 		t.Fatal(err)
 	}

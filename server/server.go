@@ -163,7 +163,7 @@ type Server struct {
 
 	metrics  *metrics
 	enqueuer *enqueuer
-	warm     *warmState // the adaptive mode's last calls (warm.go)
+	warm     *warmState       // the adaptive mode's last calls (warm.go)
 	fwdQueue chan *enqueueReq // async calls a follower batches to the leader
 
 	peersMu    sync.Mutex

@@ -492,13 +492,20 @@ func TestWaitForSeesALaterFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte("{}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	waitDone(t, done, "WaitFor did not see the file")
+}
+
+// waitDone waits for WaitFor's answer, which must be nil; a minute only
+// catches a hang.
+func waitDone(t *testing.T, done <-chan error, hang string) {
+	t.Helper()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatalf("WaitFor: %v", err)
 		}
 	case <-time.After(time.Minute):
-		t.Fatal("WaitFor did not see the file")
+		t.Fatal(hang)
 	}
 }
 
@@ -527,12 +534,5 @@ func TestWaitForDoorbell(t *testing.T) {
 	if _, err := pw.Write([]byte{'\n'}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("WaitFor: %v", err)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("the doorbell did not end the wait")
-	}
+	waitDone(t, done, "the doorbell did not end the wait")
 }
