@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	"github.com/hyperfunc/hyperfunc/executor"
 	"github.com/hyperfunc/hyperfunc/localexec"
@@ -101,6 +102,15 @@ func warmSpec(t *testing.T, cli *client.Client, fn executor.Function, in string)
 	s.Function = fn
 	s.Stdin = []byte(in)
 	return s
+}
+
+// onImage checks that the container of h was created from img.
+func onImage(t *testing.T, cli *client.Client, h executor.Handle, img string) {
+	t.Helper()
+	ins, err := cli.ContainerInspect(context.Background(), h.Ref)
+	if err != nil || ins.Config.Image != img {
+		t.Fatalf("the call ran in a container of image %q (%v), want %q", ins.Config.Image, err, img)
+	}
 }
 
 // A call takes a pre-started sandbox, and no sandbox serves two calls:
@@ -215,11 +225,19 @@ func TestWarmUpdateNeverRunsTheOldVersion(t *testing.T) {
 	ready(t, e, fn.ID, 1)
 	v2 := fn
 	v2.User = "root" // the old sandbox runs as nobody
+	// And another image reference (the same content under a new tag: the
+	// container that runs the call names which one it was created from).
+	v2.Image = fn.Image + "-v2-" + newCallID(t)
+	if err := cli.ImageTag(context.Background(), fn.Image, v2.Image); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = cli.ImageRemove(context.Background(), v2.Image, image.RemoveOptions{}) })
 	s := warmSpec(t, cli, v2, "")
 	h := start(t, e, s)
 	if ev := final(t, e, s.CallID); ev.Kind != executor.Finished || string(ev.Stdout) != "0\n" {
 		t.Fatalf("got %v %q stdout %q", ev.Kind, ev.Message, ev.Stdout)
 	}
+	onImage(t, cli, h, v2.Image)
 	release(t, e, cli, h)
 	if st := e.Warm(); st.Hits != 0 || st.Misses != 1 {
 		t.Fatalf("hits %d misses %d, want 0 and 1", st.Hits, st.Misses)
@@ -231,6 +249,7 @@ func TestWarmUpdateNeverRunsTheOldVersion(t *testing.T) {
 	if ev := final(t, e, s.CallID); ev.Kind != executor.Finished || string(ev.Stdout) != "0\n" {
 		t.Fatalf("got %v %q stdout %q", ev.Kind, ev.Message, ev.Stdout)
 	}
+	onImage(t, cli, h, v2.Image)
 	release(t, e, cli, h)
 	if st := e.Warm(); st.Hits != 1 {
 		t.Fatalf("hits %d after SetWarm of the new version, want 1", st.Hits)

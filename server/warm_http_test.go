@@ -96,6 +96,18 @@ func TestWarmPoolsFollowFunctionsAndLeader(t *testing.T) {
 	})
 	do(t, http.MethodDelete, url+"/b", "", nil).want(t, 204)
 	wantTargets(t, x, map[string]int{"default/a": 2})
+	// The executor's pools are on /metrics (the fake reports its targets
+	// as ready).
+	fams := scrape(t, c.URL(lead))
+	for _, n := range []string{"hyperfunc_warm_hits_total", "hyperfunc_warm_misses_total"} {
+		if fams[n] == nil {
+			t.Errorf("/metrics has no %s", n)
+		}
+	}
+	if f := fams["hyperfunc_warm_ready"]; f == nil || len(f.Metric) != 1 || f.Metric[0].GetGauge().GetValue() != 2 ||
+		f.Metric[0].Label[0].GetValue() != "default/a" {
+		t.Errorf("hyperfunc_warm_ready: %v", f)
+	}
 
 	c.Kill(lead)
 	if x.WarmDrops() == 0 {
