@@ -183,6 +183,7 @@ func (e *Executor) StateDir() string { return e.stateDir }
 // Close stops the watchers without touching the containers: calls still
 // running stay for Reconcile of the next executor, as after a crash.
 func (e *Executor) Close() error {
+	e.DropWarm() // the sandboxes stay too, for the next leader
 	e.cancel()
 	e.wg.Wait()
 	return nil

@@ -185,6 +185,7 @@ func (e *Executor) DropWarm() {
 	for _, p := range w.pools {
 		for _, sb := range p.ready {
 			sb.stop()
+			sb.hangUp() // the next leader attaches again
 		}
 	}
 	w.pools = map[string]*pool{}
@@ -633,6 +634,16 @@ func (e *Executor) startWarm(ctx context.Context, c *call, spec executor.Spec, s
 			return e.startExisting(ctx, c, spec, args, limit)
 		}
 		return executor.Handle{}, fmt.Errorf("rename warm container: %w", err)
+	}
+	if reason, msg := c.stopped(); reason != "" {
+		// Canceled while we claimed it: as a cold call canceled before its
+		// start, its dir is claimed so that nothing runs there.
+		sb.hangUp()
+		if _, err := claimNew(dir); err != nil {
+			e.log.Warn("claiming the dir of a canceled call", "call", c.id, "err", err)
+		}
+		e.kill(c, sb.ref)
+		return e.refuse(spec, reason, errors.New(msg))
 	}
 	if err := e.writeEnvelope(dir, spec, args, limit); err != nil {
 		sb.hangUp()
