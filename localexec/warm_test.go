@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -366,4 +367,64 @@ func TestWarmSpecIsTheColdSpec(t *testing.T) {
 		t.Fatalf("in the warm sandbox: %v %q ref %s (warm %s)", ev.Kind, ev.Stdout, h.Ref, wi.ID)
 	}
 	release(t, e, cli, h)
+}
+
+// claimHalfway does what a leader that died in the middle of a warm claim
+// did: the sandbox's dir moved to the call's, the container renamed to the
+// call, but no envelope written.
+func claimHalfway(t *testing.T, cli *client.Client, sandbox, callID string) {
+	t.Helper()
+	ins, err := cli.ContainerInspect(context.Background(), sandbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := ins.Config.Labels["io.hyperfunc.call-dir"]
+	if err := os.Rename(dir, filepath.Join(ins.Config.Labels["io.hyperfunc.warm-state"], callID)); err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.ContainerRename(context.Background(), sandbox, "hf-"+callID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A leader died after claiming a sandbox for a call but before handing it
+// the envelope. The next leader's Reconcile finds the sandbox by the
+// call's name: nothing ran and nothing can (it claims the dir first), so
+// the sandbox goes and the call is NotFound, to be started again.
+func TestWarmClaimedWithoutEnvelopeReconciled(t *testing.T) {
+	e, cli, cluster, fn := warmSetup(t)
+	sandbox := oneSandbox(t, e, cli, cluster, fn)
+	e.DropWarm() // the leader is gone
+	s := warmSpec(t, cli, fn, "x")
+	claimHalfway(t, cli, sandbox, s.CallID)
+	next := newClusterExec(t, cli, cluster, stateDir)
+	ev := reconcileOne(t, next, executor.Handle{CallID: s.CallID})
+	if ev.Kind != executor.NotFound {
+		t.Fatalf("reconcile: %+v", ev)
+	}
+	if _, err := cli.ContainerInspect(context.Background(), sandbox); err == nil {
+		t.Fatal("the half-claimed sandbox is still there")
+	}
+	// Started again, the call runs once, cold.
+	h := start(t, next, s)
+	if ev := final(t, next, s.CallID); ev.Kind != executor.Finished || string(ev.Stdout) != "x" || h.Ref == sandbox {
+		t.Fatalf("restart: %v %q %q ref %s", ev.Kind, ev.Message, ev.Stdout, h.Ref)
+	}
+	release(t, next, cli, h)
+}
+
+// The same, but the call's Start comes again (a retry, the next leader's
+// dispatcher): it finds the sandbox by name and hands it the envelope.
+func TestWarmClaimedWithoutEnvelopeStarted(t *testing.T) {
+	e, cli, cluster, fn := warmSetup(t)
+	sandbox := oneSandbox(t, e, cli, cluster, fn)
+	e.DropWarm()
+	s := warmSpec(t, cli, fn, "y")
+	claimHalfway(t, cli, sandbox, s.CallID)
+	next := newClusterExec(t, cli, cluster, stateDir)
+	h := start(t, next, s)
+	if ev := final(t, next, s.CallID); ev.Kind != executor.Finished || string(ev.Stdout) != "y" || h.Ref != sandbox {
+		t.Fatalf("start: %v %q %q ref %s, want the sandbox %s", ev.Kind, ev.Message, ev.Stdout, h.Ref, sandbox)
+	}
+	release(t, next, cli, h)
 }
