@@ -168,9 +168,7 @@ func (e *Executor) SetWarm(targets []executor.WarmTarget) {
 		}
 	}
 	w.mu.Unlock()
-	for _, sb := range drop {
-		e.discard(sb)
-	}
+	e.discardAll(drop)
 	select {
 	case w.kick <- struct{}{}:
 	default:
@@ -262,9 +260,7 @@ func (e *Executor) take(fn executor.Function, limit int64) (*sandbox, bool) {
 		sb.stop() // its death watch ends: the call's watcher follows it now
 	}
 	w.mu.Unlock()
-	for _, s := range drop {
-		e.discard(s)
-	}
+	e.discardAll(drop)
 	select { // refill after each use
 	case w.kick <- struct{}{}:
 	default:
@@ -472,6 +468,21 @@ func (e *Executor) watchSandbox(fnID string, sb *sandbox) {
 			case w.kick <- struct{}{}:
 			default:
 			}
+		}
+	}()
+}
+
+// discardAll removes sandboxes in the background: callers (SetWarm, a
+// Start) do not wait for the engine.
+func (e *Executor) discardAll(sbs []*sandbox) {
+	if len(sbs) == 0 {
+		return
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		for _, sb := range sbs {
+			e.discard(sb)
 		}
 	}()
 }
