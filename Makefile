@@ -6,7 +6,7 @@ GO ?= go
 BIN := bin
 LDFLAGS := -s -w
 
-.PHONY: all toolchain build test test-unit e2e check bench dev stop chaos e2e-nomad fuzz clean docker
+.PHONY: all toolchain build test test-unit e2e check bench dev stop chaos e2e-nomad fuzz clean docker chromium screenshots
 
 all: build
 
@@ -25,6 +25,15 @@ build: toolchain
 docker:
 	bash scripts/setup-docker.sh
 
+# Debian's chromium, for the web UI's headless browser tests (e2e/ui).
+chromium:
+	bash scripts/setup-chromium.sh
+
+# The UI's screenshots in docs/screenshots/ (the README shows one), taken by its e2e
+# test in headless chromium against a real agent.
+screenshots: toolchain docker chromium
+	$(GO) test -count=1 -run TestUI ./e2e/ui -ui.screenshots=$(CURDIR)/docs/screenshots
+
 # The whole suite, race detector on, real Docker with runsc included, never
 # from the test cache (-count=1). A real Nomad dev agent
 # (scripts/nomad-dev.sh; exit 3: no binary, the real-Nomad tests then skip
@@ -32,7 +41,7 @@ docker:
 # exported, and is stopped afterwards, also on failure. The disruptive tests
 # restart the shared dockerd, so they run alone, after the rest, whether or
 # not the rest passed; make test fails when either stage failed.
-test: toolchain docker
+test: toolchain docker chromium
 	@status=0; addr=; rc=0; out=$$(bash scripts/nomad-dev.sh start) || rc=$$?; \
 	case $$rc in 0) addr=$${out#NOMAD_ADDR=};; 3) echo "==> no Nomad binary: the real-Nomad tests skip (and fail with CI=true)";; *) exit $$rc;; esac; \
 	trap 'bash scripts/nomad-dev.sh stop' EXIT; \

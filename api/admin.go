@@ -135,3 +135,11 @@ func (i *Images) Pull(ctx context.Context, image string) error {
 	_, err := i.c.jsonRequest(ctx, http.MethodPost, "/v1/images/pull", nil, &PullRequest{Image: image}, nil)
 	return err
 }
+
+// Queue lists the queued and running calls per user against their quota
+// (GET /v1/queue): every user for an admin token, else the token's own.
+func (s *Status) Queue(ctx context.Context, o *QueryOptions) ([]*UserQueue, *QueryMeta, error) {
+	var out []*UserQueue
+	meta, err := s.c.get(ctx, "/v1/queue", o, &out)
+	return out, meta, err
+}

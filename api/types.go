@@ -115,6 +115,8 @@ type Function struct {
 	UpdatedAt   time.Time         `json:"updated_at"`
 	CreateIndex uint64            `json:"create_index"`
 	ModifyIndex uint64            `json:"modify_index"`
+	// Stats are its calls per state, only in a list asked with ?stats=true.
+	Stats *FunctionStatus `json:"stats,omitempty"`
 }
 
 // Call is the record of one call of a function.
@@ -232,6 +234,17 @@ type User struct {
 	ModifyIndex uint64    `json:"modify_index"`
 }
 
+// UserQueue is one user's line of GET /v1/queue: calls queued (Pending)
+// and started (Running, at most Quota at once), and the stdin bytes they
+// hold.
+type UserQueue struct {
+	User       string `json:"user"`
+	Quota      int    `json:"quota"` // the user's own, else the cluster default
+	Pending    int    `json:"pending"`
+	Running    int    `json:"running"`
+	StdinBytes int64  `json:"stdin_bytes"`
+}
+
 // QuotaUpdate is the body of a quota change.
 type QuotaUpdate struct {
 	Quota int `json:"quota"`
@@ -277,6 +290,8 @@ type Health struct {
 	Leader   string            `json:"leader"`
 	Executor string            `json:"executor"`
 	Checks   map[string]string `json:"checks"`
+	// AppliedIndex is the last Raft index this server applied.
+	AppliedIndex uint64 `json:"applied_index"`
 }
 
 // PullRequest asks the executor to pull an image.
@@ -301,4 +316,13 @@ const (
 	// HTTP clients (Python's http.client, requests) take any 1xx but 100
 	// for the final answer.
 	HeaderEarlyCallID = "X-Hyper-Early-Call-Id"
+	// HeaderUI marks a request of the web UI: only with it does the API
+	// take the token from the UI's session cookie (UICookie). A cross-site
+	// form or image cannot set a header, and a cross-site fetch that sets
+	// one needs a CORS preflight the agent never grants, so another site
+	// cannot make a browser spend the cookie (CSRF).
+	HeaderUI = "X-Hyper-UI"
+	// UICookie holds the token of a web UI session: HttpOnly (scripts
+	// cannot read it), SameSite=Strict, Path=/v1/ (the API only).
+	UICookie = "hyper_ui_token"
 )

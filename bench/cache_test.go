@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"path/filepath"
 	"testing"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -44,13 +45,18 @@ func benchPutOutput(b *testing.B, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	disk, err := cachestore.Open(filepath.Join(b.TempDir(), "caches.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer disk.Close()
 	const fn = "user/fn"
 	data := make([]byte, size)
 	limit := cachestore.DefaultCap
-	full := int(limit / (int64(size) + cachestore.OutputOverhead)) // each output also counts its overhead
+	full := int(min(limit/int64(size), cachestore.MaxEntries))
 	seq := uint64(0)
 	put := func() []string {
-		txn := db.Txn(true)
+		txn := cachestore.NewTxn(db, disk)
 		defer txn.Abort()
 		seq++
 		rotated, err := cachestore.PutOutput(txn, &cachestore.Output{
@@ -59,7 +65,9 @@ func benchPutOutput(b *testing.B, size int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		txn.Commit()
+		if err := txn.Commit(); err != nil {
+			b.Fatal(err)
+		}
 		return rotated
 	}
 	for i := 0; i < full; i++ {
@@ -84,7 +92,7 @@ func benchFinishRotating(b *testing.B, size int) {
 		ID: fnID, Owner: owner, Name: "fn", Image: "ubuntu", SecretHash: "s", CreatedAt: t0, UpdatedAt: t0,
 	}})
 	stdout := make([]byte, size)
-	full := int(cachestore.DefaultCap / (int64(size) + cachestore.OutputOverhead))
+	full := int(min(cachestore.DefaultCap/int64(size), cachestore.MaxEntries))
 	n := 0
 	// started enqueues and starts k calls and returns their IDs, ready to
 	// finish.

@@ -35,7 +35,9 @@ type fsmHarness struct {
 
 func newFSMHarness(tb testing.TB) *fsmHarness {
 	tb.Helper()
-	f, err := fsm.New(fsm.DefaultConfig())
+	// A temporary dir of the store's own: millionQueued keeps one harness
+	// across benchmarks, past the first one's TempDir.
+	f, err := fsm.New(fsm.DefaultConfig(), "")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -216,7 +218,7 @@ func BenchmarkSnapshot1M(b *testing.B) {
 			b.Skip("persist did not run")
 		}
 		for b.Loop() {
-			f, err := fsm.New(fsm.DefaultConfig())
+			f, err := fsm.New(fsm.DefaultConfig(), b.TempDir())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -260,7 +262,7 @@ func BenchmarkMemoryPerCall(b *testing.B) {
 		var perCall float64
 		for b.Loop() {
 			before := heapAlloc()
-			f, err := fsm.New(fsm.Config{OutputCacheBytes: cachestore.DefaultCap, LogCacheBytes: 1})
+			f, err := fsm.New(fsm.Config{OutputCacheBytes: cachestore.DefaultCap, LogCacheBytes: 1}, b.TempDir())
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -1,13 +1,22 @@
-// Package cachestore holds the capped, rotating per-function caches of
-// hyperfunc as go-memdb tables: the output cache (stdout of finished calls)
-// and the log cache (a function's CALL/PENDING/RUNNING/... events). Each is
-// capped per function (50 MiB by default, as in Hyper Func); when an insert
-// takes a function past its cap the oldest entries rotate out until it fits.
+// Package cachestore holds the bulk of hyperfunc's replicated state on disk:
+// the capped, rotating per-function caches (the output cache, stdout of
+// finished calls, and the log cache, a function's CALL/PENDING/RUNNING/...
+// events) and the records of ended calls, which live as long as something
+// of them is in the caches. Each cache is capped per function (50 MiB by
+// default, as in Hyper Func); when an insert takes a function past its cap
+// the oldest entries rotate out until it fits.
 //
-// The byte count kept per function is exact: it is the sum of Size() of the
-// entries present, updated in the same transaction as the entries. Every
-// function here runs inside the caller's write transaction, so the caches
-// change atomically with the rest of the replicated state.
+// The bytes live in a bbolt file (DB); go-memdb keeps only one usage row
+// per function and cache, whose byte and entry counts are exact sums of
+// what is on disk and change in the same apply, and whose watch channels
+// wake blocking readers. So a server's heap does not grow with its caches.
+//
+// Every write runs inside the state store's apply (Txn): the memdb write
+// transaction and, opened on first use, a bbolt write transaction that the
+// caller commits before memdb's. The file is derived state, never trusted
+// across process lifetimes: Open starts it empty, and Raft rebuilds it
+// from the latest snapshot and the log after it, as it does memdb. A crash
+// between the two commits therefore leaves nothing to reconcile.
 package cachestore
 
 import (
@@ -16,18 +25,23 @@ import (
 	memdb "github.com/hashicorp/go-memdb"
 )
 
-// Table and index names.
+// Table and index names of the memdb half.
 const (
-	TableOutputs = "outputs"
-	TableLogs    = "logs"
-	TableUsage   = "cache_usage"
+	TableUsage = "cache_usage"
 
-	IndexID       = "id"
-	IndexFunction = "function"
+	IndexID = "id"
 )
 
 // DefaultCap is the default per-function cap of each cache.
 const DefaultCap int64 = 50 << 20
+
+// MaxEntries bounds the entries of one cache of one function, whatever
+// their bytes: an empty output counts nothing against the byte cap (so 50
+// MiB holds 50 outputs of 1 MiB), and this is what bounds their number. An
+// entry costs at most ~300 bytes of disk beyond its bytes (its key, the
+// call ID, the ended call's record), so ~30 MB per cache at this bound,
+// and nothing in the heap.
+const MaxEntries = 100_000
 
 // Kind names a cache in the usage table.
 type Kind string
@@ -46,27 +60,10 @@ type Usage struct {
 	Count    int64
 }
 
-// Tables returns the schemas of the cache tables, to be merged into the
-// state store's schema.
+// Tables returns the schemas of the memdb tables of the caches, to be
+// merged into the state store's schema.
 func Tables() map[string]*memdb.TableSchema {
-	return map[string]*memdb.TableSchema{
-		TableOutputs: outputsTable(),
-		TableLogs:    logsTable(),
-		TableUsage:   usageTable(),
-	}
-}
-
-// functionSeqIndex orders a table's rows by function, then by sequence, so
-// that the oldest entry of a function is the first one of its prefix.
-func functionSeqIndex[T any](name string, fn func(*T) string, seq func(*T) uint64) *memdb.IndexSchema {
-	return &memdb.IndexSchema{
-		Name:   name,
-		Unique: true,
-		Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
-			StringIndex[T]{Field: "Function", Get: fn},
-			UintIndex[T]{Field: "Seq", Get: seq},
-		}},
-	}
+	return map[string]*memdb.TableSchema{TableUsage: usageTable()}
 }
 
 func usageTable() *memdb.TableSchema {
@@ -94,14 +91,21 @@ func Exact(s string) string { return s + "\x00" }
 
 // GetUsage reads the usage of one cache of one function.
 func GetUsage(txn *memdb.Txn, kind Kind, function string) (Usage, error) {
-	raw, err := txn.First(TableUsage, IndexID, string(kind), function)
+	u, _, err := usageWatch(txn, kind, function)
+	return u, err
+}
+
+// usageWatch reads a usage row and the channel that fires when it changes
+// (or appears): the one thing blocking readers of a cache watch.
+func usageWatch(txn *memdb.Txn, kind Kind, function string) (Usage, <-chan struct{}, error) {
+	ch, raw, err := txn.FirstWatch(TableUsage, IndexID, string(kind), function)
 	if err != nil {
-		return Usage{}, fmt.Errorf("cache usage lookup: %w", err)
+		return Usage{}, nil, fmt.Errorf("cache usage lookup: %w", err)
 	}
 	if raw == nil {
-		return Usage{Kind: kind, Function: function}, nil
+		return Usage{Kind: kind, Function: function}, ch, nil
 	}
-	return *raw.(*Usage), nil
+	return *raw.(*Usage), ch, nil
 }
 
 func addUsage(txn *memdb.Txn, kind Kind, function string, bytes, count int64) (Usage, error) {
@@ -124,23 +128,5 @@ func addUsage(txn *memdb.Txn, kind Kind, function string, bytes, count int64) (U
 	return u, nil
 }
 
-// RestoreUsage inserts a usage row as read from a snapshot.
-func RestoreUsage(txn *memdb.Txn, u *Usage) error {
-	return txn.Insert(TableUsage, u)
-}
-
-// DeleteFunction drops both caches of a function.
-func DeleteFunction(txn *memdb.Txn, function string) error {
-	if _, err := txn.DeleteAll(TableOutputs, IndexFunction+"_prefix", Exact(function)); err != nil {
-		return fmt.Errorf("delete outputs of %s: %w", function, err)
-	}
-	if _, err := txn.DeleteAll(TableLogs, IndexID+"_prefix", Exact(function)); err != nil {
-		return fmt.Errorf("delete logs of %s: %w", function, err)
-	}
-	for _, k := range []Kind{KindOutput, KindLog} {
-		if _, err := txn.DeleteAll(TableUsage, IndexID, string(k), function); err != nil {
-			return fmt.Errorf("delete usage of %s: %w", function, err)
-		}
-	}
-	return nil
-}
+// over reports whether a cache holds more than its caps allow.
+func (u Usage) over(limit int64) bool { return u.Bytes > limit || u.Count > MaxEntries }

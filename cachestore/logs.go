@@ -1,6 +1,7 @@
 package cachestore
 
 import (
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -49,40 +50,39 @@ func (e *LogEntry) Lines() [][2]string {
 	return [][2]string{{e.Kind, e.Text}}
 }
 
-func logsTable() *memdb.TableSchema {
-	return &memdb.TableSchema{
-		Name: TableLogs,
-		Indexes: map[string]*memdb.IndexSchema{
-			// (function, seq) is unique, so it is the primary key.
-			IndexID: functionSeqIndex(IndexID,
-				func(e *LogEntry) string { return e.Function }, func(e *LogEntry) uint64 { return e.Seq }),
-		},
-	}
-}
-
 // AppendLog adds an entry and rotates the function's oldest entries out
-// until its log holds at most limit bytes; it returns those that rotated.
-func AppendLog(txn *memdb.Txn, e *LogEntry, limit int64) ([]*LogEntry, error) {
-	if err := txn.Insert(TableLogs, e); err != nil {
-		return nil, fmt.Errorf("insert log entry: %w", err)
+// until its log is within limit bytes and MaxEntries; it returns those that
+// rotated.
+func AppendLog(t *Txn, e *LogEntry, limit int64) ([]*LogEntry, error) {
+	tx, err := t.diskTx()
+	if err != nil {
+		return nil, err
 	}
-	u, err := addUsage(txn, KindLog, e.Function, e.Size(), 1)
+	b, err := bucket(tx, e.Function, bucketLogs, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Put(seqKey(e.Seq), EncodeLog(e, nil)); err != nil {
+		return nil, fmt.Errorf("append log entry: %w", err)
+	}
+	u, err := addUsage(t.Txn, KindLog, e.Function, e.Size(), 1)
 	if err != nil {
 		return nil, err
 	}
 	var rotated []*LogEntry
-	for u.Bytes > limit {
-		old, err := OldestLog(txn, e.Function)
-		if err != nil {
-			return nil, err
-		}
-		if old == nil {
+	for u.over(limit) {
+		k, v := b.Cursor().First()
+		if k == nil {
 			return nil, fmt.Errorf("log usage of %s says %d bytes but no entry is left", e.Function, u.Bytes)
 		}
-		if err := txn.Delete(TableLogs, old); err != nil {
+		old, err := DecodeLog(v, nil)
+		if err != nil {
+			return nil, fmt.Errorf("oldest log entry of %s: %w", e.Function, err)
+		}
+		if err := b.Delete(k); err != nil {
 			return nil, fmt.Errorf("rotate log entry: %w", err)
 		}
-		if u, err = addUsage(txn, KindLog, e.Function, -old.Size(), -1); err != nil {
+		if u, err = addUsage(t.Txn, KindLog, e.Function, -old.Size(), -1); err != nil {
 			return nil, err
 		}
 		rotated = append(rotated, old)
@@ -90,33 +90,48 @@ func AppendLog(txn *memdb.Txn, e *LogEntry, limit int64) ([]*LogEntry, error) {
 	return rotated, nil
 }
 
-// OldestLog is the function's oldest log entry still in the cache.
-func OldestLog(txn *memdb.Txn, function string) (*LogEntry, error) {
-	raw, err := txn.First(TableLogs, IndexID+"_prefix", Exact(function))
+// OldestLogSeq is the sequence number of the function's oldest log entry
+// still in the cache; ok is false when it has none.
+func OldestLogSeq(t *Txn, function string) (seq uint64, ok bool, err error) {
+	tx, err := t.diskTx()
 	if err != nil {
-		return nil, fmt.Errorf("oldest log entry of %s: %w", function, err)
+		return 0, false, err
 	}
-	if raw == nil {
-		return nil, nil
+	b, err := bucket(tx, function, bucketLogs, false)
+	if err != nil || b == nil {
+		return 0, false, err
 	}
-	return raw.(*LogEntry), nil
+	k, _ := b.Cursor().First()
+	if k == nil {
+		return 0, false, nil
+	}
+	return binary.BigEndian.Uint64(k), true, nil
 }
 
 // Logs returns the function's entries with Seq > after, oldest first, and
 // at most the last tail of them when tail > 0. The watch set fires when the
 // function's log changes.
-func Logs(txn *memdb.Txn, ws memdb.WatchSet, function string, after uint64, tail int) ([]*LogEntry, error) {
+func Logs(r *Read, ws memdb.WatchSet, function string, after uint64, tail int) ([]*LogEntry, error) {
+	_, ch, err := usageWatch(r.Mem, KindLog, function)
+	if err != nil {
+		return nil, err
+	}
+	ws.Add(ch)
+	b, err := bucket(r.disk, function, bucketLogs, false)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	intern := map[string]string{}
+	c := b.Cursor()
+	var out []*LogEntry
 	if tail > 0 {
-		it, err := txn.GetReverse(TableLogs, IndexID+"_prefix", Exact(function))
-		if err != nil {
-			return nil, fmt.Errorf("logs of %s: %w", function, err)
-		}
-		ws.Add(it.WatchCh())
-		var out []*LogEntry
-		for raw := it.Next(); raw != nil && len(out) < tail; raw = it.Next() {
-			e := raw.(*LogEntry)
-			if e.Seq <= after {
+		for k, v := c.Last(); k != nil && len(out) < tail; k, v = c.Prev() {
+			if binary.BigEndian.Uint64(k) <= after {
 				break
+			}
+			e, err := DecodeLog(v, intern)
+			if err != nil {
+				return nil, fmt.Errorf("logs of %s: %w", function, err)
 			}
 			out = append(out, e)
 		}
@@ -125,29 +140,12 @@ func Logs(txn *memdb.Txn, ws memdb.WatchSet, function string, after uint64, tail
 		}
 		return out, nil
 	}
-	it, err := txn.LowerBound(TableLogs, IndexID, function, after+1)
-	if err != nil {
-		return nil, fmt.Errorf("logs of %s: %w", function, err)
-	}
-	// LowerBound's iterator does not carry a watch channel for the prefix;
-	// watch the prefix separately so followers wake on appends.
-	wch, err := txn.Get(TableLogs, IndexID+"_prefix", Exact(function))
-	if err != nil {
-		return nil, fmt.Errorf("logs of %s: %w", function, err)
-	}
-	ws.Add(wch.WatchCh())
-	var out []*LogEntry
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		e := raw.(*LogEntry)
-		if e.Function != function {
-			break
+	for k, v := c.Seek(seqKey(after + 1)); k != nil; k, v = c.Next() {
+		e, err := DecodeLog(v, intern)
+		if err != nil {
+			return nil, fmt.Errorf("logs of %s: %w", function, err)
 		}
 		out = append(out, e)
 	}
 	return out, nil
-}
-
-// RestoreLog inserts an entry as read from a snapshot.
-func RestoreLog(txn *memdb.Txn, e *LogEntry) error {
-	return txn.Insert(TableLogs, e)
 }

@@ -10,94 +10,87 @@ import (
 type Output struct {
 	CallID   string
 	Function string
-	Seq      uint64 // insertion order within the function (leader-stamped)
+	Seq      uint64 // the call's sequence number: insertion order within the function
 	Data     []byte
 }
 
-// OutputOverhead is what an output costs besides its data (the row and its
-// index entries, roughly). Counting it keeps the number of outputs under a
-// cap finite even when they are empty.
-const OutputOverhead = 128
-
-// Size is what the output counts against its function's cap.
-func (o *Output) Size() int64 { return OutputOverhead + int64(len(o.Data)) }
-
-func outputsTable() *memdb.TableSchema {
-	return &memdb.TableSchema{
-		Name: TableOutputs,
-		Indexes: map[string]*memdb.IndexSchema{
-			IndexID: {
-				Name:    IndexID,
-				Unique:  true,
-				Indexer: StringIndex[Output]{Field: "CallID", Get: func(o *Output) string { return o.CallID }},
-			},
-			IndexFunction: functionSeqIndex(IndexFunction,
-				func(o *Output) string { return o.Function }, func(o *Output) uint64 { return o.Seq }),
-		},
-	}
-}
+// Size is what the output counts against its function's cap: its bytes,
+// so that the cap means what a user reads (MaxEntries bounds the count).
+func (o *Output) Size() int64 { return int64(len(o.Data)) }
 
 // PutOutput stores an output and rotates the function's oldest outputs out
-// until its cache holds at most limit bytes. It returns the call IDs that
-// rotated out (possibly including o itself, when o alone exceeds limit).
-func PutOutput(txn *memdb.Txn, o *Output, limit int64) ([]string, error) {
-	if err := txn.Insert(TableOutputs, o); err != nil {
-		return nil, fmt.Errorf("insert output %s: %w", o.CallID, err)
+// until its cache is within limit bytes and MaxEntries. It returns the call
+// IDs that rotated out (possibly o's own, when o alone exceeds limit).
+func PutOutput(t *Txn, o *Output, limit int64) ([]string, error) {
+	tx, err := t.diskTx()
+	if err != nil {
+		return nil, err
 	}
-	u, err := addUsage(txn, KindOutput, o.Function, o.Size(), 1)
+	b, err := bucket(tx, o.Function, bucketOutputs, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Put(seqKey(o.Seq), EncodeOutput(o, nil)); err != nil {
+		return nil, fmt.Errorf("put output %s: %w", o.CallID, err)
+	}
+	if err := tx.Bucket(bucketIDs).Put([]byte(o.CallID), idValue(o.Function, o.Seq)); err != nil {
+		return nil, fmt.Errorf("put output %s: %w", o.CallID, err)
+	}
+	u, err := addUsage(t.Txn, KindOutput, o.Function, o.Size(), 1)
 	if err != nil {
 		return nil, err
 	}
 	var rotated []string
-	for u.Bytes > limit {
-		raw, err := txn.First(TableOutputs, IndexFunction+"_prefix", Exact(o.Function))
+	for u.over(limit) {
+		k, v := b.Cursor().First()
+		if k == nil {
+			return nil, fmt.Errorf("output usage of %s says %d bytes but no output is left", o.Function, u.Bytes)
+		}
+		id, n, err := outputHead(v)
 		if err != nil {
 			return nil, fmt.Errorf("oldest output of %s: %w", o.Function, err)
 		}
-		if raw == nil {
-			return nil, fmt.Errorf("output usage of %s says %d bytes but no output is left", o.Function, u.Bytes)
+		if err := b.Delete(k); err != nil {
+			return nil, fmt.Errorf("rotate output %s: %w", id, err)
 		}
-		old := raw.(*Output)
-		if err := txn.Delete(TableOutputs, old); err != nil {
-			return nil, fmt.Errorf("rotate output %s: %w", old.CallID, err)
-		}
-		if u, err = addUsage(txn, KindOutput, o.Function, -old.Size(), -1); err != nil {
+		if u, err = addUsage(t.Txn, KindOutput, o.Function, -n, -1); err != nil {
 			return nil, err
 		}
-		rotated = append(rotated, old.CallID)
+		rotated = append(rotated, id)
 	}
 	return rotated, nil
 }
 
-// GetOutput reads a call's output; nil when absent (never stored, or rotated out).
-func GetOutput(txn *memdb.Txn, ws memdb.WatchSet, callID string) (*Output, error) {
-	ch, raw, err := txn.FirstWatch(TableOutputs, IndexID, callID)
-	if err != nil {
-		return nil, fmt.Errorf("output lookup: %w", err)
-	}
-	ws.Add(ch)
-	if raw == nil {
+// GetOutput reads a call's output (a copy); nil when absent (never stored,
+// or rotated out). The watch set fires when the function's output cache
+// changes.
+func GetOutput(r *Read, ws memdb.WatchSet, callID string) (*Output, error) {
+	fn, seq, ok := lookupID(r.disk, callID)
+	if !ok {
 		return nil, nil
 	}
-	return raw.(*Output), nil
+	_, ch, err := usageWatch(r.Mem, KindOutput, fn)
+	if err != nil {
+		return nil, err
+	}
+	ws.Add(ch)
+	return getOutput(r.disk.Bucket([]byte(fn)), seq)
 }
 
-// DeleteOutput drops one output.
-func DeleteOutput(txn *memdb.Txn, callID string) error {
-	raw, err := txn.First(TableOutputs, IndexID, callID)
-	if err != nil || raw == nil {
-		return err
+// HasOutput reports whether a call's output is in the cache, without
+// reading it.
+func HasOutput(t *Txn, callID string) (bool, error) {
+	tx, err := t.diskTx()
+	if err != nil {
+		return false, err
 	}
-	o := raw.(*Output)
-	if err := txn.Delete(TableOutputs, o); err != nil {
-		return fmt.Errorf("delete output %s: %w", callID, err)
+	fn, seq, ok := lookupID(tx, callID)
+	if !ok {
+		return false, nil
 	}
-	_, err = addUsage(txn, KindOutput, o.Function, -o.Size(), -1)
-	return err
-}
-
-// RestoreOutput inserts an output as read from a snapshot (usage rows are
-// restored separately, as they were).
-func RestoreOutput(txn *memdb.Txn, o *Output) error {
-	return txn.Insert(TableOutputs, o)
+	b, err := bucket(tx, fn, bucketOutputs, false)
+	if err != nil || b == nil {
+		return false, err
+	}
+	return b.Get(seqKey(seq)) != nil, nil
 }

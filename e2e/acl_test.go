@@ -19,13 +19,7 @@ func TestUserIsolation(t *testing.T) {
 	const root = "e2e-root-token"
 	a := harness.StartAgent(t, harness.AgentOptions{Name: "acl", Dev: true, Args: []string{"-acl", "-bootstrap-token", root}})
 	ctx := context.Background()
-	client := func(token string) *api.Client {
-		c, err := api.NewClient(&api.Config{Address: a.URL(), Token: token})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	client := a.ClientWithToken
 	admin := client(root)
 	token := func(user string, readOnly bool) string {
 		tok, err := admin.Tokens().Create(ctx, &api.TokenRequest{User: user, ReadOnly: readOnly})

@@ -3,10 +3,10 @@ package fsm
 import (
 	"fmt"
 
-	memdb "github.com/hashicorp/go-memdb"
+	"github.com/hyperfunc/hyperfunc/cachestore"
 )
 
-func (p *processor) applyUserUpsert(txn *memdb.Txn, index uint64, req *UserUpsertRequest) any {
+func (p *processor) applyUserUpsert(txn *cachestore.Txn, index uint64, req *UserUpsertRequest) any {
 	u := *req.User
 	raw, err := txn.First(TableUsers, IndexID, u.Name)
 	if err != nil {
@@ -28,7 +28,7 @@ func (p *processor) applyUserUpsert(txn *memdb.Txn, index uint64, req *UserUpser
 	return setIndex(txn, TableUsers, index)
 }
 
-func (p *processor) applyUserDelete(txn *memdb.Txn, index uint64, req *UserDeleteRequest) any {
+func (p *processor) applyUserDelete(txn *cachestore.Txn, index uint64, req *UserDeleteRequest) any {
 	raw, err := txn.First(TableUsers, IndexID, req.Name)
 	if err != nil {
 		return fmt.Errorf("user lookup: %w", err)
@@ -55,7 +55,7 @@ func (p *processor) applyUserDelete(txn *memdb.Txn, index uint64, req *UserDelet
 	return setIndex(txn, TableUsers, index)
 }
 
-func (p *processor) applyTokenUpsert(txn *memdb.Txn, index uint64, req *TokenUpsertRequest) any {
+func (p *processor) applyTokenUpsert(txn *cachestore.Txn, index uint64, req *TokenUpsertRequest) any {
 	t := *req.Token
 	u, err := txn.First(TableUsers, IndexID, t.User)
 	if err != nil {
@@ -74,7 +74,7 @@ func (p *processor) applyTokenUpsert(txn *memdb.Txn, index uint64, req *TokenUps
 	return setIndex(txn, TableTokens, index)
 }
 
-func (p *processor) applyTokenDelete(txn *memdb.Txn, index uint64, req *TokenDeleteRequest) any {
+func (p *processor) applyTokenDelete(txn *cachestore.Txn, index uint64, req *TokenDeleteRequest) any {
 	n, err := txn.DeleteAll(TableTokens, IndexID, req.AccessorID)
 	if err != nil {
 		return fmt.Errorf("token delete: %w", err)
@@ -85,7 +85,7 @@ func (p *processor) applyTokenDelete(txn *memdb.Txn, index uint64, req *TokenDel
 	return setIndex(txn, TableTokens, index)
 }
 
-func (p *processor) applyMemberUpsert(txn *memdb.Txn, index uint64, req *MemberUpsertRequest) any {
+func (p *processor) applyMemberUpsert(txn *cachestore.Txn, index uint64, req *MemberUpsertRequest) any {
 	m := *req.Member
 	if err := txn.Insert(TableMembers, &m); err != nil {
 		return fmt.Errorf("member insert: %w", err)
@@ -93,7 +93,7 @@ func (p *processor) applyMemberUpsert(txn *memdb.Txn, index uint64, req *MemberU
 	return setIndex(txn, TableMembers, index)
 }
 
-func (p *processor) applyMemberDelete(txn *memdb.Txn, index uint64, req *MemberDeleteRequest) any {
+func (p *processor) applyMemberDelete(txn *cachestore.Txn, index uint64, req *MemberDeleteRequest) any {
 	if _, err := txn.DeleteAll(TableMembers, IndexID, req.ID); err != nil {
 		return fmt.Errorf("member delete: %w", err)
 	}

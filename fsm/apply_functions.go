@@ -3,15 +3,13 @@ package fsm
 import (
 	"fmt"
 
-	memdb "github.com/hashicorp/go-memdb"
-
 	"github.com/hyperfunc/hyperfunc/cachestore"
 )
 
 // MaxWarm bounds Function.Warm: a pool is a standing cost on the agent.
 const MaxWarm = 16
 
-func (p *processor) applyFunctionUpsert(txn *memdb.Txn, index uint64, req *FunctionUpsertRequest) any {
+func (p *processor) applyFunctionUpsert(txn *cachestore.Txn, index uint64, req *FunctionUpsertRequest) any {
 	f := *req.Function
 	if f.Warm < 0 || f.Warm > MaxWarm {
 		return fmt.Errorf("function %q: warm %d is outside 0..%d: %w", f.Name, f.Warm, MaxWarm, ErrLimit)
@@ -54,7 +52,7 @@ func (p *processor) applyFunctionUpsert(txn *memdb.Txn, index uint64, req *Funct
 // applyFunctionDelete refuses while a call of the function holds an
 // executor slot (the container or Nomad job would be orphaned); queued
 // calls end CANCELED, and the function's calls and caches go with it.
-func (p *processor) applyFunctionDelete(txn *memdb.Txn, index uint64, req *FunctionDeleteRequest) any {
+func (p *processor) applyFunctionDelete(txn *cachestore.Txn, index uint64, req *FunctionDeleteRequest) any {
 	raw, err := txn.First(TableFunctions, IndexID, req.ID)
 	if err != nil {
 		return fmt.Errorf("function lookup: %w", err)
@@ -82,6 +80,9 @@ func (p *processor) applyFunctionDelete(txn *memdb.Txn, index uint64, req *Funct
 		}
 		if err := txn.Delete(TableCalls, c); err != nil {
 			return fmt.Errorf("call delete: %w", err)
+		}
+		if err := cachestore.DeleteStdin(txn, c.ID); err != nil {
+			return err
 		}
 	}
 	if _, err := txn.DeleteAll(TableFnStats, IndexID, req.ID); err != nil {

@@ -221,3 +221,36 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+// TestStdinOnDisk: a queued call's stdin waits on disk, not in its record;
+// a snapshot carries it; it goes when the call ends or its function does.
+func TestStdinOnDisk(t *testing.T) {
+	h := newHarness(t)
+	f := h.fn("alice", "f")
+	g := h.fn("alice", "g")
+	h.enqueue(f.ID, "alice", "c1", "c2")
+	h.enqueue(g.ID, "alice", "c3")
+	st := h.f.Store()
+	stdin := func(s *Store, id string) string {
+		b, err := s.Stdin(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if c := h.call("c1"); c.Stdin != nil || c.StdinSize != int64(len("in-c1")) || stdin(st, "c1") != "in-c1" {
+		t.Fatalf("queued: record stdin %q size %d, disk %q", c.Stdin, c.StdinSize, stdin(st, "c1"))
+	}
+	if g := roundTrip(t, h.f).Store(); stdin(g, "c1") != "in-c1" || stdin(g, "c3") != "in-c3" {
+		t.Fatal("a restored replica lost a queued call's stdin")
+	}
+	h.mustApply(CallStartType, &CallStartRequest{IDs: []string{"c1"}, Time: t0})
+	h.mustApply(CallFinishType, &CallFinishRequest{Results: []*CallResult{{ID: "c1", State: StateFinished, Time: t0}}})
+	h.mustApply(CallCancelType, &CallCancelRequest{ID: "c2", Time: t0})
+	h.mustApply(FunctionDeleteType, &FunctionDeleteRequest{ID: g.ID})
+	for _, id := range []string{"c1", "c2", "c3"} {
+		if s := stdin(st, id); s != "" {
+			t.Fatalf("%s: stdin %q kept after its call or function ended", id, s)
+		}
+	}
+}

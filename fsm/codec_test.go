@@ -31,11 +31,11 @@ func TestCallCodecRoundTrip(t *testing.T) {
 		}
 	}
 	l := &cachestore.LogEntry{Function: "f", Seq: 5, Time: t0, CallID: "c", Kind: "CALL", Text: "x"}
-	if got, err := decodeLog(encodeLog(l, nil), nil); err != nil || !reflect.DeepEqual(got, l) {
+	if got, err := cachestore.DecodeLog(cachestore.EncodeLog(l, nil), nil); err != nil || !reflect.DeepEqual(got, l) {
 		t.Fatalf("log: %+v %v", got, err)
 	}
 	o := &cachestore.Output{CallID: "c", Function: "f", Seq: 5, Data: []byte("out")}
-	if got, err := decodeOutput(encodeOutput(o, nil), nil); err != nil || !reflect.DeepEqual(got, o) {
+	if got, err := cachestore.DecodeOutput(cachestore.EncodeOutput(o, nil), nil); err != nil || !reflect.DeepEqual(got, o) {
 		t.Fatalf("output: %+v %v", got, err)
 	}
 }
@@ -58,7 +58,7 @@ func TestRestoreReadsJSONRecords(t *testing.T) {
 	rec(9, &cachestore.Output{CallID: "c0", Function: "alice/f", Seq: 1, Data: []byte("x")})
 	rec(10, &cachestore.LogEntry{Function: "alice/f", Seq: 1, Kind: "CALL", CallID: "c1"})
 	buf.WriteByte(0)
-	f, _ := New(DefaultConfig())
+	f, _ := New(DefaultConfig(), t.TempDir())
 	if err := f.Restore(io.NopCloser(&buf)); err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +74,8 @@ func TestRestoreReadsJSONRecords(t *testing.T) {
 // or a huge allocation.
 func FuzzDecodeRecords(f *testing.F) {
 	f.Add(encodeCall(&Call{ID: "c", Env: map[string]string{"A": "1"}, Stdin: []byte("x")}, nil))
-	f.Add(encodeLog(&cachestore.LogEntry{Function: "f", Kind: "CALL"}, nil))
-	f.Add(encodeOutput(&cachestore.Output{CallID: "c", Data: []byte("d")}, nil))
+	f.Add(cachestore.EncodeLog(&cachestore.LogEntry{Function: "f", Kind: "CALL"}, nil))
+	f.Add(cachestore.EncodeOutput(&cachestore.Output{CallID: "c", Data: []byte("d")}, nil))
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if c, err := decodeCall(b, map[string]string{}); err == nil {
@@ -83,7 +83,7 @@ func FuzzDecodeRecords(f *testing.F) {
 				t.Fatalf("accepted record does not round-trip: %v", err)
 			}
 		}
-		decodeLog(b, nil)
-		decodeOutput(b, nil)
+		cachestore.DecodeLog(b, nil)
+		cachestore.DecodeOutput(b, nil)
 	})
 }

@@ -35,6 +35,10 @@ const (
 	// CallEnqueueBinType is CallEnqueueType with a binary body (the call
 	// records of snapshots): the hottest entry, JSON cost every replica CPU.
 	CallEnqueueBinType MessageType = 15
+	// PayloadStageType carries one chunk of a payload too large for one
+	// entry (staged.go); PayloadDropType drops chunks nobody took.
+	PayloadStageType MessageType = 16
+	PayloadDropType  MessageType = 17
 )
 
 var typeNames = map[MessageType]string{
@@ -53,6 +57,8 @@ var typeNames = map[MessageType]string{
 	MemberDeleteType:   "MemberDelete",
 	CallRequeueType:    "CallRequeue",
 	CallEnqueueBinType: "CallEnqueueBin",
+	PayloadStageType:   "PayloadStage",
+	PayloadDropType:    "PayloadDrop",
 }
 
 func (t MessageType) String() string {
@@ -142,6 +148,9 @@ type CallResult struct {
 	// Ref is the executor's name for the call, when it reported one; a call
 	// that ends before its CallRunning was recorded keeps it this way.
 	Ref string `json:",omitempty"`
+	// StdoutSize set with no Stdout: the stdout was staged under
+	// StagedStdout(ID) in chunks (PayloadStage) before this entry.
+	StdoutSize int64 `json:",omitempty"`
 }
 
 // CallCancelRequest cancels a call: a PENDING one ends CANCELED at once; a
@@ -159,6 +168,21 @@ type CallRequeueRequest struct {
 	Message string
 	Time    time.Time
 }
+
+// PayloadStageRequest is one chunk of a payload staged under Key: a call's
+// stdin under its ID (the enqueue then carries StdinSize and no Stdin), its
+// stdout under StagedStdout(ID). Chunks come in order: Offset is the
+// bytes staged under Key so far.
+type PayloadStageRequest struct {
+	Key    string
+	Offset int64
+	Data   []byte
+	Time   time.Time
+}
+
+// PayloadDropRequest drops staged chunks older than Before: a leader that
+// failed between the chunks and the entry that takes them leaves them.
+type PayloadDropRequest struct{ Before time.Time }
 
 // MemberUpsertRequest records a server's addresses.
 type MemberUpsertRequest struct{ Member *Member }
@@ -231,4 +255,6 @@ var requestTypes = map[MessageType]func() any{
 	MemberDeleteType:   func() any { return new(MemberDeleteRequest) },
 	CallRequeueType:    func() any { return new(CallRequeueRequest) },
 	CallEnqueueBinType: func() any { return new(CallEnqueueRequest) },
+	PayloadStageType:   func() any { return new(PayloadStageRequest) },
+	PayloadDropType:    func() any { return new(PayloadDropRequest) },
 }

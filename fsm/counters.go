@@ -3,13 +3,13 @@ package fsm
 import (
 	"fmt"
 
-	memdb "github.com/hashicorp/go-memdb"
+	"github.com/hyperfunc/hyperfunc/cachestore"
 )
 
 // bumpOwner adjusts an owner's pending and running counts and the stdin
 // bytes its calls hold; a row that drops to zero is removed so the
 // dispatcher only visits busy owners.
-func bumpOwner(txn *memdb.Txn, owner string, dPending, dRunning int, dStdin int64) error {
+func bumpOwner(txn *cachestore.Txn, owner string, dPending, dRunning int, dStdin int64) error {
 	u := OwnerUsage{Owner: owner}
 	raw, err := txn.First(TableOwnerUsage, IndexID, owner)
 	if err != nil {
@@ -40,7 +40,7 @@ func bumpOwner(txn *memdb.Txn, owner string, dPending, dRunning int, dStdin int6
 
 // moveStats moves one call of fnID from state from to state to ("" for
 // none) in the function's per-state counters.
-func moveStats(txn *memdb.Txn, fnID, from, to string) error {
+func moveStats(txn *cachestore.Txn, fnID, from, to string) error {
 	st := FunctionStats{Function: fnID}
 	raw, err := txn.First(TableFnStats, IndexID, fnID)
 	if err != nil {
@@ -60,7 +60,7 @@ func moveStats(txn *memdb.Txn, fnID, from, to string) error {
 // setState moves a call to a new state and keeps both counters exact. The
 // call is replaced by a copy: rows in memdb are never mutated in place,
 // since readers of older snapshots still hold them.
-func setState(txn *memdb.Txn, index uint64, c *Call, state string) (*Call, error) {
+func setState(txn *cachestore.Txn, index uint64, c *Call, state string) (*Call, error) {
 	nc := *c
 	nc.State = state
 	nc.ModifyIndex = index

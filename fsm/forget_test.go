@@ -9,7 +9,7 @@ import (
 // bounded. A call whose output rotated out but whose final log event is
 // still there answers "rotated" (410); once both are gone its record goes.
 func TestEndedCallsAreForgottenWithTheirCaches(t *testing.T) {
-	f, err := New(Config{OutputCacheBytes: 5 * 1024, LogCacheBytes: 12 * 1024})
+	f, err := New(Config{OutputCacheBytes: 5 * 1024, LogCacheBytes: 12 * 1024}, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,9 +16,10 @@ type FSM struct {
 	proc  *processor
 }
 
-// New builds an FSM over a new, empty store.
-func New(cfg Config) (*FSM, error) {
-	s, err := NewStore(cfg)
+// New builds an FSM over a new, empty store whose disk half lives in dir
+// (see NewStore).
+func New(cfg Config, dir string) (*FSM, error) {
+	s, err := NewStore(cfg, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -46,20 +47,30 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	return out
 }
 
-// Snapshot implements raft.FSM with memdb's O(1) snapshot; the records are
-// written out later, off the apply path.
+// Snapshot implements raft.FSM with memdb's O(1) snapshot and a read
+// transaction of the disk half, taken together between two applies; the
+// records are written out later, off the apply path.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &snapshot{txn: f.store.db.Load().Txn(false)}, nil
+	h := f.store.state.Load()
+	disk, err := h.disk.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return &snapshot{txn: h.mem.Txn(false), disk: disk}, nil
 }
 
-// Restore implements raft.FSM: it reads the snapshot into a new database
-// and swaps it in.
+// Restore implements raft.FSM: it reads the snapshot into a new pair of
+// halves and swaps them in.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	db, err := readSnapshot(rc)
+	h, err := f.store.newHalves()
 	if err != nil {
 		return err
 	}
-	f.store.swap(db)
+	if err := readSnapshot(rc, h); err != nil {
+		h.disk.Close()
+		return err
+	}
+	f.store.swap(h)
 	return nil
 }

@@ -18,10 +18,11 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	f, err := New(DefaultConfig())
+	f, err := New(DefaultConfig(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { f.Store().Close() })
 	return &harness{t: t, f: f}
 }
 

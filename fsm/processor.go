@@ -3,12 +3,12 @@ package fsm
 import (
 	"fmt"
 
-	memdb "github.com/hashicorp/go-memdb"
+	"github.com/hyperfunc/hyperfunc/cachestore"
 )
 
 // handler applies one decoded command inside a write transaction at a Raft
 // index and returns Apply's result (an error for a business failure).
-type handler func(txn *memdb.Txn, index uint64, req any) any
+type handler func(txn *cachestore.Txn, index uint64, req any) any
 
 // processor decodes entries and dispatches them through a table built
 // explicitly here, one line per command type.
@@ -35,12 +35,14 @@ func newProcessor(s *Store) *processor {
 		CallEnqueueBinType: typed(p.applyCallEnqueue),
 		MemberUpsertType:   typed(p.applyMemberUpsert),
 		MemberDeleteType:   typed(p.applyMemberDelete),
+		PayloadStageType:   typed(p.applyPayloadStage),
+		PayloadDropType:    typed(p.applyPayloadDrop),
 	}
 	return p
 }
 
-func typed[T any](fn func(*memdb.Txn, uint64, *T) any) handler {
-	return func(txn *memdb.Txn, index uint64, req any) any { return fn(txn, index, req.(*T)) }
+func typed[T any](fn func(*cachestore.Txn, uint64, *T) any) handler {
+	return func(txn *cachestore.Txn, index uint64, req any) any { return fn(txn, index, req.(*T)) }
 }
 
 // apply runs one entry. A body that does not decode means a corrupt log, and
@@ -61,6 +63,11 @@ func (p *processor) apply(index uint64, buf []byte) any {
 	if _, failed := res.(error); failed {
 		return res
 	}
-	txn.Commit()
+	// A disk half that cannot take a committed entry would leave this
+	// server's state behind the others' for good: stop, as for an entry
+	// that does not decode. A restart rebuilds both halves from Raft.
+	if err := p.store.commit(txn); err != nil {
+		panic(fmt.Errorf("raft log entry %d: %w", index, err))
+	}
 	return res
 }

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
 
@@ -79,14 +80,66 @@ func (s *Store) Functions(ws memdb.WatchSet, owner string) ([]*Function, error) 
 	return list[Function](s, ws, TableFunctions, IndexOwner, owner)
 }
 
-// Call reads one call.
+// Call reads one call: from memdb until it ends, then from the disk half.
+// An ended call changes only when its output rotates out or it is
+// forgotten; the watch set then holds the calls table's index row.
 func (s *Store) Call(ws memdb.WatchSet, id string) (*Call, error) {
-	return first[Call](s, ws, TableCalls, IndexID, id)
+	r, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	ch, raw, err := r.Mem.FirstWatch(TableCalls, IndexID, id)
+	if err != nil {
+		return nil, fmt.Errorf("call lookup: %w", err)
+	}
+	ws.Add(ch)
+	if raw != nil {
+		return raw.(*Call), nil
+	}
+	rec, err := cachestore.EndedRead(r, id)
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	s.Index(ws, TableCalls)
+	return decodeEnded(id, rec)
 }
 
-// CallsOfFunction lists a function's calls, oldest first.
+// CallsOfFunction lists a function's calls, oldest first: the ended ones
+// (disk) and those not ended yet (memdb), merged by sequence number.
 func (s *Store) CallsOfFunction(ws memdb.WatchSet, fnID string) ([]*Call, error) {
-	return list[Call](s, ws, TableCalls, IndexFunction+"_prefix", cachestore.Exact(fnID))
+	r, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	recs, err := cachestore.EndedOfFunction(r, fnID, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	it, err := r.Mem.Get(TableCalls, IndexFunction+"_prefix", cachestore.Exact(fnID))
+	if err != nil {
+		return nil, fmt.Errorf("calls of %s: %w", fnID, err)
+	}
+	ws.Add(it.WatchCh())
+	s.Index(ws, TableCalls)
+	intern := map[string]string{}
+	out := make([]*Call, 0, len(recs))
+	live := it.Next()
+	for _, rec := range recs {
+		c, err := decodeCall(rec, intern)
+		if err != nil {
+			return nil, fmt.Errorf("calls of %s: %w", fnID, err)
+		}
+		for ; live != nil && live.(*Call).Seq < c.Seq; live = it.Next() {
+			out = append(out, live.(*Call))
+		}
+		out = append(out, c)
+	}
+	for ; live != nil; live = it.Next() {
+		out = append(out, live.(*Call))
+	}
+	return out, nil
 }
 
 // Queue returns up to n calls of owner in state, oldest first.
@@ -131,17 +184,65 @@ func (s *Store) Members(ws memdb.WatchSet) ([]*Member, error) {
 	return list[Member](s, ws, TableMembers, IndexID)
 }
 
-// Output reads a call's stdout from the output cache.
+// Stdin reads the stdin of a call that has not ended (a copy); nil when
+// it has none, or ended.
+func (s *Store) Stdin(callID string) ([]byte, error) {
+	r, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return cachestore.Stdin(r, callID), nil
+}
+
+// Output reads a call's stdout from the output cache (a copy).
 func (s *Store) Output(ws memdb.WatchSet, callID string) (*cachestore.Output, error) {
-	return cachestore.GetOutput(s.ReadTxn(), ws, callID)
+	r, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return cachestore.GetOutput(r, ws, callID)
 }
 
 // Logs reads a function's log entries after seq (and at most tail of them).
 func (s *Store) Logs(ws memdb.WatchSet, fnID string, after uint64, tail int) ([]*cachestore.LogEntry, error) {
-	return cachestore.Logs(s.ReadTxn(), ws, fnID, after, tail)
+	r, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return cachestore.Logs(r, ws, fnID, after, tail)
 }
 
 // CacheUsage reads the exact usage of one cache of a function.
 func (s *Store) CacheUsage(kind cachestore.Kind, fnID string) (cachestore.Usage, error) {
 	return cachestore.GetUsage(s.ReadTxn(), kind, fnID)
+}
+
+// StagedBytes is how many bytes are staged under key (fsm/staged.go).
+func (s *Store) StagedBytes(key string) (int64, error) {
+	it, err := s.ReadTxn().Get(TableStaged, IndexID+"_prefix", cachestore.Exact(key))
+	if err != nil {
+		return 0, fmt.Errorf("staged chunks of %q: %w", key, err)
+	}
+	var n int64
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		n += int64(len(raw.(*Staged).Data))
+	}
+	return n, nil
+}
+
+// StagedBefore reports whether any chunk was staged before t.
+func (s *Store) StagedBefore(t time.Time) (bool, error) {
+	it, err := s.ReadTxn().Get(TableStaged, IndexID)
+	if err != nil {
+		return false, fmt.Errorf("staged chunks: %w", err)
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if raw.(*Staged).Time.Before(t) {
+			return true, nil
+		}
+	}
+	return false, nil
 }

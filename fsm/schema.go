@@ -16,6 +16,7 @@ const (
 	TableOwnerUsage = "owner_usage"
 	TableFnStats    = "function_stats"
 	TableIndex      = "index"
+	TableStaged     = "staged"
 
 	IndexID       = "id"
 	IndexSecret   = "secret"
@@ -36,6 +37,7 @@ func Schema() *memdb.DBSchema {
 		TableOwnerUsage: simpleTable(TableOwnerUsage, "Owner"),
 		TableFnStats:    simpleTable(TableFnStats, "Function"),
 		TableIndex:      simpleTable(TableIndex, "Key"),
+		TableStaged:     stagedTable(),
 	}
 	for name, t := range cachestore.Tables() {
 		tables[name] = t
@@ -80,11 +82,11 @@ func functionsTable() *memdb.TableSchema {
 // callsTable orders calls twice: per function (for listing) and per owner
 // and state (the FIFO queue the dispatcher reads head first).
 func callsTable() *memdb.TableSchema {
-	id := cachestore.StringIndex[Call]{Field: "ID", Get: func(c *Call) string { return c.ID }}
-	fn := cachestore.StringIndex[Call]{Field: "Function", Get: func(c *Call) string { return c.Function }}
-	owner := cachestore.StringIndex[Call]{Field: "Owner", Get: func(c *Call) string { return c.Owner }}
-	state := cachestore.StringIndex[Call]{Field: "State", Get: func(c *Call) string { return c.State }}
-	seq := cachestore.UintIndex[Call]{Field: "Seq", Get: func(c *Call) uint64 { return c.Seq }}
+	id := StringIndex[Call]{Field: "ID", Get: func(c *Call) string { return c.ID }}
+	fn := StringIndex[Call]{Field: "Function", Get: func(c *Call) string { return c.Function }}
+	owner := StringIndex[Call]{Field: "Owner", Get: func(c *Call) string { return c.Owner }}
+	state := StringIndex[Call]{Field: "State", Get: func(c *Call) string { return c.State }}
+	seq := UintIndex[Call]{Field: "Seq", Get: func(c *Call) uint64 { return c.Seq }}
 	return &memdb.TableSchema{
 		Name: TableCalls,
 		Indexes: map[string]*memdb.IndexSchema{
@@ -99,6 +101,19 @@ func callsTable() *memdb.TableSchema {
 				Unique:  true,
 				Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{owner, state, seq}},
 			},
+		},
+	}
+}
+
+// stagedTable holds the chunks of payloads too large for one entry until
+// the entry that takes them: in order per key.
+func stagedTable() *memdb.TableSchema {
+	key := StringIndex[Staged]{Field: "Key", Get: func(c *Staged) string { return c.Key }}
+	off := UintIndex[Staged]{Field: "Offset", Get: func(c *Staged) uint64 { return uint64(c.Offset) }}
+	return &memdb.TableSchema{
+		Name: TableStaged,
+		Indexes: map[string]*memdb.IndexSchema{
+			IndexID: {Name: IndexID, Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{key, off}}},
 		},
 	}
 }

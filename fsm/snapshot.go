@@ -47,20 +47,41 @@ var snapTables = []snapTable{
 	{6, TableOwnerUsage, IndexID, func() any { return new(OwnerUsage) }, 0, nil, nil},
 	{7, TableFnStats, IndexID, func() any { return new(FunctionStats) }, 0, nil, nil},
 	{8, TableIndex, IndexID, func() any { return new(IndexEntry) }, 0, nil, nil},
-	{9, cachestore.TableOutputs, cachestore.IndexID, func() any { return new(cachestore.Output) }, 13,
-		func(o any, b []byte) []byte { return encodeOutput(o.(*cachestore.Output), b) },
-		func(b []byte, in map[string]string) (any, error) { return decodeOutput(b, in) }},
-	{10, cachestore.TableLogs, cachestore.IndexID, func() any { return new(cachestore.LogEntry) }, 14,
-		func(o any, b []byte) []byte { return encodeLog(o.(*cachestore.LogEntry), b) },
-		func(b []byte, in map[string]string) (any, error) { return decodeLog(b, in) }},
-	{11, cachestore.TableUsage, cachestore.IndexID, func() any { return new(cachestore.Usage) }, 0, nil, nil},
+	{15, TableStaged, IndexID, func() any { return new(Staged) }, 0, nil, nil},
+	// The caches live on disk (cachestore) and are written after the
+	// tables, from the disk half's snapshot, under these tags.
+	{9, tableOutputs, "", func() any { return new(cachestore.Output) }, 13, nil,
+		func(b []byte, in map[string]string) (any, error) { return cachestore.DecodeOutput(b, in) }},
+	{10, tableLogs, "", func() any { return new(cachestore.LogEntry) }, 14, nil,
+		func(b []byte, in map[string]string) (any, error) { return cachestore.DecodeLog(b, in) }},
+	// Usage rows are counted again from the records a restore loads, so
+	// they are always the sums of what is stored; older snapshots' rows
+	// are read and dropped.
+	{11, tableUsage, "", func() any { return new(cachestore.Usage) }, 0, nil, nil},
 }
 
-type snapshot struct{ txn *memdb.Txn }
+// Pseudo-tables of the snapshot format: records that are not memdb rows.
+const (
+	tableOutputs = "outputs"
+	tableLogs    = "logs"
+	tableUsage   = "cache_usage"
+)
+
+// binTags maps the disk half's record kinds to their snapshot tags.
+var binTags = map[cachestore.RecordKind]byte{
+	cachestore.RecordEnded:  12,
+	cachestore.RecordOutput: 13,
+	cachestore.RecordLog:    14,
+}
+
+type snapshot struct {
+	txn  *memdb.Txn
+	disk *cachestore.Snapshot
+}
 
 // Persist implements raft.FSMSnapshot.
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if err := writeSnapshot(sink, s.txn); err != nil {
+	if err := writeSnapshot(sink, s.txn, s.disk); err != nil {
 		_ = sink.Cancel()
 		return err
 	}
@@ -68,14 +89,26 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 // Release implements raft.FSMSnapshot.
-func (s *snapshot) Release() {}
+func (s *snapshot) Release() { s.disk.Release() }
 
-func writeSnapshot(w io.Writer, txn *memdb.Txn) error {
+func writeSnapshot(w io.Writer, txn *memdb.Txn, disk *cachestore.Snapshot) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	bw.WriteString(snapshotMagic)
 	bw.WriteByte(snapshotVersion)
 	var lenBuf [binary.MaxVarintLen64]byte
+	record := func(tag byte, b []byte) error {
+		bw.WriteByte(tag)
+		n := binary.PutUvarint(lenBuf[:], uint64(len(b)))
+		bw.Write(lenBuf[:n])
+		if _, err := bw.Write(b); err != nil {
+			return fmt.Errorf("snapshot write: %w", err)
+		}
+		return nil
+	}
 	for _, t := range snapTables {
+		if t.index == "" {
+			continue // not a memdb table
+		}
 		it, err := txn.Get(t.table, t.index)
 		if err != nil {
 			return fmt.Errorf("snapshot %s: %w", t.table, err)
@@ -84,19 +117,26 @@ func writeSnapshot(w io.Writer, txn *memdb.Txn) error {
 		for raw := it.Next(); raw != nil; raw = it.Next() {
 			tag := t.tag
 			var b []byte
+			if c, ok := raw.(*Call); ok && c.StdinSize > 0 {
+				// A queued call's stdin waits on disk; the snapshot
+				// carries it inside the call's record, as it always did.
+				cc := *c
+				cc.Stdin = disk.Stdin(c.ID)
+				raw = &cc
+			}
 			if t.encode != nil {
 				buf = t.encode(raw, buf[:0])
 				b, tag = buf, t.binTag
 			} else if b, err = json.Marshal(raw); err != nil {
 				return fmt.Errorf("snapshot %s: %w", t.table, err)
 			}
-			bw.WriteByte(tag)
-			n := binary.PutUvarint(lenBuf[:], uint64(len(b)))
-			bw.Write(lenBuf[:n])
-			if _, err := bw.Write(b); err != nil {
-				return fmt.Errorf("snapshot write: %w", err)
+			if err := record(tag, b); err != nil {
+				return err
 			}
 		}
+	}
+	if err := disk.Each(func(kind cachestore.RecordKind, b []byte) error { return record(binTags[kind], b) }); err != nil {
+		return fmt.Errorf("snapshot caches: %w", err)
 	}
 	bw.WriteByte(0)
 	return bw.Flush()
@@ -109,17 +149,20 @@ var ErrBadSnapshot = errors.New("bad snapshot")
 // base64 in JSON) or a call with 1 MiB of stdin.
 const maxRecord = 8 << 20
 
-func readSnapshot(r io.Reader) (*memdb.MemDB, error) {
+// readSnapshot loads a snapshot into h, a new, empty pair of halves: the
+// records of memdb's tables into one write transaction, ended calls and
+// the caches into the disk half (cachestore.Loader).
+func readSnapshot(r io.Reader, h *halves) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	head := make([]byte, len(snapshotMagic)+1)
 	if _, err := io.ReadFull(br, head); err != nil {
-		return nil, fmt.Errorf("%w: header: %w", ErrBadSnapshot, err)
+		return fmt.Errorf("%w: header: %w", ErrBadSnapshot, err)
 	}
 	if string(head[:len(snapshotMagic)]) != snapshotMagic {
-		return nil, fmt.Errorf("%w: not a hyperfunc snapshot", ErrBadSnapshot)
+		return fmt.Errorf("%w: not a hyperfunc snapshot", ErrBadSnapshot)
 	}
 	if v := head[len(snapshotMagic)]; v != snapshotVersion {
-		return nil, fmt.Errorf("%w: version %d, this build reads %d", ErrBadSnapshot, v, snapshotVersion)
+		return fmt.Errorf("%w: version %d, this build reads %d", ErrBadSnapshot, v, snapshotVersion)
 	}
 	byTag := map[byte]snapTable{}
 	for _, t := range snapTables {
@@ -131,35 +174,33 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, error) {
 		}
 	}
 	intern := map[string]string{}
-	db, err := memdb.NewMemDB(Schema())
-	if err != nil {
-		return nil, err
-	}
-	txn := db.Txn(true)
+	txn := h.mem.Txn(true)
 	defer txn.Abort()
+	load := cachestore.NewLoader(h.disk, txn)
+	defer load.Abort()
 	buf := make([]byte, 0, 4096)
 	for {
 		tag, err := br.ReadByte()
 		if err != nil {
-			return nil, fmt.Errorf("%w: truncated (no end marker): %w", ErrBadSnapshot, err)
+			return fmt.Errorf("%w: truncated (no end marker): %w", ErrBadSnapshot, err)
 		}
 		if tag == 0 {
 			break
 		}
 		t, ok := byTag[tag]
 		if !ok {
-			return nil, fmt.Errorf("%w: unknown record tag %d", ErrBadSnapshot, tag)
+			return fmt.Errorf("%w: unknown record tag %d", ErrBadSnapshot, tag)
 		}
 		n, err := binary.ReadUvarint(br)
 		if err != nil || n > maxRecord {
-			return nil, fmt.Errorf("%w: record length: %d %v", ErrBadSnapshot, n, err)
+			return fmt.Errorf("%w: record length: %d %v", ErrBadSnapshot, n, err)
 		}
 		if cap(buf) < int(n) {
 			buf = make([]byte, n)
 		}
 		buf = buf[:n]
 		if _, err := io.ReadFull(br, buf); err != nil {
-			return nil, fmt.Errorf("%w: %s record: %w", ErrBadSnapshot, t.table, err)
+			return fmt.Errorf("%w: %s record: %w", ErrBadSnapshot, t.table, err)
 		}
 		var obj any
 		if t.make == nil {
@@ -169,12 +210,40 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, error) {
 			err = json.Unmarshal(buf, obj)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s record: %w", ErrBadSnapshot, t.table, err)
+			return fmt.Errorf("%w: %s record: %w", ErrBadSnapshot, t.table, err)
 		}
-		if err := txn.Insert(t.table, obj); err != nil {
-			return nil, fmt.Errorf("%w: %s insert: %w", ErrBadSnapshot, t.table, err)
+		if err := restoreRecord(txn, load, t.table, obj); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrBadSnapshot, t.table, err)
 		}
 	}
+	if err := load.Close(); err != nil {
+		return err
+	}
 	txn.Commit()
-	return db, nil
+	return nil
+}
+
+// restoreRecord puts one record where it lives now: ended calls and the
+// caches on disk, the rest in memdb; usage rows are recounted by the
+// loader.
+func restoreRecord(txn *memdb.Txn, load *cachestore.Loader, table string, obj any) error {
+	switch o := obj.(type) {
+	case *Call:
+		if Final(o.State) {
+			return load.Ended(o.Function, o.Seq, o.ID, encodeCall(o, nil))
+		}
+		if len(o.Stdin) > 0 {
+			if err := load.Stdin(o.ID, o.Stdin); err != nil {
+				return err
+			}
+			o.Stdin = nil
+		}
+	case *cachestore.Output:
+		return load.Output(o)
+	case *cachestore.LogEntry:
+		return load.Log(o)
+	case *cachestore.Usage:
+		return nil
+	}
+	return txn.Insert(table, obj)
 }

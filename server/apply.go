@@ -74,7 +74,12 @@ func newEnqueuer(s *Server) *enqueuer {
 }
 
 // enqueue queues one call through the batcher and waits for its commit.
+// A stdin too large for an entry is staged in chunks first.
 func (e *enqueuer) enqueue(c *fsm.Call) error {
+	c, err := e.s.stageStdin(c)
+	if err != nil {
+		return err
+	}
 	r := &enqueueReq{call: c, done: make(chan error, 1)}
 	select {
 	case e.ch <- r:
@@ -85,13 +90,16 @@ func (e *enqueuer) enqueue(c *fsm.Call) error {
 }
 
 func (e *enqueuer) run(stop <-chan struct{}) {
+	var held *enqueueReq // the head of the next batch, when the last one was full
 	for {
-		var first *enqueueReq
-		select {
-		case first = <-e.ch:
-		case <-stop:
-			e.drain()
-			return
+		first := held
+		if first == nil {
+			select {
+			case first = <-e.ch:
+			case <-stop:
+				e.drain()
+				return
+			}
 		}
 		select {
 		case e.inFlight <- struct{}{}:
@@ -101,24 +109,41 @@ func (e *enqueuer) run(stop <-chan struct{}) {
 			return
 		}
 		// Take what arrived while waiting for a slot.
-		e.apply(fillBatch(first, e.ch))
+		var batch []*enqueueReq
+		batch, held = fillBatch(first, e.ch)
+		e.apply(batch)
 	}
 }
 
 // fillBatch takes the requests waiting behind first, up to one entry's
-// worth: fsm.MaxBatch calls and about 8 MiB of stdin.
-func fillBatch(first *enqueueReq, ch <-chan *enqueueReq) []*enqueueReq {
-	batch, size := []*enqueueReq{first}, len(first.call.Stdin)
-	for len(batch) < fsm.MaxBatch && size < 8<<20 {
+// worth: fsm.MaxBatch calls and fsm.MaxEntryPayload bytes (entryCost;
+// first alone may carry more). A request that would pass the bound is held for
+// the next batch, never reordered behind later ones.
+func fillBatch(first *enqueueReq, ch <-chan *enqueueReq) ([]*enqueueReq, *enqueueReq) {
+	batch, size := []*enqueueReq{first}, entryCost(first.call)
+	for len(batch) < fsm.MaxBatch {
 		select {
 		case r := <-ch:
+			if size+entryCost(r.call) > fsm.MaxEntryPayload {
+				return batch, r
+			}
 			batch = append(batch, r)
-			size += len(r.call.Stdin)
+			size += entryCost(r.call)
 		default:
-			return batch
+			return batch, nil
 		}
 	}
-	return batch
+	return batch, nil
+}
+
+// entryCost is about what a call adds to an enqueue entry: its stdin, its
+// environment (the request's headers) and its record.
+func entryCost(c *fsm.Call) int {
+	n := len(c.Stdin) + 128
+	for k, v := range c.Env {
+		n += len(k) + len(v)
+	}
+	return n
 }
 
 // apply hands the batch to Raft now (order) and waits for it elsewhere.

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/hyperfunc/hyperfunc/api"
 )
 
 // Identity is who a request acts as.
@@ -35,6 +37,13 @@ func tokenOf(r *http.Request) string {
 	}
 	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
 		return strings.TrimSpace(a[7:])
+	}
+	// The web UI's session: the cookie counts only beside the UI's header
+	// (api.HeaderUI says why).
+	if r.Header.Get(api.HeaderUI) != "" {
+		if ck, err := r.Cookie(api.UICookie); err == nil {
+			return ck.Value
+		}
 	}
 	return ""
 }

@@ -80,16 +80,7 @@ func find(fams map[string]*dto.MetricFamily, name string, want map[string]string
 // has a queue-wait and a run-time observation for each that ran, and
 // shows the cache bytes and the (empty) queues from the state.
 func TestCallMetrics(t *testing.T) {
-	c := servertest.NewCluster(t, 1, servertest.Options{})
-	c.WaitForLeader()
-	createFn(t, c.Client(0), "ok", "echo", "hi")
-	createFn(t, c.Client(0), "bad", "exit", "3")
-	for range 3 {
-		do(t, http.MethodPost, c.URL(0)+"/v1/functions/ok/call?sync=true", "", "").want(t, 200)
-	}
-	for range 2 {
-		do(t, http.MethodPost, c.URL(0)+"/v1/functions/bad/call?sync=true", "", "").want(t, 500)
-	}
+	c, _, _ := okAndBad(t, 3, 2)
 	fams := scrapeOnceEnded(t, c.URL(0), 5)
 	for _, tc := range []struct {
 		fn, state, reason string
@@ -102,9 +93,23 @@ func TestCallMetrics(t *testing.T) {
 	}
 	for _, h := range []string{"hyperfunc_call_queue_seconds", "hyperfunc_call_run_seconds"} {
 		for fn, n := range map[string]uint64{"ok": 3, "bad": 2} {
-			m := find(fams, h, map[string]string{"function": fn})
+			m := find(fams, h, map[string]string{"owner": "default", "function": fn})
 			if m == nil || m.GetHistogram().GetSampleCount() != n {
 				t.Errorf("%s{function=%s} = %v, want %d observations", h, fn, m, n)
+				continue
+			}
+			// Buckets are cumulative and hold every observation by the
+			// last one (an hour; these calls take milliseconds).
+			var prev uint64
+			bs := m.GetHistogram().GetBucket()
+			for _, b := range bs {
+				if b.GetCumulativeCount() < prev {
+					t.Errorf("%s{function=%s} buckets not cumulative: %v", h, fn, bs)
+				}
+				prev = b.GetCumulativeCount()
+			}
+			if prev != n {
+				t.Errorf("%s{function=%s}: last bucket holds %d of %d", h, fn, prev, n)
 			}
 		}
 	}
@@ -113,6 +118,14 @@ func TestCallMetrics(t *testing.T) {
 	}
 	if m := find(fams, "hyperfunc_function_calls", map[string]string{"function": "ok", "state": "pending"}); m == nil || m.GetGauge().GetValue() != 0 {
 		t.Errorf("pending calls of ok: %v, want 0", m)
+	}
+	if m := find(fams, "hyperfunc_function_cache_bytes", map[string]string{"function": "bad", "cache": "log"}); m == nil || m.GetGauge().GetValue() <= 0 {
+		t.Errorf("log cache bytes of bad: %v, want its CALL and FAILED events", m)
+	}
+	for _, st := range []string{"pending", "running"} {
+		if m := find(fams, "hyperfunc_user_calls", map[string]string{"owner": "default", "state": st}); m == nil || m.GetGauge().GetValue() != 0 {
+			t.Errorf("%s calls of user default: %v, want 0", st, m)
+		}
 	}
 }
 

@@ -73,7 +73,8 @@ func TestClusterWritesAnywhereReadsEverywhere(t *testing.T) {
 // writes were acknowledged and finds every one of them on the new leader.
 func TestClusterLeaderKilledNoAcknowledgedWriteLost(t *testing.T) {
 	c := servertest.NewCluster(t, 3, servertest.Options{})
-	old := c.LeaderIndex()
+	old := c.WaitForLeader()
+	c.WaitForVoters(old, 3) // a cluster still forming may change leaders
 	var ids []string
 	for i := range 10 {
 		via := i % c.N()

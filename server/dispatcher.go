@@ -231,11 +231,17 @@ func (d *dispatcher) start(ctx context.Context, c *fsm.Call) {
 	if d.s.cfg.WarmAdaptive {
 		d.s.warm.noteCall(fn.ID, time.Now(), d.s.cfg.WarmIdleTTL)
 	}
+	stdin, err := d.s.store.Stdin(c.ID)
+	if err != nil {
+		d.send(ctx, executor.Event{CallID: c.ID, Kind: executor.Failed, Reason: api.ReasonExecutor, Message: "reading the call's stdin failed"})
+		d.log.Error("reading a call's stdin failed", "call", c.ID, "error", err)
+		return
+	}
 	spec := executor.Spec{
 		CallID:      c.ID,
 		Function:    d.s.execFunction(fn),
 		Env:         callEnv(fn, c),
-		Stdin:       c.Stdin,
+		Stdin:       stdin,
 		StdoutLimit: d.s.cfg.StdoutLimit,
 		Key:         c.Key,
 	}
@@ -362,6 +368,10 @@ func (d *dispatcher) record(ctx context.Context, batch []executor.Event) {
 		}
 		// Ends go to Raft in entries of at most maxFinishBytes of stdout
 		// (one larger result alone), not 256 MiB-outputs in one entry.
+		if err == nil {
+			// A stdout too large for an entry goes in chunks first.
+			err = d.s.stageStdout(fin.Results)
+		}
 		for err == nil && len(fin.Results) > 0 {
 			part := &fsm.CallFinishRequest{Results: firstBytes(fin.Results, maxFinishBytes)}
 			if _, _, err = d.s.raftApply(fsm.CallFinishType, part); err == nil {
@@ -386,7 +396,7 @@ func (d *dispatcher) record(ctx context.Context, batch []executor.Event) {
 }
 
 // maxFinishBytes bounds the stdout carried by one CallFinish entry.
-const maxFinishBytes = 4 << 20
+const maxFinishBytes = fsm.MaxEntryPayload
 
 // firstBytes is the longest head of rs whose stdout adds up to at most max
 // bytes, and at least one result.

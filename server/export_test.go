@@ -23,3 +23,6 @@ func InternalToken(key string) string {
 
 // HashSecret is how tokens are stored.
 func HashSecret(s string) string { return hashSecret(s) }
+
+// LargestEntry is the largest Raft entry the server applied, in bytes.
+func (s *Server) LargestEntry() int64 { return s.sized.largest.Load() }

@@ -15,11 +15,11 @@ func TestFirstBytes(t *testing.T) {
 		max   int
 		want  int
 	}{
-		{[]int{1, 2, 3}, 6, 3},                 // all fit exactly: at the bound
-		{[]int{1, 2, 4}, 6, 2},                 // one byte past: the last waits
-		{[]int{10, 1}, 6, 1},                   // a result larger than the bound goes alone
-		{[]int{0, 0, 0}, 0, 3},                 // empty outputs cost nothing
-		{[]int{4 << 20, 1}, maxFinishBytes, 1}, // a full entry; the next result waits
+		{[]int{1, 2, 3}, 6, 3},                   // all fit exactly: at the bound
+		{[]int{1, 2, 4}, 6, 2},                   // one byte past: the last waits
+		{[]int{10, 1}, 6, 1},                     // a result larger than the bound goes alone
+		{[]int{0, 0, 0}, 0, 3},                   // empty outputs cost nothing
+		{[]int{512 << 10, 1}, maxFinishBytes, 1}, // a full entry; the next result waits
 	} {
 		var rs []*fsm.CallResult
 		for _, n := range tc.sizes {

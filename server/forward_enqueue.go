@@ -78,9 +78,10 @@ type forwardedCall struct {
 	Headers  http.Header `json:"headers,omitempty"`
 }
 
-// maxForwardBody bounds one forwarded batch: fillBatch stops at 8 MiB of
-// stdin plus one call, base64 adds a third, headers the rest.
-func (s *Server) maxForwardBody() int64 { return 16<<20 + 2*s.cfg.MaxStdin }
+// maxForwardBody bounds one forwarded batch: fillBatch stops at
+// fsm.MaxEntryPayload of stdin or one call's, base64 adds a third,
+// headers and up to fsm.MaxBatch records the rest.
+func (s *Server) maxForwardBody() int64 { return 16<<20 + 2*max(s.cfg.MaxStdin, fsm.MaxEntryPayload) }
 
 // credential is what authorized a call: the hash of the per-function
 // address secret, or of the API token (ACLs on); both empty with ACLs off.
@@ -222,15 +223,19 @@ func (s *Server) forwardEnqueue(call *fsm.Call, cr credential, headers http.Head
 // in flight to the leader in one request; a few batches may be in flight.
 func (s *Server) runForwarder() {
 	inFlight := make(chan struct{}, maxInFlight)
+	var held *enqueueReq // the head of the next batch, when the last one was full
 	for {
-		var first *enqueueReq
-		select {
-		case first = <-s.fwdQueue:
-		case <-s.shutdownCh:
-			return
+		first := held
+		if first == nil {
+			select {
+			case first = <-s.fwdQueue:
+			case <-s.shutdownCh:
+				return
+			}
 		}
 		inFlight <- struct{}{}
-		batch := fillBatch(first, s.fwdQueue)
+		var batch []*enqueueReq
+		batch, held = fillBatch(first, s.fwdQueue)
 		go func() {
 			defer func() { <-inFlight }()
 			s.sendBatch(batch)

@@ -68,7 +68,11 @@ func TestFollowerBatchesAsyncCalls(t *testing.T) {
 	// Every call exists and finishes.
 	for i, id := range ids {
 		servertest.Eventually(t, 60*time.Second, func() error {
-			call, _, err := c.Client(c.LeaderIndex()).Calls().Info(ctx(t), id, nil)
+			l := c.LeaderIndex()
+			if l < 0 {
+				return fmt.Errorf("no leader")
+			}
+			call, _, err := c.Client(l).Calls().Info(ctx(t), id, nil)
 			if err != nil || call.State != api.StateFinished {
 				return fmt.Errorf("call %d: %v %v", i, call, err)
 			}
@@ -149,8 +153,9 @@ func TestLeaderRebuildsForwardedCalls(t *testing.T) {
 	if err != nil || call == nil {
 		t.Fatalf("call %s: %v", out[0].CallID, err)
 	}
-	if len(call.Env) != 1 || call.Env["HTTP_X_OK"] != "1" || call.CreatedAt.Year() < 2020 || len(call.Stdin) != limit {
-		t.Fatalf("the leader kept what the peer chose: env %v created %v stdin %d", call.Env, call.CreatedAt, len(call.Stdin))
+	stdin, _ := c.Server(0).Store().Stdin(call.ID)
+	if len(call.Env) != 1 || call.Env["HTTP_X_OK"] != "1" || call.CreatedAt.Year() < 2020 || len(stdin) != limit || call.StdinSize != int64(limit) {
+		t.Fatalf("the leader kept what the peer chose: env %v created %v stdin %d", call.Env, call.CreatedAt, len(stdin))
 	}
 	// A batch past fsm.MaxBatch calls is refused whole.
 	var many strings.Builder

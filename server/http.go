@@ -17,6 +17,7 @@ import (
 
 	"github.com/hyperfunc/hyperfunc/api"
 	"github.com/hyperfunc/hyperfunc/fsm"
+	"github.com/hyperfunc/hyperfunc/ui"
 )
 
 // Errors of the HTTP layer; with fsm's sentinels they are all that
@@ -184,8 +185,10 @@ func (s *Server) router() http.Handler {
 	s.functionRoutes(v1)
 	s.callRoutes(v1)
 	s.adminRoutes(v1)
+	s.queueRoutes(v1)
 	s.publicRoutes(r)
 	s.artifactRoutes(r)
+	ui.Register(r, r)
 	return r
 }
 

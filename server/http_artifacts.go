@@ -38,5 +38,10 @@ func (s *Server) serveStdin(c *gin.Context) {
 		writeError(c, fmt.Errorf("stdin %w", fsm.ErrNotFound))
 		return
 	}
-	c.Data(http.StatusOK, "application/octet-stream", call.Stdin)
+	stdin, err := s.store.Stdin(call.ID)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.Data(http.StatusOK, "application/octet-stream", stdin)
 }

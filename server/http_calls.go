@@ -379,6 +379,10 @@ func (s *Server) callOutput(c *gin.Context) {
 			return
 		}
 	}
+	// A function's output is untrusted bytes: a browser saves it, never
+	// renders or sniffs it (the call ID is a UUID, safe in the header).
+	c.Header("Content-Disposition", `attachment; filename="`+call.ID+`.out"`)
+	c.Header("X-Content-Type-Options", "nosniff")
 	s.writeOutput(c, call)
 }
 
@@ -393,26 +397,6 @@ func (s *Server) cancelCall(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
-}
-
-func (s *Server) listCalls(c *gin.Context) {
-	name := c.Query("function")
-	if !validName(name) {
-		writeError(c, badRequest("function=<name> is required"))
-		return
-	}
-	fnID := fsm.FunctionID(identity(c).User, name)
-	s.blocking(c, func(ws memdb.WatchSet) (uint64, any, error) {
-		calls, err := s.store.CallsOfFunction(ws, fnID)
-		if err != nil {
-			return 0, nil, err
-		}
-		out := make([]*api.Call, 0, len(calls))
-		for _, call := range calls {
-			out = append(out, toAPICall(call))
-		}
-		return s.store.Index(ws, fsm.TableCalls), out, nil
-	})
 }
 
 func (s *Server) functionLogs(c *gin.Context) {

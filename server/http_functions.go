@@ -238,10 +238,18 @@ func (s *Server) getFunction(c *gin.Context) {
 }
 
 // listFunctions takes `hyper func ls -f` filters: name=<prefix> and
-// label=<key>=<value> (or label=<key>).
+// label=<key>=<value> (or label=<key>); ?stats=true adds each function's
+// calls per state; ?limit=N (at most 1000) with ?after=<name> pages by name.
 func (s *Server) listFunctions(c *gin.Context) {
 	names := c.QueryArray("name")
 	labels := c.QueryArray("label")
+	stats := c.Query("stats") == "true"
+	after := c.Query("after")
+	limit, err := pageLimit(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
 	s.blocking(c, func(ws memdb.WatchSet) (uint64, any, error) {
 		fs, err := s.store.Functions(ws, identity(c).User)
 		if err != nil {
@@ -249,12 +257,25 @@ func (s *Server) listFunctions(c *gin.Context) {
 		}
 		out := []*api.Function{}
 		for _, f := range fs {
-			if matchFilters(f, names, labels) {
+			if f.Name > after && matchFilters(f, names, labels) {
 				out = append(out, toAPIFunction(f, ""))
 			}
 		}
 		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-		return s.store.Index(ws, fsm.TableFunctions), out, nil
+		if limit > 0 && len(out) > limit {
+			out = out[:limit]
+		}
+		if !stats {
+			return s.store.Index(ws, fsm.TableFunctions), out, nil
+		}
+		for _, f := range out {
+			st, err := s.store.FunctionStats(ws, fsm.FunctionID(f.Owner, f.Name))
+			if err != nil {
+				return 0, nil, err
+			}
+			f.Stats = toAPIStatus(f.Name, st)
+		}
+		return s.store.Index(ws, fsm.TableFunctions, fsm.TableCalls), out, nil
 	})
 }
 
@@ -398,8 +419,12 @@ func (s *Server) statusOf(ws memdb.WatchSet, f *fsm.Function) (uint64, any, erro
 	if err != nil {
 		return 0, nil, err
 	}
-	return s.store.Index(ws, fsm.TableCalls), &api.FunctionStatus{
-		Function: f.Name, Pending: st.Pending, Running: st.Running,
+	return s.store.Index(ws, fsm.TableCalls), toAPIStatus(f.Name, st), nil
+}
+
+func toAPIStatus(name string, st fsm.FunctionStats) *api.FunctionStatus {
+	return &api.FunctionStatus{
+		Function: name, Pending: st.Pending, Running: st.Running,
 		Finished: st.Finished, Failed: st.Failed, Canceled: st.Canceled,
-	}, nil
+	}
 }

@@ -63,7 +63,7 @@ func (s *Server) statusPeers(c *gin.Context) {
 // executor is the one that runs calls). Else 503, with the reason in
 // checks.
 func (s *Server) health(c *gin.Context) {
-	h := api.Health{OK: true, Executor: s.exec.Name(), Checks: map[string]string{}}
+	h := api.Health{OK: true, Executor: s.exec.Name(), Checks: map[string]string{}, AppliedIndex: s.raft.AppliedIndex()}
 	h.Leader, _ = s.leaderMember()
 	if why := s.notReady(); why != "" {
 		h.OK = false

@@ -113,6 +113,7 @@ func (s *Server) lead(ctx context.Context) {
 	}
 	s.leaderReady.Store(true)
 	defer s.leaderReady.Store(false)
+	go s.dropStaged(ctx)
 	newDispatcher(s).run(ctx)
 	s.log.Info("leadership duties stopped")
 }

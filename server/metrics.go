@@ -32,6 +32,8 @@ type metrics struct {
 	sizeSnapshots  prometheus.Counter
 	calls          *callMetrics
 	raftLogBytes   prometheus.Gauge
+	stateBytes     prometheus.Gauge
+	largestEntry   prometheus.GaugeFunc
 }
 
 func newMetrics(s *Server) *metrics {
@@ -53,7 +55,10 @@ func newMetrics(s *Server) *metrics {
 	m.sizeSnapshots = prometheus.NewCounter(prometheus.CounterOpts(f("raft_size_snapshots_total", "Snapshots taken because the Raft log grew past its byte budget.")))
 	m.calls = newCallMetrics()
 	m.raftLogBytes = prometheus.NewGauge(prometheus.GaugeOpts(f("raft_log_bytes", "Size of this server's Raft log store (raft.db) on disk.")))
-	m.reg.MustRegister(m.raftLogBytes)
+	m.stateBytes = prometheus.NewGauge(prometheus.GaugeOpts(f("state_disk_bytes", "Size of the state's disk half (outputs, logs, ended calls) on this server; the Go heap is go_memstats_heap_inuse_bytes.")))
+	m.largestEntry = prometheus.NewGaugeFunc(prometheus.GaugeOpts(f("raft_entry_max_bytes", "The largest Raft entry this server applied since it started (fsm.MaxEntryPayload bounds the payload of one).")),
+		func() float64 { return float64(s.sized.largest.Load()) })
+	m.reg.MustRegister(m.raftLogBytes, m.stateBytes, m.largestEntry)
 	m.reg.MustRegister(m.calls.ended, m.calls.queueWait, m.calls.runTime, newStateCollector(func() *fsm.Store { return s.store }))
 	m.reg.MustRegister(m.requests, m.enqueued, m.finished, m.forwarded, m.batched, m.executorErrors, m.executorUp,
 		m.isLeader, m.pending, m.running, m.raftIndex, m.sizeSnapshots,
@@ -75,6 +80,7 @@ func (m *metrics) refresh() {
 	if st, err := os.Stat(filepath.Join(m.s.cfg.DataDir, raftDir, "raft.db")); err == nil {
 		m.raftLogBytes.Set(float64(st.Size()))
 	}
+	m.stateBytes.Set(float64(m.s.store.DiskBytes()))
 	us, err := m.s.store.OwnerUsages(nil)
 	if err != nil {
 		return

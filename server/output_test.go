@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hyperfunc/hyperfunc/api"
-	"github.com/hyperfunc/hyperfunc/cachestore"
 	"github.com/hyperfunc/hyperfunc/fsm"
 	"github.com/hyperfunc/hyperfunc/server"
 	"github.com/hyperfunc/hyperfunc/server/servertest"
@@ -58,7 +57,7 @@ func TestGetStatusCodes(t *testing.T) {
 		cfg.DefaultQuota = 1
 		cfg.StdoutLimit = 64
 		// Room for one 10-byte output and a bit: the second rotates the first out.
-		cfg.FSM = fsm.Config{OutputCacheBytes: 2*cachestore.OutputOverhead + 16, LogCacheBytes: 1 << 20}
+		cfg.FSM = fsm.Config{OutputCacheBytes: 16, LogCacheBytes: 1 << 20}
 	}})
 	cl := c.Client(0)
 	get := func(id string) *response {

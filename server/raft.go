@@ -46,7 +46,7 @@ func (s *Server) setupRaft() error {
 	rc.LocalID = raft.ServerID(s.cfg.NodeID)
 	rc.Logger = s.log.Named("raft")
 	rc.SnapshotThreshold = 16384
-	rc.TrailingLogs = 10240
+	rc.TrailingLogs = maxTrailingLogs // lowered by the compactor for large entries (compact.go)
 	// Batched applies let many small enqueue commands share one disk sync.
 	rc.MaxAppendEntries = 256
 	if s.cfg.RaftTuning != nil {

@@ -79,6 +79,14 @@ var routeRules = map[string]routeRule{
 	"GET /status/:name/:secret":              {codes: nobody404},
 	"GET /v1/artifacts/hf-shim.tar.gz":       {codes: nobody404},
 	"GET /v1/artifacts/stdin/:callid":        {codes: nobody404, query: "key=guess"},
+	"GET /v1/queue":                          {codes: [4]int{401, 403, 200, 200}},
+	// The UI's files are public (they hold no data); its login and logout
+	// need the UI header, so a cross-site form cannot use them.
+	"GET /ui":         {codes: open},
+	"GET /ui/*path":   {codes: open},
+	"HEAD /ui/*path":  {codes: open},
+	"POST /ui/login":  {codes: [4]int{403, 403, 403, 403}, body: `{"token":"x"}`},
+	"POST /ui/logout": {codes: [4]int{403, 403, 403, 403}},
 }
 
 // TestSecurityEveryRoute sends every route of the router as no one, with a
@@ -108,7 +116,7 @@ func TestSecurityEveryRoute(t *testing.T) {
 		}
 	}
 	params := strings.NewReplacer(":name", "secretive", ":id", callID, ":callid", callID,
-		":accessor", accessor, ":secret", "0123456789abcdef0123456789abcdef")
+		":accessor", accessor, ":secret", "0123456789abcdef0123456789abcdef", "*path", "js/main.js")
 	tokens := [4]string{"", "no-such-token", bobTok, roTok}
 	names := [4]string{"no token", "wrong token", "another user", "read-only"}
 

@@ -207,7 +207,13 @@ func New(cfg Config) (*Server, error) {
 		}
 		cfg.NodeID = id
 	}
-	f, err := fsm.New(cfg.FSM)
+	// The state's disk half (outputs, logs, ended calls) lives beside the
+	// Raft data, and is rebuilt from it at every start.
+	stateDir := filepath.Join(cfg.DataDir, "state")
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	f, err := fsm.New(cfg.FSM, stateDir)
 	if err != nil {
 		return nil, err
 	}
@@ -326,6 +332,9 @@ func (s *Server) Shutdown(leave bool) error {
 	s.wg.Wait()
 	_ = s.trans.Close()
 	if cerr := s.closer(); err == nil {
+		err = cerr
+	}
+	if cerr := s.store.Close(); err == nil {
 		err = cerr
 	}
 	return err

@@ -245,10 +245,13 @@ func devArgs(o AgentOptions) []string {
 func (a *Agent) URL() string { return "http://" + a.HTTPAddr }
 
 // Client is an API client of this agent.
-func (a *Agent) Client() *api.Client {
-	c, err := api.NewClient(&api.Config{Address: a.URL()})
+func (a *Agent) Client() *api.Client { return a.ClientWithToken("") }
+
+// ClientWithToken is an API client of this agent acting with a token.
+func (a *Agent) ClientWithToken(token string) *api.Client {
+	c, err := api.NewClient(&api.Config{Address: a.URL(), Token: token})
 	if err != nil {
-		panic(err)
+		panic(err) // only a malformed address fails, and URL() is well formed
 	}
 	return c
 }

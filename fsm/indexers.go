@@ -1,17 +1,16 @@
-package cachestore
+package fsm
 
 import (
 	"encoding/binary"
 	"fmt"
 )
 
-// Indexers of the hot tables (calls, logs, outputs) read fields through
-// plain functions instead of memdb's reflection-based field indexers: a
-// restore of a million calls spends most of its time computing index keys.
-// They encode exactly as memdb's StringFieldIndex and UintFieldIndex do
-// (a string and a NUL; 8 bytes big-endian), so prefix lookups keep their
-// meaning (see Exact). They live here, beside the caches that use them,
-// and the state store uses them for its calls table.
+// Indexers of the calls table read fields through plain functions instead
+// of memdb's reflection-based field indexers: a restore of many calls
+// spends most of its time computing index keys. They encode exactly as
+// memdb's StringFieldIndex and UintFieldIndex do (a string and a NUL; 8
+// bytes big-endian), so prefix lookups keep their meaning
+// (cachestore.Exact).
 
 // StringIndex indexes a string field of *T.
 type StringIndex[T any] struct {

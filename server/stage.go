@@ -1,0 +1,91 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/hyperfunc/hyperfunc/fsm"
+)
+
+// stageChunk is the payload of one PayloadStage entry: JSON carries it in
+// base64, a third more, so the entry stays about fsm.MaxEntryPayload.
+const stageChunk = fsm.MaxEntryPayload * 3 / 4
+
+// stagedMaxAge is how long staged chunks wait for the entry that takes
+// them before the leader drops them: far past any enqueue or finish that
+// follows its chunks on a live leader, which takes them within one apply.
+const stagedMaxAge = 10 * time.Minute
+
+// stage writes data to Raft in chunks under key (fsm/staged.go), on the
+// leader. It resumes after the chunks already staged under key (a retry
+// after a failed apply), so it may be called again with the same data.
+func (s *Server) stage(key string, data []byte) error {
+	off, err := s.store.StagedBytes(key)
+	if err != nil {
+		return err
+	}
+	if off > int64(len(data)) {
+		off = 0 // not ours to resume; the FSM refuses the chunk
+	}
+	t := now()
+	for off < int64(len(data)) {
+		end := min(off+stageChunk, int64(len(data)))
+		req := &fsm.PayloadStageRequest{Key: key, Offset: off, Data: data[off:end], Time: t}
+		if _, _, err := s.raftApply(fsm.PayloadStageType, req); err != nil {
+			return err
+		}
+		off = end
+	}
+	return nil
+}
+
+// stageStdin stages a call's stdin when it is too large for an enqueue
+// entry; the call then carries its size and no bytes.
+func (s *Server) stageStdin(c *fsm.Call) (*fsm.Call, error) {
+	if len(c.Stdin) <= fsm.MaxEntryPayload {
+		return c, nil
+	}
+	if err := s.stage(c.ID, c.Stdin); err != nil {
+		return nil, err
+	}
+	nc := *c
+	nc.StdinSize, nc.Stdin = int64(len(c.Stdin)), nil
+	return &nc, nil
+}
+
+// stageStdout does the same for a result's stdout.
+func (s *Server) stageStdout(rs []*fsm.CallResult) error {
+	for i, r := range rs {
+		if len(r.Stdout) <= fsm.MaxEntryPayload {
+			continue
+		}
+		if err := s.stage(fsm.StagedStdout(r.ID), r.Stdout); err != nil {
+			return err
+		}
+		nr := *r
+		nr.StdoutSize, nr.Stdout = int64(len(r.Stdout)), nil
+		rs[i] = &nr
+	}
+	return nil
+}
+
+// dropStaged runs while leading: chunks older than stagedMaxAge lost their
+// taker (a leader failed between them and it) and are dropped.
+func (s *Server) dropStaged(ctx context.Context) {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+		before := now().Add(-stagedMaxAge)
+		if old, err := s.store.StagedBefore(before); err != nil || !old {
+			continue
+		}
+		if _, _, err := s.raftApply(fsm.PayloadDropType, &fsm.PayloadDropRequest{Before: before}); err != nil {
+			s.log.Warn("dropping old staged chunks failed", "error", err)
+		}
+	}
+}
