@@ -188,8 +188,14 @@ func TestWarmSandboxServesOneCall(t *testing.T) {
 		hs = append(hs, executor.Handle{CallID: s.CallID, Ref: refs[s.CallID]})
 	}
 	release(t, e, cli, hs...)
-	// Refill after each use: the pool is back to its size.
+	// Refill after each use: the pool is back to its size, and the engine
+	// holds exactly that many sandboxes, not one more.
 	ready(t, e, fn.ID, 2)
+	list, err := cli.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", executor.LabelCluster+"="+cluster))})
+	if err != nil || len(list) != 2 {
+		t.Fatalf("%d containers of the cluster after the refill (%v), want the 2 of the pool", len(list), err)
+	}
 }
 
 // A sandbox killed before its call is replaced, and the call still runs,
