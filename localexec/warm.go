@@ -631,20 +631,31 @@ func (e *Executor) startWarm(ctx context.Context, c *call, spec executor.Spec, s
 	}
 	c.setRef(sb.ref)
 	if err := e.cli.ContainerRename(ctx, sb.ref, containerName(spec.CallID)); err != nil {
-		// A container of this call exists (another leader started it):
-		// this sandbox never runs it. Its .started is claimed, so the
-		// dir, shared by name with that call, runs nothing through it.
 		sb.hangUp()
-		if _, cerr := claimNew(dir); cerr != nil {
-			e.log.Warn("claiming a warm dir", "err", cerr)
+		if !cerrdefs.IsConflict(err) {
+			// The engine failed us (the rename may have happened or not):
+			// all stays as it is. A retried Start prepares this very dir
+			// (the call's) and writes the envelope; whichever shim finds it
+			// first, this sandbox's or a new container's, runs it, once
+			// (both claim the shared out/.started), and the result is in
+			// the shared out/ for either's watcher.
+			return executor.Handle{}, fmt.Errorf("rename warm container: %w", err)
 		}
-		rctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
-		_ = e.cli.ContainerRemove(rctx, sb.ref, container.RemoveOptions{Force: true})
-		cancel()
-		if cerrdefs.IsConflict(err) {
-			return e.startExisting(ctx, c, spec, args, limit)
+		// Another container has the call's name: another leader started
+		// it. If it has a dir of its own, this sandbox and its dir serve
+		// nothing and go. If it shares this dir (it was prepared after our
+		// claim, on the same state dir), this sandbox stays: it may be the
+		// one to run the envelope written there, once, as above.
+		if other, ierr := e.cli.ContainerInspect(ctx, containerName(spec.CallID)); ierr == nil && targetOf(spec.CallID, other).dir != dir {
+			rctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+			if rerr := e.cli.ContainerRemove(rctx, sb.ref, container.RemoveOptions{Force: true}); rerr == nil || cerrdefs.IsNotFound(rerr) {
+				if derr := removeCallDir(dir); derr != nil {
+					e.log.Warn("removing a warm sandbox's dir", "err", derr)
+				}
+			}
+			cancel()
 		}
-		return executor.Handle{}, fmt.Errorf("rename warm container: %w", err)
+		return e.startExisting(ctx, c, spec, args, limit)
 	}
 	if reason, msg := c.stopped(); reason != "" {
 		// Canceled while we claimed it: as a cold call canceled before its
