@@ -72,7 +72,13 @@ type FunctionSpec struct {
 	// empty means nobody (65534:65534), "root" is uid 0 for images that
 	// need it.
 	User string `json:"user,omitempty"`
+	// Warm is how many pre-started sandboxes to keep for the function's
+	// calls, 0..MaxWarm; each serves one call and is replaced.
+	Warm int `json:"warm,omitempty"`
 }
+
+// MaxWarm bounds a function's warm sandboxes.
+const MaxWarm = 16
 
 // FunctionUpdate is the body of an update request. Nil fields stay as they
 // are; Env entries are merged into the function's env.
@@ -83,6 +89,7 @@ type FunctionUpdate struct {
 	Size    *string           `json:"size,omitempty"`
 	Timeout *int64            `json:"timeout,omitempty"`
 	User    *string           `json:"user,omitempty"`
+	Warm    *int              `json:"warm,omitempty"`
 	Refresh bool              `json:"refresh,omitempty"` // rotate the secret address
 }
 
@@ -102,6 +109,7 @@ type Function struct {
 	Resources   Resources         `json:"resources"`
 	Timeout     int64             `json:"timeout"`
 	User        string            `json:"user"` // who the command runs as; "" is nobody
+	Warm        int               `json:"warm"` // pre-started sandboxes kept for its calls
 	Address     string            `json:"address,omitempty"`
 	CreatedAt   time.Time         `json:"created_at"`
 	UpdatedAt   time.Time         `json:"updated_at"`

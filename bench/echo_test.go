@@ -6,12 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/client"
 
 	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/internal/mounts"
 	"github.com/hyperfunc/hyperfunc/internal/testimages"
 	"github.com/hyperfunc/hyperfunc/localexec"
 	"github.com/hyperfunc/hyperfunc/server"
@@ -42,8 +44,19 @@ func dockerCLI(tb testing.TB) string {
 // `docker run --rm -i --runtime=runsc --network=none <image> echo hi`,
 // interleaved one after the other in each iteration (the order flips every
 // iteration), so both see the same machine. One op is one of each; the
-// metrics are per call of each, and the ratio hyperfunc/docker.
-func BenchmarkSyncEcho(b *testing.B) {
+// metrics are per call of each, and the ratio hyperfunc/docker. The
+// hyperfunc call is cold: a new container per call.
+func BenchmarkSyncEcho(b *testing.B) { syncEcho(b, 0) }
+
+// BenchmarkSyncEchoWarm is BenchmarkSyncEcho with the function's --warm 2:
+// each call takes a pre-started sandbox (and is still its only call).
+// Before each timed call of either side the pool is back to 2 (untimed),
+// so the refill's boot runs inside neither side's time; the two idle
+// sandboxes (their shims polling) are there throughout, a cost of warm
+// pools that both sides pay.
+func BenchmarkSyncEchoWarm(b *testing.B) { syncEcho(b, 2) }
+
+func syncEcho(b *testing.B, warm int) {
 	docker := dockerCLI(b)
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
@@ -58,31 +71,70 @@ func BenchmarkSyncEcho(b *testing.B) {
 	if _, err := cli.ImageInspect(ctx, img); err != nil {
 		b.Skipf("image %s missing (run scripts/setup-docker.sh): %v", img, err)
 	}
+	var (
+		le      *localexec.Executor
+		startMu sync.Mutex
+		starts  []time.Duration // the executor's Start, per call
+	)
 	c := startCluster(b, 1, func() server.Executor {
 		shim, err := testimages.Shim()
 		if err != nil {
 			b.Fatal(err)
 		}
-		e, err := localexec.New(ctx, localexec.Config{Client: cli, ShimPath: shim, StateDir: b.TempDir()})
+		dir := b.TempDir()
+		// Before TempDir's RemoveAll: the calls' and sandboxes' out/ tmpfs.
+		b.Cleanup(func() { mounts.UnmountUnder(dir) })
+		e, err := localexec.New(ctx, localexec.Config{Client: cli, ShimPath: shim, StateDir: dir, ClusterID: "bench-echo"})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = e.Close() })
+		le = e
 		return e
 	}, nil)
+	// After the server's own observer (metrics) is set: this one replaces it.
+	le.ObserveStarts(func(_ bool, d time.Duration) {
+		startMu.Lock()
+		starts = append(starts, d)
+		startMu.Unlock()
+	})
 	hc := apiClient(b, c.servers[0].HTTPAddr(), httpClient(1))
-	if _, err := hc.Functions().Create(ctx, &api.FunctionSpec{Name: "echo", Image: img, Command: []string{"echo", "hi"}}); err != nil {
+	fn, err := hc.Functions().Create(ctx, &api.FunctionSpec{Name: "echo", Image: img, Command: []string{"echo", "hi"}, Warm: warm})
+	if err != nil {
 		b.Fatal(err)
 	}
+	fnID := fn.Owner + "/echo"
+	ready := func() {
+		if warm == 0 {
+			return
+		}
+		deadline := time.Now().Add(2 * time.Minute)
+		for le.Warm().Ready[fnID] < warm {
+			if time.Now().After(deadline) {
+				b.Fatalf("warm pool of %s not ready: %+v", fnID, le.Warm())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	var phases [4][]time.Duration // enqueue, start, run, finish: see below
 	viaHyper := func() {
-		body, _, err := hc.Calls().CallSync(ctx, "echo", nil, nil)
+		t0 := time.Now()
+		body, id, err := hc.Calls().CallSync(ctx, "echo", nil, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		out, err := io.ReadAll(body)
 		body.Close()
+		t1 := time.Now()
 		if err != nil || string(out) != "hi\n" {
 			b.Fatalf("hyperfunc echo: %q %v", out, err)
+		}
+		// Where the time went, by the call's record (one clock: one host).
+		if rec, _, err := hc.Calls().Info(ctx, id, nil); err == nil && !rec.StartedAt.IsZero() && !rec.FinishedAt.IsZero() {
+			phases[0] = append(phases[0], rec.CreatedAt.Sub(t0))
+			phases[1] = append(phases[1], rec.StartedAt.Sub(rec.CreatedAt))
+			phases[2] = append(phases[2], rec.FinishedAt.Sub(rec.StartedAt))
+			phases[3] = append(phases[3], t1.Sub(rec.FinishedAt))
 		}
 	}
 	viaDocker := func() {
@@ -93,10 +145,21 @@ func BenchmarkSyncEcho(b *testing.B) {
 	}
 	// One warm-up of each: the first container of an image pays for
 	// layer setup, the first call for the dispatcher's first pass.
+	ready()
 	viaHyper()
 	viaDocker()
+	for i := range phases {
+		phases[i] = phases[i][:0]
+	}
+	startMu.Lock()
+	starts = starts[:0]
+	startMu.Unlock()
+	hits0 := le.Warm().Hits
 	var hyper, raw []time.Duration
 	timed := func(f func(), into *[]time.Duration) {
+		b.StopTimer()
+		ready()
+		b.StartTimer()
 		t := time.Now()
 		f()
 		*into = append(*into, time.Since(t))
@@ -123,6 +186,26 @@ func BenchmarkSyncEcho(b *testing.B) {
 	b.ReportMetric(ms(percentile(raw, 50)), "docker-p50-ms")
 	b.ReportMetric(float64(mh)/float64(md), "ratio")
 	b.ReportMetric(float64(percentile(hyper, 50))/float64(percentile(raw, 50)), "p50-ratio")
+	// The breakdown, p50 of each phase: client to enqueued (HTTP, Raft
+	// apply); enqueued to started (dispatcher pass, Raft CallStart, the
+	// executor's Start: create and start a container, or hand a warm one
+	// its envelope); started to the command's end (by the shim); the end
+	// to the client's answer (exit, collect, Raft CallFinish, the answer).
+	for i, name := range []string{"enqueue", "start", "run", "finish"} {
+		slices.Sort(phases[i])
+		if len(phases[i]) > 0 {
+			b.ReportMetric(ms(percentile(phases[i], 50)), name+"-p50-ms")
+		}
+	}
+	startMu.Lock()
+	slices.Sort(starts)
+	if len(starts) > 0 {
+		b.ReportMetric(ms(percentile(starts, 50)), "exec-start-p50-ms")
+	}
+	startMu.Unlock()
+	if warm > 0 {
+		b.ReportMetric(float64(le.Warm().Hits-hits0), "warm-hits")
+	}
 }
 
 func mean(ds []time.Duration) time.Duration {

@@ -17,6 +17,7 @@ func (a *app) createCommand() *cobra.Command {
 	var (
 		name, size, timeout, entrypoint, workdir, user string
 		env, envFiles, labels                          []string
+		warm                                           int
 	)
 	cmd := &cobra.Command{
 		Use:   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
@@ -43,6 +44,10 @@ The answer carries the function's secret address, shown only once.`,
 				Command: args[1:],
 				Workdir: workdir,
 				User:    user,
+				Warm:    warm,
+			}
+			if err := validateWarm(warm); err != nil {
+				return err
 			}
 			if name != "" {
 				if err := validateName(name); err != nil {
@@ -110,6 +115,7 @@ The answer carries the function's secret address, shown only once.`,
 	f.StringVar(&entrypoint, "entrypoint", "", "run `COMMAND` instead of the image's ENTRYPOINT")
 	f.StringVarP(&workdir, "workdir", "w", "", "working `DIR` inside the container")
 	f.StringVarP(&user, "user", "u", "", "run the command as `USER` (uid[:gid] or a name the image knows; default nobody, \"root\" if the image needs it)")
+	f.IntVar(&warm, "warm", 0, "keep `N` pre-started sandboxes for its calls (each serves one call), 0 to "+fmt.Sprint(api.MaxWarm))
 	a.registerSizeCompletion(cmd)
 	return cmd
 }
@@ -119,6 +125,7 @@ func (a *app) updateCommand() *cobra.Command {
 		size, timeout, user string
 		env, envFiles       []string
 		refresh             bool
+		warm                int
 	)
 	cmd := &cobra.Command{
 		Use:   "update [OPTIONS] NAME",
@@ -127,6 +134,7 @@ func (a *app) updateCommand() *cobra.Command {
 address with --refresh. Environment variables are merged into the function's.`,
 		Example: `  $ hyper func update --size m1 --timeout 10m resizer
   $ hyper func update -e QUALITY=80 resizer
+  $ hyper func update --warm 2 resizer
   $ hyper func update --refresh resizer
   resizer is updated with the address of ...`,
 		Args:              exactArgs(1),
@@ -149,6 +157,12 @@ address with --refresh. Environment variables are merged into the function's.`,
 			if changed(cmd.Flags(), "user") {
 				u.User = &user
 			}
+			if changed(cmd.Flags(), "warm") {
+				if err := validateWarm(warm); err != nil {
+					return err
+				}
+				u.Warm = &warm
+			}
 			e, err := parseEnv(env, envFiles, a.env)
 			if err != nil {
 				return err
@@ -156,8 +170,8 @@ address with --refresh. Environment variables are merged into the function's.`,
 			if len(e) > 0 {
 				u.Env = e
 			}
-			if u.Size == nil && u.Timeout == nil && u.Env == nil && u.User == nil && !u.Refresh {
-				return usagef("nothing to update: give --size, --timeout, --user, --env, --env-file or --refresh")
+			if u.Size == nil && u.Timeout == nil && u.Env == nil && u.User == nil && u.Warm == nil && !u.Refresh {
+				return usagef("nothing to update: give --size, --timeout, --user, --warm, --env, --env-file or --refresh")
 			}
 			c, err := a.api()
 			if err != nil {
@@ -181,9 +195,17 @@ address with --refresh. Environment variables are merged into the function's.`,
 	f.StringArrayVarP(&env, "env", "e", nil, "set an environment variable `KEY=VALUE` (repeatable)")
 	f.StringArrayVar(&envFiles, "env-file", nil, "read environment variables from a `FILE` of KEY=VALUE lines")
 	f.StringVarP(&user, "user", "u", "", "run the command as `USER` (\"\" for nobody, \"root\", uid[:gid])")
+	f.IntVar(&warm, "warm", 0, "keep `N` pre-started sandboxes for its calls, 0 to "+fmt.Sprint(api.MaxWarm))
 	f.BoolVar(&refresh, "refresh", false, "rotate the secret address and print the new one")
 	a.registerSizeCompletion(cmd)
 	return cmd
+}
+
+func validateWarm(n int) error {
+	if n < 0 || n > api.MaxWarm {
+		return usagef("invalid --warm %d: 0 to %d", n, api.MaxWarm)
+	}
+	return nil
 }
 
 func (a *app) registerSizeCompletion(cmd *cobra.Command) {

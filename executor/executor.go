@@ -137,6 +137,25 @@ type Event struct {
 	EndedAt   time.Time
 }
 
+// WarmTarget is how many pre-started sandboxes an executor keeps booted
+// for a function (localexec: containers whose shim waits for its call).
+// StdoutLimit is the limit of the calls they will take; 0 means the
+// executor's default.
+type WarmTarget struct {
+	Function    Function
+	N           int
+	StdoutLimit int64
+}
+
+// WarmStats counts an executor's warm pool work since it started.
+type WarmStats struct {
+	// Hits and Misses: Starts of a function with a pool that found, or
+	// did not find, a ready sandbox.
+	Hits, Misses int64
+	// Ready is the booted, unclaimed sandboxes per function ID.
+	Ready map[string]int
+}
+
 // StderrPreviewBytes bounds Event.Stderr.
 const StderrPreviewBytes = 4096
 

@@ -6,8 +6,14 @@ import (
 	"github.com/hyperfunc/hyperfunc/cachestore"
 )
 
+// MaxWarm bounds Function.Warm: a pool is a standing cost on the agent.
+const MaxWarm = 16
+
 func (p *processor) applyFunctionUpsert(txn *cachestore.Txn, index uint64, req *FunctionUpsertRequest) any {
 	f := *req.Function
+	if f.Warm < 0 || f.Warm > MaxWarm {
+		return fmt.Errorf("function %q: warm %d is outside 0..%d: %w", f.Name, f.Warm, MaxWarm, ErrLimit)
+	}
 	raw, err := txn.First(TableFunctions, IndexID, f.ID)
 	if err != nil {
 		return fmt.Errorf("function lookup: %w", err)

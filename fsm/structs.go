@@ -63,6 +63,11 @@ type Function struct {
 	UpdatedAt   time.Time
 	CreateIndex uint64
 	ModifyIndex uint64
+
+	// Warm is how many sandboxes the leader keeps booted for the function's
+	// calls (api.FunctionSpec.Warm), 0..MaxWarm; the agent's caps may keep
+	// fewer.
+	Warm int `json:",omitempty"`
 }
 
 // FunctionID joins an owner and a function name.

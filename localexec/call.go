@@ -19,6 +19,7 @@ type call struct {
 
 	mu     sync.Mutex
 	ref    string // container ID, once created
+	warm   bool   // it runs in a warm sandbox
 	reason string // why we stopped it (api.Reason*); "" if it ended on its own
 	msg    string
 }

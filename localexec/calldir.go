@@ -68,41 +68,55 @@ func (e *Executor) prepare(spec executor.Spec, argv []string, limit int64) (stri
 	if err := e.prepareOut(filepath.Join(dir, outDir), limit); err != nil {
 		return "", err
 	}
+	if err := e.writeEnvelope(dir, spec, argv, limit); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// writeEnvelope writes the call's envelope (and a large stdin) into dir's
+// in/, unless one is there already: the first writer's stays (a retried
+// Start, another leader, a warm claim racing a cold start). The final name
+// is made by link(2), which never replaces, so of two writers one wins.
+func (e *Executor) writeEnvelope(dir string, spec executor.Spec, argv []string, limit int64) error {
+	in := filepath.Join(dir, inDir)
 	if _, err := os.Lstat(filepath.Join(in, envelopeFile)); err == nil {
-		return dir, nil
+		return nil
 	}
 	env := shim.Envelope{
 		Version: shim.EnvelopeVersion, CallID: spec.CallID, Argv: argv, Env: spec.Env,
 		StdoutLimit: limit, ResultDir: containerOutDir, Once: true,
+		// The preview in out/ lets the watcher collect as soon as
+		// result.json appears, without the container's logs.
+		StderrPreview: executor.StderrPreviewBytes,
 	}
 	if t := spec.Function.Timeout; t > 0 {
 		env.TimeoutMs = max(t.Milliseconds(), 1)
 	}
 	if len(spec.Stdin) > inlineStdinMax {
-		if err := writeAtomic(in, stdinFile, spec.Stdin); err != nil {
-			return "", err
+		if err := writeAtomic(in, stdinFile, spec.Stdin, false); err != nil {
+			return err
 		}
 		env.StdinFile = containerInDir + "/" + stdinFile
 	} else {
 		env.Stdin = spec.Stdin
 	}
 	if err := env.Validate(); err != nil {
-		return "", err
+		return err
 	}
 	data, err := json.Marshal(env)
 	if err != nil {
-		return "", fmt.Errorf("envelope: %w", err)
+		return fmt.Errorf("envelope: %w", err)
 	}
-	if err := writeAtomic(in, envelopeFile, data); err != nil {
-		return "", err
-	}
-	return dir, nil
+	return writeAtomic(in, envelopeFile, data, true)
 }
 
 // writeAtomic writes dir/name through a temp file and a rename, so a crash
 // never leaves a partial file under the final name. No fsync: the file must
 // survive this process, not the machine (the engine would not either).
-func writeAtomic(dir, name string, data []byte) error {
+// With exclusive, an existing file of that name is kept (link(2) instead of
+// rename(2)), and that is not an error.
+func writeAtomic(dir, name string, data []byte, exclusive bool) error {
 	f, err := os.CreateTemp(dir, "."+name+"-*")
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", name, err)
@@ -115,7 +129,14 @@ func writeAtomic(dir, name string, data []byte) error {
 	if err == nil {
 		err = os.Chmod(tmp, 0o644)
 	}
-	if err == nil {
+	switch {
+	case err == nil && exclusive:
+		err = os.Link(tmp, filepath.Join(dir, name))
+		if errors.Is(err, fs.ErrExist) {
+			err = nil
+		}
+		_ = os.Remove(tmp)
+	case err == nil:
 		err = os.Rename(tmp, filepath.Join(dir, name))
 	}
 	if err != nil {

@@ -36,6 +36,10 @@ func targetOf(callID string, ins container.InspectResponse) target {
 	t := target{callID: callID, ref: ins.ID, limit: labelInt(ins, labelStdoutLimit, DefaultStdoutLimit)}
 	if ins.Config != nil {
 		t.dir = ins.Config.Labels[labelCallDir]
+		if isWarm(ins.Config.Labels) {
+			// Claimed: its dir moved from the sandbox's to the call's.
+			t.dir = warmCallDir(ins.Config.Labels, callID)
+		}
 		if d, err := time.ParseDuration(ins.Config.Labels[labelTimeout]); err == nil && d > 0 {
 			t.timeout = d
 		}
@@ -60,8 +64,13 @@ func (e *Executor) collect(ctx context.Context, c *call, t target, engineErr err
 		ins    *container.InspectResponse
 		insErr error = cerrdefs.ErrNotFound
 	)
+	if dr.res != nil && dr.hasStderr {
+		ev.Stderr = string(dr.stderr)
+	}
 	if t.ref != "" && engineErr == nil {
-		ev.Stderr = e.stderrPreview(ctx, t.ref)
+		if !(dr.res != nil && dr.hasStderr) {
+			ev.Stderr = e.stderrPreview(ctx, t.ref)
+		}
 		// The container's state matters only without a result, or to tell
 		// an OOM kill (saves a round trip on the common path).
 		if dr.res == nil || dr.res.ExitCode == 137 {

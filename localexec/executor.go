@@ -81,6 +81,8 @@ type Executor struct {
 
 	images imageCache
 
+	warm warmPools
+
 	// beforeStart, set by tests only, runs between create and start; an
 	// error ends Start there, as a leader dying in that window would.
 	beforeStart func(containerID string) error
@@ -142,7 +144,10 @@ func New(ctx context.Context, cfg Config) (*Executor, error) {
 		cancel:      cancel,
 		calls:       map[string]*call{},
 		images:      imageCache{configs: map[string]*imageConfig{}, pulls: map[string]*pull{}},
+		warm:        warmPools{pools: map[string]*pool{}, kick: make(chan struct{}, 1)},
 	}
+	e.wg.Add(1)
+	go e.warmLoop()
 	if !e.mountOut {
 		e.log.Error("cannot mount a tmpfs for the calls' results (the agent is not root on the host?): " +
 			"what a function writes to its result dir then lands on the state dir's disk, bounded only by the shim's stdout cap")
@@ -178,6 +183,7 @@ func (e *Executor) StateDir() string { return e.stateDir }
 // Close stops the watchers without touching the containers: calls still
 // running stay for Reconcile of the next executor, as after a crash.
 func (e *Executor) Close() error {
+	e.DropWarm() // the sandboxes stay too, for the next leader
 	e.cancel()
 	e.wg.Wait()
 	return nil

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +27,15 @@ var _ server.Executor = (*localexec.Executor)(nil)
 // stateDir is the StateDir of every executor of this test binary: a
 // "restarted" executor finds the call dirs of the one before.
 var stateDir string
+
+// testLogger logs at debug level when HF_TEST_DEBUG is set.
+var testLogger = func() *slog.Logger {
+	l := slog.LevelInfo
+	if os.Getenv("HF_TEST_DEBUG") != "" {
+		l = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}()
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "localexec-test-")
@@ -101,7 +111,7 @@ func newClusterExec(tb testing.TB, cli *client.Client, cluster, dir string) *loc
 	tb.Helper()
 	e, err := localexec.New(context.Background(), localexec.Config{
 		Client: cli, StateDir: dir, ShimPath: shimPath(tb), EngineGrace: 3 * time.Second,
-		ClusterID: cluster,
+		ClusterID: cluster, Logger: testLogger,
 	})
 	if err != nil {
 		tb.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hyperfunc/hyperfunc/executor"
 	"github.com/hyperfunc/hyperfunc/shim"
 )
 
@@ -100,6 +101,11 @@ type dirResult struct {
 	err    error        // reading result.json failed other than by absence
 	stdout []byte
 	trunc  bool // the stdout file holds more than the limit
+	// stderr is the shim's preview (Envelope.StderrPreview), when it
+	// wrote one and it reads as a plain file; else the container's logs
+	// give it.
+	stderr    []byte
+	hasStderr bool
 }
 
 // readDir reads result.json and, when present, the stdout the shim kept,
@@ -144,7 +150,28 @@ func readDir(dir string, limit int64) dirResult {
 		b, out.trunc = b[:limit], true
 	}
 	out.stdout = b
+	if e, err := readFileAt(d, shim.StderrFile, executor.StderrPreviewBytes); err == nil {
+		out.stderr, out.hasStderr = e, true
+	}
 	return out
+}
+
+// resultReady says whether the shim's result.json is in dir and the call
+// can be collected before its container has exited: anything but an exit
+// by SIGKILL (137), which may be the OOM killer's, told only by the
+// container's state once it exited.
+func resultReady(dir string) bool {
+	d, err := unix.Open(filepath.Join(dir, outDir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(d)
+	data, err := readFileAt(d, shim.ResultFile, maxResultBytes)
+	if err != nil {
+		return false
+	}
+	var res shim.Result
+	return json.Unmarshal(data, &res) == nil && res.ExitCode != 137
 }
 
 // readFileAt reads at most max bytes of name in dir d, a regular file with

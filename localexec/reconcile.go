@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -84,6 +85,24 @@ func (e *Executor) reconcile(ctx context.Context, h executor.Handle) (executor.E
 		e.untrack(c)
 		return executor.Event{}, err
 	}
+	if t := targetOf(h.CallID, ins); isWarm(ins.Config.Labels) && !hasEnvelope(t.dir) {
+		// A warm sandbox claimed for this call by a leader that died before
+		// it wrote the envelope. Claim its dir as the shim would: if that
+		// works, it never runs anything, so it goes and the call is
+		// NotFound (started again). Else the envelope came meanwhile and
+		// the shim runs it: watch it.
+		if won, err := claimNew(t.dir); err == nil && won {
+			c.decide(executor.Handle{}, ErrNoSuchCall)
+			e.untrack(c)
+			if err := e.cli.ContainerRemove(ctx, ins.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+				return executor.Event{}, err
+			}
+			if err := removeCallDir(t.dir); err != nil {
+				return executor.Event{}, err
+			}
+			return executor.Event{CallID: h.CallID, Kind: executor.NotFound}, nil
+		}
+	}
 	c.setRef(ins.ID)
 	c.decide(executor.Handle{CallID: h.CallID, Ref: ins.ID}, nil)
 	return e.adopt(ctx, c, ins, false)
@@ -98,10 +117,20 @@ func (e *Executor) inspectCall(ctx context.Context, h executor.Handle) (containe
 	if err != nil {
 		return ins, err
 	}
-	if ins.Config == nil || ins.Config.Labels[executor.LabelCall] != h.CallID {
+	if ins.Config == nil || !callContainer(ins, h.CallID) {
 		return ins, fmt.Errorf("container %s is not the call's: %w", ins.ID, cerrdefs.ErrNotFound)
 	}
 	return ins, nil
+}
+
+// callContainer says whether ins runs callID: a cold container carries the
+// call's label; a warm one, booted before its call, was renamed to the
+// call's name when it was claimed.
+func callContainer(ins container.InspectResponse, callID string) bool {
+	if isWarm(ins.Config.Labels) {
+		return ins.Name == "/"+containerName(callID)
+	}
+	return ins.Config.Labels[executor.LabelCall] == callID
 }
 
 // adopt takes over a container that no watcher follows. Created (a leader
@@ -146,7 +175,9 @@ func (e *Executor) adopt(ctx context.Context, c *call, ins container.InspectResp
 		go e.watch(c, watchArgs{id: ins.ID, dir: t.dir, startedAt: now, timeout: t.timeout, limit: t.limit, sendRunning: viaEvents})
 		return executor.Event{CallID: c.id, Kind: executor.Running, Ref: ins.ID, StartedAt: now}, nil
 	}
-	if ins.State != nil && (ins.State.Running || ins.State.Restarting || ins.State.Paused) {
+	// Running, unless its result is complete (the watcher collected it
+	// before the sandbox's teardown ended): then it is collected now.
+	if ins.State != nil && (ins.State.Running || ins.State.Restarting || ins.State.Paused) && !resultReady(t.dir) {
 		started := parseTime(ins.State.StartedAt)
 		a := watchArgs{id: ins.ID, dir: t.dir, startedAt: started, timeout: t.timeout, limit: t.limit, sendRunning: viaEvents}
 		if t.timeout > 0 {
@@ -228,14 +259,27 @@ func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bo
 	n := 0
 	cleaned := map[string]bool{}
 	for _, s := range list {
-		id := s.Labels[executor.LabelCall]
+		id, dir := s.Labels[executor.LabelCall], s.Labels[labelCallDir]
+		if isWarm(s.Labels) {
+			// Unclaimed sandboxes are the pools' (SetWarm); claimed ones
+			// are named after their call.
+			name := ""
+			if len(s.Names) > 0 {
+				name = strings.TrimPrefix(s.Names[0], "/")
+			}
+			if strings.HasPrefix(name, warmNamePrefix) || !strings.HasPrefix(name, "hf-") {
+				continue
+			}
+			id = strings.TrimPrefix(name, "hf-")
+			dir = warmCallDir(s.Labels, id)
+		}
 		if !drop(id) {
 			continue
 		}
 		if err := e.cli.ContainerRemove(ctx, s.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			return n, fmt.Errorf("remove orphan %s: %w", s.ID, err)
 		}
-		if dir := s.Labels[labelCallDir]; isCallDir(dir, id) {
+		if isCallDir(dir, id) {
 			if err := removeCallDir(dir); err != nil {
 				return n, fmt.Errorf("remove orphan dir: %w", err)
 			}

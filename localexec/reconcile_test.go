@@ -131,7 +131,12 @@ func TestReconcileCreatedNotStarted(t *testing.T) {
 				t.Fatalf("%v %s: %d bytes of %d", ev.Kind, ev.Message, len(ev.Stdout), len(s.Stdin))
 			}
 			// A late Start of the same call (a retry, another leader) gets
-			// the same container and runs nothing again.
+			// the same container and runs nothing again. (The call was
+			// collected from its result: the sandbox may still be going.)
+			first, err := cli.ContainerInspect(context.Background(), cs[0].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
 			e3 := newExec(t, cli)
 			if h := start(t, e3, s); h.Ref != cs[0].ID {
 				t.Fatalf("late start: %+v", h)
@@ -139,9 +144,13 @@ func TestReconcileCreatedNotStarted(t *testing.T) {
 			if ev := final(t, e3, s.CallID); ev.Kind != executor.Finished || !bytes.Equal(ev.Stdout, s.Stdin) {
 				t.Fatalf("late start: %v %s", ev.Kind, ev.Message)
 			}
-			ins, err := cli.ContainerInspect(context.Background(), cs[0].ID)
-			if err != nil || ins.RestartCount != 0 || ins.State.Running {
-				t.Fatalf("container after the late start: %+v %v", ins.State, err)
+			var ins container.InspectResponse
+			eventually(t, time.Minute, "the container exited", func() bool {
+				ins, err = cli.ContainerInspect(context.Background(), cs[0].ID)
+				return err != nil || !ins.State.Running
+			})
+			if err != nil || ins.RestartCount != 0 || ins.State.StartedAt != first.State.StartedAt {
+				t.Fatalf("container after the late start: %+v (first started %s) %v", ins.State, first.State.StartedAt, err)
 			}
 			release(t, e, cli, executor.Handle{CallID: s.CallID, Ref: cs[0].ID})
 		})

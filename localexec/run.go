@@ -37,6 +37,7 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Hand
 	if err := validateFunction(spec.Function); err != nil {
 		return executor.Handle{}, err
 	}
+	t0 := time.Now()
 	c, existed := e.track(spec.CallID)
 	if existed {
 		select {
@@ -53,6 +54,9 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Hand
 		err = fmt.Errorf("%w: %w", executor.ErrUnavailable, err)
 	}
 	c.decide(h, err)
+	if err == nil && h.Ref != "" {
+		e.observeStart(c.warm, time.Since(t0))
+	}
 	if err != nil || h.Ref == "" {
 		// Nothing runs: forget the call so a retried Start may run it.
 		e.untrack(c)
@@ -97,6 +101,9 @@ func (e *Executor) start(ctx context.Context, c *call, spec executor.Spec) (exec
 		return e.refuse(spec, api.ReasonImage, fmt.Errorf("no command: neither the function nor image %s names one", fn.Image))
 	}
 	limit := stdoutLimit(spec)
+	if h, ok, err := e.tryWarm(ctx, c, spec, args, limit); ok {
+		return h, err
+	}
 	// The envelope is on disk before the container exists: from then on,
 	// any leader can start the container with its full input.
 	dir, err := e.prepare(spec, args, limit)
@@ -117,7 +124,7 @@ func (e *Executor) start(ctx context.Context, c *call, spec executor.Spec) (exec
 		created, err = e.cli.ContainerCreate(ctx, cfg, hc, nil, nil, containerName(spec.CallID))
 	}
 	if err != nil && cerrdefs.IsConflict(err) {
-		return e.startExisting(ctx, c, spec)
+		return e.startExisting(ctx, c, spec, args, limit)
 	}
 	if err != nil {
 		if engineDown(ctx, err) {
@@ -126,6 +133,29 @@ func (e *Executor) start(ctx context.Context, c *call, spec executor.Spec) (exec
 		return e.refuse(spec, api.ReasonExecutor, fmt.Errorf("create container: %w", err))
 	}
 	return e.run(ctx, c, spec, created.ID, dir, limit)
+}
+
+// tryWarm runs the call in a warm sandbox of its function, if one is
+// ready; ok false: none could take it, nothing ran, start cold.
+func (e *Executor) tryWarm(ctx context.Context, c *call, spec executor.Spec, args []string, limit int64) (executor.Handle, bool, error) {
+	pooled := false
+	for {
+		sb, has := e.take(spec.Function, limit)
+		pooled = pooled || has
+		if sb == nil {
+			if pooled {
+				e.countWarm(false)
+			}
+			return executor.Handle{}, false, nil
+		}
+		h, err := e.startWarm(ctx, c, spec, sb, args, limit)
+		if errors.Is(err, errWarmMiss) {
+			continue
+		}
+		e.countWarm(err == nil)
+		c.warm = err == nil
+		return h, true, err
+	}
 }
 
 func stdoutLimit(spec executor.Spec) int64 {
@@ -140,10 +170,17 @@ func stdoutLimit(spec executor.Spec) int64 {
 // own call dir, so whatever its state it is taken over as it is: a created
 // one is started, a running one watched, an exited one collected. It never
 // runs twice: a container starts once, and its shim claims the call dir.
-func (e *Executor) startExisting(ctx context.Context, c *call, spec executor.Spec) (executor.Handle, error) {
+func (e *Executor) startExisting(ctx context.Context, c *call, spec executor.Spec, args []string, limit int64) (executor.Handle, error) {
 	ins, err := e.cli.ContainerInspect(ctx, containerName(spec.CallID))
 	if err != nil {
 		return executor.Handle{}, fmt.Errorf("inspect existing container: %w", err)
+	}
+	if ins.Config != nil && isWarm(ins.Config.Labels) {
+		// A warm sandbox claimed for this call by a leader that died
+		// before it handed the envelope over: hand it over now.
+		if err := e.writeEnvelope(targetOf(spec.CallID, ins).dir, spec, args, limit); err != nil {
+			return executor.Handle{}, err
+		}
 	}
 	c.setRef(ins.ID)
 	if _, err := e.adopt(ctx, c, ins, true); err != nil {

@@ -1,6 +1,7 @@
 package localexec
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -72,7 +73,11 @@ func (e *Executor) watch(c *call, a watchArgs) {
 	e.untrack(c)
 }
 
-// await waits until the container is no longer running. An engine that
+// await waits until the container is no longer running, or until the
+// shim's result is complete in the call dir (resultReady): the outcome is
+// decided then, and the sandbox's teardown (a gVisor sandbox takes ~100 ms
+// and more to go after its last process) need not delay the answer; the
+// container goes at Release as always. An engine that
 // stops answering is waited for (reconnecting) up to engineGrace, unless
 // the call's result appears in its dir meanwhile; then await answers the
 // engine's error. A container that is gone ends the wait too: collect says
@@ -80,8 +85,11 @@ func (e *Executor) watch(c *call, a watchArgs) {
 func (e *Executor) await(c *call, a watchArgs, timer <-chan time.Time) error {
 	var since time.Time
 	backoff := 100 * time.Millisecond
+	wctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	ready := watchResult(wctx, a.dir)
 	for {
-		waitC, errC := e.cli.ContainerWait(e.ctx, a.id, container.WaitConditionNotRunning)
+		waitC, errC := e.cli.ContainerWait(wctx, a.id, container.WaitConditionNotRunning)
 		var err error
 	wait:
 		for {
@@ -89,6 +97,8 @@ func (e *Executor) await(c *call, a watchArgs, timer <-chan time.Time) error {
 			case <-timer:
 				timer = nil
 				e.stop(e.ctx, c, api.ReasonTimeout, fmt.Sprintf("timeout after %s", a.timeout))
+			case <-ready:
+				return nil
 			case w := <-waitC:
 				if w.Error == nil || w.Error.Message == "" {
 					return nil
@@ -115,6 +125,9 @@ func (e *Executor) await(c *call, a watchArgs, timer <-chan time.Time) error {
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
+		case <-ready:
+			t.Stop()
+			return nil
 		case <-e.ctx.Done():
 			t.Stop()
 			return e.ctx.Err()

@@ -28,7 +28,8 @@ run cluster -bench 'Enqueue|Accept' -benchtime 3s -timeout 10m ./bench/
 run fsm -bench 'Snapshot1M|MemoryPerCall' -benchtime 1x -timeout 20m ./bench/
 # 5: one output insert into a full 50 MiB output cache.
 run cache -bench 'CacheRotation' -benchtime 2000x -timeout 10m ./bench/
-# 4: sync echo through hyperfunc vs docker run, and the executor alone.
+# 4: sync echo through hyperfunc (cold, and with --warm 2) vs docker run,
+# and the executor alone.
 run echo -bench 'SyncEcho|DockerRunRunsc' -benchtime 10x -timeout 10m ./bench/ ./localexec/
 
 # 6: the frontend on Nomad against raw dispatches of the same job, side by
@@ -95,11 +96,18 @@ if [[ -z $ONLY || $ONLY == cache ]]; then
 	done
 fi
 if [[ -z $ONLY || $ONLY == echo ]]; then
-	echo "4. sync echo: hyperfunc (1 node, local Docker, runsc) vs docker run --runtime=runsc (goal ratio <= 1.10)"
+	echo "4. sync echo, cold: hyperfunc (1 node, local Docker, runsc) vs docker run --runtime=runsc (goal p50 ratio <= 1.05)"
 	e='^bench:BenchmarkSyncEcho-'
 	row "hyperfunc mean / p50" "$(metric "$e" hyperfunc-ms) / $(metric "$e" hyperfunc-p50-ms) ms"
 	row "docker run mean / p50" "$(metric "$e" docker-ms) / $(metric "$e" docker-p50-ms) ms"
 	row "ratio hyperfunc / docker run (mean, p50)" "$(metric "$e" ratio) / $(metric "$e" p50-ratio)"
+	row "cold breakdown p50: enqueue / dispatch / exec start / run / finish" "$(metric "$e" enqueue-p50-ms) / $(metric "$e" start-p50-ms) / $(metric "$e" exec-start-p50-ms) / $(metric "$e" run-p50-ms) (incl. exec start) / $(metric "$e" finish-p50-ms) ms"
+	w='^bench:BenchmarkSyncEchoWarm-'
+	echo "4w. sync echo with --warm 2 (a pre-started sandbox per call) vs docker run, interleaved (goal p50 ratio <= 0.25)"
+	row "hyperfunc warm mean / p50" "$(metric "$w" hyperfunc-ms) / $(metric "$w" hyperfunc-p50-ms) ms ($(metric "$w" warm-hits) warm hits)"
+	row "docker run mean / p50" "$(metric "$w" docker-ms) / $(metric "$w" docker-p50-ms) ms"
+	row "ratio warm / docker run (mean, p50)" "$(metric "$w" ratio) / $(metric "$w" p50-ratio)"
+	row "warm breakdown p50: enqueue / dispatch / exec start / run / finish" "$(metric "$w" enqueue-p50-ms) / $(metric "$w" start-p50-ms) / $(metric "$w" exec-start-p50-ms) / $(metric "$w" run-p50-ms) (incl. exec start) / $(metric "$w" finish-p50-ms) ms"
 	x=$(nsop '^localexec:BenchmarkSyncEcho-')
 	d=$(nsop '^localexec:BenchmarkDockerRunRunsc-')
 	row "executor alone (localexec) / docker run, in sequence" "$(secs "$x") s / $(secs "$d") s = $(ratio "$x" "$d")"

@@ -45,6 +45,9 @@ func (d *dispatcher) run(ctx context.Context) {
 		return
 	}
 	d.cleanOrphans(ctx)
+	warmed := make(chan struct{})
+	go func() { defer close(warmed); d.s.runWarm(ctx) }()
+	defer func() { <-warmed }()
 	for ctx.Err() == nil {
 		ws := memdb.NewWatchSet()
 		if err := d.schedule(ctx, ws); err != nil {
@@ -224,6 +227,9 @@ func (d *dispatcher) start(ctx context.Context, c *fsm.Call) {
 	if err != nil || fn == nil {
 		d.send(ctx, executor.Event{CallID: c.ID, Kind: executor.Failed, Reason: api.ReasonExecutor, Message: "function was deleted"})
 		return
+	}
+	if d.s.cfg.WarmAdaptive {
+		d.s.warm.noteCall(fn.ID, time.Now(), d.s.cfg.WarmIdleTTL)
 	}
 	stdin, err := d.s.store.Stdin(c.ID)
 	if err != nil {

@@ -114,6 +114,9 @@ func validateSpec(sp *api.FunctionSpec) error {
 	if err := validateUser(sp.User); err != nil {
 		return err
 	}
+	if err := validateWarm(sp.Warm); err != nil {
+		return err
+	}
 	if len(sp.Labels) > 64 {
 		return badRequest("more than 64 labels")
 	}
@@ -123,6 +126,13 @@ func validateSpec(sp *api.FunctionSpec) error {
 		}
 	}
 	return validateEnv(sp.Env)
+}
+
+func validateWarm(n int) error {
+	if n < 0 || n > api.MaxWarm {
+		return badRequest("invalid warm %d: keep 0 to %d pre-started sandboxes", n, api.MaxWarm)
+	}
+	return nil
 }
 
 // validUser is Docker's --user: a name or a uid, optionally ":" a group
@@ -143,7 +153,7 @@ func toAPIFunction(f *fsm.Function, address string) *api.Function {
 		Name: f.Name, Owner: f.Owner, Image: f.Image, Command: f.Command, Entrypoint: f.Entrypoint,
 		Workdir: f.Workdir, Env: f.Env, Labels: f.Labels, Size: f.Size,
 		Resources: api.Resources{CPU: f.CPU, MemoryMB: f.MemoryMB}, Timeout: f.Timeout, User: f.User,
-		Address: address, CreatedAt: f.CreatedAt, UpdatedAt: f.UpdatedAt,
+		Warm: f.Warm, Address: address, CreatedAt: f.CreatedAt, UpdatedAt: f.UpdatedAt,
 		CreateIndex: f.CreateIndex, ModifyIndex: f.ModifyIndex,
 	}
 }
@@ -181,7 +191,7 @@ func (s *Server) createFunction(c *gin.Context) {
 		ID: fsm.FunctionID(id.User, sp.Name), Owner: id.User, Name: sp.Name, Image: sp.Image,
 		Command: sp.Command, Entrypoint: sp.Entrypoint, Workdir: sp.Workdir, Env: sp.Env, Labels: sp.Labels,
 		Size: sp.Size, CPU: res.CPU, MemoryMB: res.MemoryMB, Timeout: sp.Timeout, User: sp.User,
-		SecretHash: hashSecret(secret), CreatedAt: t, UpdatedAt: t,
+		Warm: sp.Warm, SecretHash: hashSecret(secret), CreatedAt: t, UpdatedAt: t,
 	}
 	if existing, _ := s.store.Function(nil, f.ID); existing != nil {
 		writeError(c, fmt.Errorf("function %q %w", sp.Name, fsm.ErrExists))
@@ -325,6 +335,13 @@ func (s *Server) updateFunction(c *gin.Context) {
 			return
 		}
 		f.User = *u.User
+	}
+	if u.Warm != nil {
+		if err := validateWarm(*u.Warm); err != nil {
+			writeError(c, err)
+			return
+		}
+		f.Warm = *u.Warm
 	}
 	if u.Timeout != nil {
 		if *u.Timeout < 0 {

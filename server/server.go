@@ -73,6 +73,15 @@ type Config struct {
 	// ShimArchive is the hf-shim archive served to Nomad clients at
 	// /v1/artifacts/hf-shim.tar.gz (its checksum is in every function job).
 	ShimArchive []byte
+	// Warm sandboxes, for executors that keep them (localexec): at most
+	// WarmUserCap of one user's functions and WarmAgentCap in all
+	// (DefaultWarm*Cap when 0, none when negative); WarmAdaptive keeps one
+	// for each function called within WarmIdleTTL (DefaultWarmIdleTTL).
+	// See warm.go.
+	WarmUserCap  int
+	WarmAgentCap int
+	WarmIdleTTL  time.Duration
+	WarmAdaptive bool
 
 	Executor Executor
 	Logger   hclog.Logger
@@ -118,6 +127,15 @@ func (c *Config) Defaults() {
 	if c.StartTimeout == 0 {
 		c.StartTimeout = 2 * time.Minute
 	}
+	if c.WarmUserCap == 0 {
+		c.WarmUserCap = DefaultWarmUserCap
+	}
+	if c.WarmAgentCap == 0 {
+		c.WarmAgentCap = DefaultWarmAgentCap
+	}
+	if c.WarmIdleTTL <= 0 {
+		c.WarmIdleTTL = DefaultWarmIdleTTL
+	}
 	if c.BootstrapExpect == 0 {
 		c.BootstrapExpect = 1
 	}
@@ -145,6 +163,7 @@ type Server struct {
 
 	metrics  *metrics
 	enqueuer *enqueuer
+	warm     *warmState       // the adaptive mode's last calls (warm.go)
 	fwdQueue chan *enqueueReq // async calls a follower batches to the leader
 
 	peersMu    sync.Mutex
@@ -203,7 +222,9 @@ func New(cfg Config) (*Server, error) {
 		shutdownCh: make(chan struct{}),
 	}
 	s.sized = newSizedFSM(f, cfg.LogBytesPerSnapshot)
+	s.warm = newWarmState()
 	s.metrics = newMetrics(s)
+	s.metrics.registerWarmMetrics(s.exec)
 	s.enqueuer = newEnqueuer(s)
 	s.fwdQueue = make(chan *enqueueReq, 4096)
 	return s, nil

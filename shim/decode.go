@@ -46,7 +46,7 @@ var ErrBadEnvelope = errors.New("bad envelope")
 var envelopeFields = map[string]bool{
 	"v": true, "call_id": true, "argv": true, "env": true, "workdir": true,
 	"stdin": true, "stdin_file": true, "stdout_limit": true, "timeout_ms": true,
-	"result_dir": true, "once": true,
+	"result_dir": true, "once": true, "stderr_preview": true,
 }
 
 // DecodeEnvelope strictly decodes and validates an envelope: one JSON object,
@@ -97,6 +97,8 @@ func (e *Envelope) Validate() error {
 		return bad("empty argv")
 	case e.StdoutLimit < 0:
 		return bad("negative stdout_limit %d", e.StdoutLimit)
+	case e.StderrPreview < 0 || e.StderrPreview > MaxStderrPreview:
+		return bad("stderr_preview %d is outside 0..%d", e.StderrPreview, MaxStderrPreview)
 	case e.TimeoutMs < 0:
 		return bad("negative timeout_ms %d", e.TimeoutMs)
 	case e.ResultDir == "" || !filepath.IsAbs(e.ResultDir):

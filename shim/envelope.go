@@ -30,7 +30,16 @@ type Envelope struct {
 	// leaves the first run's result alone. The local executor sets it, since
 	// any leader may start a created container.
 	Once bool `json:"once,omitempty"`
+	// StderrPreview, when > 0, makes the shim keep the first StderrPreview
+	// bytes of the command's stderr in ResultDir/stderr, written before
+	// result.json (all of it still goes to the shim's own stderr). A reader
+	// that finds result.json then has the preview too, without waiting for
+	// the container's logs. 0: the command gets the shim's stderr itself.
+	StderrPreview int64 `json:"stderr_preview,omitempty"`
 }
+
+// MaxStderrPreview bounds Envelope.StderrPreview.
+const MaxStderrPreview = 1 << 20
 
 // Result is the record the shim writes to ResultDir/result.json when the
 // command ends.
@@ -54,6 +63,7 @@ type Result struct {
 // File names inside ResultDir.
 const (
 	StdoutFile = "stdout"
+	StderrFile = "stderr" // the preview of Envelope.StderrPreview
 	ResultFile = "result.json"
 	// StartedFile is created in ResultDir when an envelope with Once starts.
 	StartedFile = ".started"

@@ -149,13 +149,22 @@ func (r *Runner) run(env *Envelope) (*Result, error) {
 	}
 	defer pr.Close()
 
+	errOut, tee, err := r.stderrTee(env.StderrPreview)
+	if err != nil {
+		_ = pw.Close()
+		return res, err
+	}
 	proc, err := os.StartProcess(path, env.Argv, &os.ProcAttr{
 		Dir:   env.Workdir,
 		Env:   environ,
-		Files: []*os.File{stdin, pw, r.stderr()},
+		Files: []*os.File{stdin, pw, errOut},
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	})
 	_ = pw.Close() // the child holds its own copy
+	if tee != nil {
+		_ = errOut.Close()
+		defer tee.close()
+	}
 	if err != nil {
 		if feed != nil {
 			_ = feed.Close()
@@ -218,12 +227,17 @@ loop:
 	// The call ends with its main process: stop whatever it left behind in
 	// its process group, then collect the rest of the pipe.
 	kill(syscall.SIGKILL)
+	// One drain deadline for both pipes.
+	drained := time.Now().Add(drainDelay)
 	var copyErr error
 	select {
 	case copyErr = <-copied:
-	case <-time.After(drainDelay):
+	case <-time.After(time.Until(drained)):
 		_ = pr.Close() // unblocks the copy
 		copyErr = <-copied
+	}
+	if tee != nil {
+		tee.wait(time.After(time.Until(drained)))
 	}
 	res.EndedAt = r.stamp()
 	if wr.err != nil {
@@ -237,6 +251,13 @@ loop:
 	}
 	if err := out.Sync(); err != nil {
 		return res, fmt.Errorf("syncing stdout file: %w", err)
+	}
+	if tee != nil {
+		if err := tee.write(env.ResultDir); err != nil {
+			// Only the preview is missing: the reader falls back to the
+			// container's logs.
+			r.logf("%v", err)
+		}
 	}
 
 	res.StdoutBytes = cw.n

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -481,4 +482,57 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func TestWaitForSeesALaterFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "envelope.json")
+	done := make(chan error, 1)
+	go func() { done <- WaitFor(path, time.Millisecond, nil, nil) }()
+	if err := os.WriteFile(path, []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, done, "WaitFor did not see the file")
+}
+
+// waitDone waits for WaitFor's answer, which must be nil; a minute only
+// catches a hang.
+func waitDone(t *testing.T, done <-chan error, hang string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("WaitFor: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal(hang)
+	}
+}
+
+func TestWaitForStopsOnSignal(t *testing.T) {
+	stop := make(chan os.Signal, 1)
+	stop <- syscall.SIGTERM
+	if err := WaitFor(filepath.Join(t.TempDir(), "never"), time.Millisecond, nil, stop); !errors.Is(err, ErrWaitStopped) {
+		t.Fatalf("WaitFor = %v, want ErrWaitStopped", err)
+	}
+}
+
+// The doorbell wakes the wait at once, whatever the poll: with an hour's
+// poll, only the bell can end it.
+func TestWaitForDoorbell(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "envelope.json")
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	done := make(chan error, 1)
+	go func() { done <- WaitFor(path, time.Hour, pr, nil) }()
+	if err := os.WriteFile(path, []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pw.Write([]byte{'\n'}); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, done, "the doorbell did not end the wait")
 }

@@ -4,6 +4,7 @@
 // result.json there; see package shim for the exit codes.
 //
 //	hf-shim -envelope /local/payload   (or HF_ENVELOPE=/local/payload hf-shim)
+//	hf-shim -wait -envelope FILE       (warm: wait for FILE to appear, then run it)
 package main
 
 import (
@@ -23,11 +24,20 @@ func main() {
 
 	flags := flag.NewFlagSet("hf-shim", flag.ContinueOnError)
 	envelope := flags.String("envelope", os.Getenv("HF_ENVELOPE"), "path of the call envelope (default $HF_ENVELOPE)")
+	wait := flags.Bool("wait", false, "wait for the envelope file to appear (a pre-started, warm sandbox)")
 	if err := flags.Parse(os.Args[1:]); err != nil || *envelope == "" || flags.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "usage: hf-shim -envelope FILE (or HF_ENVELOPE=FILE)")
 		os.Exit(shim.ExitShimError)
 	}
 
+	if *wait {
+		// The doorbell is stdin; the command never gets it (its stdin is
+		// the envelope's).
+		if err := shim.WaitFor(*envelope, shim.WaitPoll, os.Stdin, sigs); err != nil {
+			fmt.Fprintln(os.Stderr, "hf-shim:", err)
+			os.Exit(shim.ExitShimError)
+		}
+	}
 	r := &shim.Runner{Signals: sigs, Reap: os.Getpid() == 1}
 	os.Exit(r.RunFile(*envelope))
 }

@@ -61,6 +61,10 @@ type agentFlags struct {
 	noACLOnNetwork bool
 	logJSON        bool
 	startTimeout   time.Duration
+	warmUserCap    int
+	warmAgentCap   int
+	warmIdleTTL    time.Duration
+	warmAdaptive   bool
 }
 
 func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
@@ -99,6 +103,10 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	fs.BoolVar(&f.logJSON, "log-json", false, "log one JSON object per line (for log shippers) instead of text")
 	fs.StringVar(&f.memoryLimit, "memory-limit", "auto", "soft limit of the agent's Go heap (GOMEMLIMIT): a size like 4GiB, auto (half the cgroup's or the machine's memory) or off")
 	fs.DurationVar(&f.startTimeout, "start-timeout", 2*time.Minute, "how long the executor may take to start one call before it goes back to the queue")
+	fs.IntVar(&f.warmUserCap, "warm-user-cap", server.DefaultWarmUserCap, "pre-started sandboxes (func --warm) one user's functions may hold in all; 0: none")
+	fs.IntVar(&f.warmAgentCap, "warm-agent-cap", server.DefaultWarmAgentCap, "pre-started sandboxes this agent keeps in all, when it leads; 0: none")
+	fs.DurationVar(&f.warmIdleTTL, "warm-idle-ttl", server.DefaultWarmIdleTTL, "with -warm-adaptive: how long after its last call a function keeps its one warm sandbox")
+	fs.BoolVar(&f.warmAdaptive, "warm-adaptive", false, "keep one pre-started sandbox for every function called within -warm-idle-ttl")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -111,6 +119,9 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 			return nil, err
 		}
 		f.dataDir, f.tempDataDir = dir, true
+	}
+	if f.warmUserCap < 0 || f.warmAgentCap < 0 || f.warmIdleTTL <= 0 {
+		return nil, fmt.Errorf("-warm-user-cap and -warm-agent-cap must be 0 or more, -warm-idle-ttl positive")
 	}
 	if f.dataDir == "" {
 		return nil, fmt.Errorf("-data-dir is required (or -dev)")
@@ -201,8 +212,10 @@ func agentCommand(args []string, stderr io.Writer) int {
 		ACL: f.acl, BootstrapToken: f.bootstrapToken, ClusterKey: f.clusterKey,
 		DefaultQuota: f.defaultQuota, MaxQueued: f.maxQueued, MaxQueuedBytes: f.maxQueuedBytes, MaxFunctions: f.maxFunctions, MaxStdin: f.maxStdin, StdoutLimit: f.maxStdout,
 		StartTimeout: f.startTimeout,
-		FSM:          fsm.Config{OutputCacheBytes: f.outputCache, LogCacheBytes: f.logCache},
-		ShimArchive:  f.shimArchive, Executor: exec, Logger: logger,
+		WarmUserCap:  orNone(f.warmUserCap), WarmAgentCap: orNone(f.warmAgentCap),
+		WarmIdleTTL: f.warmIdleTTL, WarmAdaptive: f.warmAdaptive,
+		FSM:         fsm.Config{OutputCacheBytes: f.outputCache, LogCacheBytes: f.logCache},
+		ShimArchive: f.shimArchive, Executor: exec, Logger: logger,
 	}
 	if f.consulAddr != "" {
 		d, err := newConsulDiscovery(f.consulAddr, f.consulToken, logger)
@@ -276,4 +289,13 @@ func devBanner(w io.Writer, srv *server.Server, f *agentFlags, executor string) 
 	}
 	fmt.Fprintf(w, "\n==> hyperfunc dev agent %s: HTTP API at http://%s (%s, executor %s, data in %s)\n%s"+
 		"    Try: hyper func create --name helloworld ubuntu echo HelloWorld\n\n", state, srv.HTTPAddr(), acl, executor, f.dataDir, hint)
+}
+
+// orNone maps a cap flag to server.Config, where 0 means the default and a
+// negative cap means none.
+func orNone(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

@@ -31,6 +31,7 @@ type FakeExecutor struct {
 	events chan executor.Event
 	done   chan struct{}
 	closed bool
+	warm   warmRecord
 }
 
 // NewFakeExecutor returns an executor on a fresh engine of its own.
