@@ -11,6 +11,7 @@ import (
 
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
+
 	"github.com/hyperfunc/hyperfunc/executor"
 )
 

@@ -10,6 +10,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+
 	"github.com/hyperfunc/hyperfunc/executor"
 	"golang.org/x/sys/unix"
 )
