@@ -10,9 +10,9 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"golang.org/x/sys/unix"
 
 	"github.com/hyperfunc/hyperfunc/executor"
-	"golang.org/x/sys/unix"
 )
 
 // Handing one call to one warm sandbox, once.
