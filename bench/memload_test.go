@@ -67,7 +67,7 @@ func (w *leaderWatch) end() { close(w.stop); w.done.Wait() }
 // smallLoop makes small async calls on the leader one after the other for
 // d and returns the accept latencies, sorted.
 func smallLoop(t *testing.T, c *procCluster, d time.Duration) []time.Duration {
-	cl := c.leader().client
+	cl := c.waitLeader().client
 	var lats []time.Duration
 	for end := time.Now().Add(d); time.Now().Before(end); {
 		t0 := time.Now()

@@ -155,6 +155,15 @@ func (c *procCluster) leader() *procNode {
 	return nil
 }
 
+// waitLeader is the leader, waiting through an election (a busy machine
+// may miss heartbeats; the load phase counts those).
+func (c *procCluster) waitLeader() *procNode {
+	c.t.Helper()
+	var ld *procNode
+	waitFor(c.t, 2*time.Minute, "a leader", func() bool { ld = c.leader(); return ld != nil })
+	return ld
+}
+
 func (c *procCluster) follower() *procNode {
 	for _, nd := range c.nodes {
 		if nd.cmd != nil && c.raftStats(nd)["state"] == "Follower" {
