@@ -146,9 +146,12 @@ func statUint(st map[string]string, key string) uint64 {
 	return v
 }
 
-func (c *procCluster) leader() *procNode {
+func (c *procCluster) leader() *procNode { return c.inState("Leader") }
+
+// inState is the first running node whose Raft state is state, or nil.
+func (c *procCluster) inState(state string) *procNode {
 	for _, nd := range c.nodes {
-		if nd.cmd != nil && c.raftStats(nd)["state"] == "Leader" {
+		if nd.cmd != nil && c.raftStats(nd)["state"] == state {
 			return nd
 		}
 	}
@@ -164,14 +167,7 @@ func (c *procCluster) waitLeader() *procNode {
 	return ld
 }
 
-func (c *procCluster) follower() *procNode {
-	for _, nd := range c.nodes {
-		if nd.cmd != nil && c.raftStats(nd)["state"] == "Follower" {
-			return nd
-		}
-	}
-	return nil
-}
+func (c *procCluster) follower() *procNode { return c.inState("Follower") }
 
 // procMem is what /proc/<pid>/status says, in bytes.
 type procMem struct{ RSS, Anon, File uint64 }
@@ -202,8 +198,7 @@ func (c *procCluster) mem(nd *procNode) procMem {
 	return m
 }
 
-// metrics sums the samples of /metrics whose line starts with name and
-// contains every filter (label matches), e.g. go_memstats_heap_inuse_bytes.
+// metrics is a node's /metrics, one line per element (ACLs are off).
 func (c *procCluster) metrics(nd *procNode) []string {
 	resp, err := c.hc.Get("http://" + nd.spec.HTTPAddr + "/metrics")
 	if err != nil {
@@ -214,6 +209,8 @@ func (c *procCluster) metrics(nd *procNode) []string {
 	return strings.Split(string(b), "\n")
 }
 
+// metricSum sums the samples whose line starts with name and contains
+// every filter (label matches), e.g. go_memstats_heap_inuse_bytes.
 func metricSum(lines []string, name string, filters ...string) float64 {
 	var sum float64
 next:
