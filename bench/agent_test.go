@@ -13,7 +13,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/hyperfunc/hyperfunc/server"
-	"github.com/hyperfunc/hyperfunc/server/servertest"
 )
 
 // agentEnv carries an agentSpec (JSON): a test binary started with it runs
@@ -54,8 +53,9 @@ func runAgent(raw string) int {
 		NodeID: sp.NodeID, DataDir: sp.DataDir, HTTPAddr: sp.HTTPAddr, RaftAddr: sp.RaftAddr,
 		BootstrapExpect: sp.Expect, Join: sp.Join, ClusterKey: "bench-cluster-key-of-32-bytes-at-least",
 		MaxQueuedBytes: sp.MaxQueuedBytes,
-		// The in-repo fake: `output N` answers N bytes at once, no container.
-		Executor: servertest.NewEngine().NewExecutor(),
+		// Not servertest's Engine: it keeps every call's stdin and stdout
+		// (for its assertions), which would be most of the leader's RSS.
+		Executor: newFakeExec(),
 		Logger:   hclog.New(&hclog.LoggerOptions{Name: sp.NodeID, Level: hclog.Info, Output: os.Stderr}),
 	})
 	if err == nil {
