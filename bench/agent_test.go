@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/hyperfunc/hyperfunc/executor"
 	"github.com/hyperfunc/hyperfunc/server"
 )
 
@@ -55,7 +56,7 @@ func runAgent(raw string) int {
 		MaxQueuedBytes: sp.MaxQueuedBytes,
 		// Not servertest's Engine: it keeps every call's stdin and stdout
 		// (for its assertions), which would be most of the leader's RSS.
-		Executor: newFakeExec(),
+		Executor: &fakeExec{events: make(chan executor.Event, 1<<10), async: true},
 		Logger:   hclog.New(&hclog.LoggerOptions{Name: sp.NodeID, Level: hclog.Info, Output: os.Stderr}),
 	})
 	if err == nil {
