@@ -49,6 +49,7 @@ func (f *fakeExec) Start(ctx context.Context, s executor.Spec) (executor.Handle,
 	if c := s.Function.Command; len(c) == 2 && c[0] == "output" {
 		n, _ := strconv.Atoi(c[1])
 		ev.Stdout = bytes.Repeat([]byte("x"), n)
+		ev.Ref = fmt.Sprintf("fake-output-%d-%s", n, s.CallID)
 	}
 	if f.async {
 		go func() { f.events <- ev }()
@@ -66,6 +67,15 @@ func (f *fakeExec) Reconcile(_ context.Context, hs []executor.Handle) ([]executo
 	out := make([]executor.Event, len(hs))
 	for i, h := range hs {
 		out[i] = executor.Event{CallID: h.CallID, Kind: executor.NotFound}
+		// Every call ends at once, so one the last leader started has
+		// ended: say so. (NotFound for a RUNNING call leaves it RUNNING
+		// forever: CallRequeue only takes STARTING calls back.)
+		var n int
+		if _, err := fmt.Sscanf(h.Ref, "fake-output-%d-", &n); err == nil {
+			now := time.Now().UTC()
+			out[i] = executor.Event{CallID: h.CallID, Kind: executor.Finished, Ref: h.Ref,
+				Stdout: bytes.Repeat([]byte("x"), n), StartedAt: now, EndedAt: now}
+		}
 	}
 	return out, nil
 }
