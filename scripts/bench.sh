@@ -5,7 +5,7 @@
 #
 #   bash scripts/bench.sh            # everything, about 6 minutes on 2 cores
 #   BENCH_ONLY=cluster bash scripts/bench.sh   # one group: cluster, fsm, cache, echo, nomad, memory
-#   BENCH_ONLY=memory bash scripts/bench.sh    # issue 12 alone, about 20 minutes on 2 cores
+#   BENCH_ONLY=memory bash scripts/bench.sh    # issue 12 alone, 7-10 minutes on 2 cores
 #
 # The memory group (issue 12) runs 3 agent processes; HF_BENCH_MEMORY picks
 # its phases (all, or a comma list of big,restart,wipe,small,load) and
