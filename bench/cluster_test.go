@@ -1,11 +1,13 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -18,10 +20,15 @@ import (
 )
 
 // fakeExec is the trivial executor of the cluster benchmarks: every call
-// finishes at once with empty stdout, so the dispatcher's Raft traffic
-// (start, running, finish) is part of the load but no container runs.
+// finishes at once with empty stdout (N bytes for a command `output N`), so
+// the dispatcher's Raft traffic (start, running, finish) is part of the
+// load but no container runs. Unlike servertest's Engine it keeps nothing
+// of a call once its event is sent, so it adds nothing to a memory reading.
 type fakeExec struct {
 	events chan executor.Event
+	// async sends the event after Start returned, as a real engine's end
+	// comes after its start (the memory benchmark's agents).
+	async bool
 }
 
 var _ server.Executor = (*fakeExec)(nil)
@@ -39,6 +46,15 @@ func (f *fakeExec) Health(context.Context) error                        { return
 func (f *fakeExec) Start(ctx context.Context, s executor.Spec) (executor.Handle, error) {
 	now := time.Now().UTC()
 	ev := executor.Event{CallID: s.CallID, Kind: executor.Finished, Ref: "fake-" + s.CallID, StartedAt: now, EndedAt: now}
+	if c := s.Function.Command; len(c) == 2 && c[0] == "output" {
+		n, _ := strconv.Atoi(c[1])
+		ev.Stdout = bytes.Repeat([]byte("x"), n)
+		ev.Ref = fmt.Sprintf("fake-output-%d-%s", n, s.CallID)
+	}
+	if f.async {
+		go func() { f.events <- ev }()
+		return executor.Handle{CallID: s.CallID, Ref: ev.Ref}, nil
+	}
 	select {
 	case f.events <- ev:
 	case <-ctx.Done():
@@ -51,6 +67,15 @@ func (f *fakeExec) Reconcile(_ context.Context, hs []executor.Handle) ([]executo
 	out := make([]executor.Event, len(hs))
 	for i, h := range hs {
 		out[i] = executor.Event{CallID: h.CallID, Kind: executor.NotFound}
+		// Every call ends at once, so one the last leader started has
+		// ended: say so. (NotFound for a RUNNING call leaves it RUNNING
+		// forever: CallRequeue only takes STARTING calls back.)
+		var n int
+		if _, err := fmt.Sscanf(h.Ref, "fake-output-%d-", &n); err == nil {
+			now := time.Now().UTC()
+			out[i] = executor.Event{CallID: h.CallID, Kind: executor.Finished, Ref: h.Ref,
+				Stdout: bytes.Repeat([]byte("x"), n), StartedAt: now, EndedAt: now}
+		}
 	}
 	return out, nil
 }

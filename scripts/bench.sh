@@ -4,7 +4,13 @@
 # figures. Raw `go test -bench` output is kept in $BENCH_OUT.
 #
 #   bash scripts/bench.sh            # everything, about 6 minutes on 2 cores
-#   BENCH_ONLY=cluster bash scripts/bench.sh   # one group: cluster, fsm, cache, echo
+#   BENCH_ONLY=cluster bash scripts/bench.sh   # one group: cluster, fsm, cache, echo, nomad, memory
+#   BENCH_ONLY=memory bash scripts/bench.sh    # issue 12 alone, 7-10 minutes on 2 cores
+#
+# The memory group (issue 12) runs 3 agent processes; HF_BENCH_MEMORY picks
+# its phases (all, or a comma list of big,restart,wipe,small,load) and
+# HF_BENCH_BIG_FNS, HF_BENCH_BIG_CALLS, HF_BENCH_SMALL_FNS,
+# HF_BENCH_SMALL_CALLS, HF_BENCH_LOAD_SECS its sizes (bench/memory_test.go).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
@@ -46,6 +52,15 @@ if [[ (-z $ONLY || $ONLY == nomad) && -z ${NOMAD_ADDR:-} ]]; then
 	fi
 fi
 run nomad -bench 'NomadLatency|NomadThroughput' -benchtime 20x -timeout 10m ./nomadjob/
+
+# 7: memory per node and Raft entry sizes (issue 12), 3 agent processes. A
+# test, not a benchmark, so its phases share one cluster; it prints MEM lines.
+if [[ -z $ONLY || $ONLY == memory ]]; then
+	export HF_BENCH_MEMORY=${HF_BENCH_MEMORY:-all}
+	echo "== memory: HF_BENCH_MEMORY=$HF_BENCH_MEMORY go test -count=1 -run '^TestMemoryIssue12\$' -v ./bench/" >&2
+	$GO test -count=1 -run '^TestMemoryIssue12$' -v -timeout 60m ./bench/ 2>&1 | tee -a "$BENCH_OUT" |
+		grep -E '^(MEM|ok|FAIL|--- |panic)|memory_test' >&2 || true
+fi
 
 # metric <regex on package:BenchmarkName> <unit>: the value of a unit on its line.
 metric() {
@@ -123,4 +138,8 @@ if [[ -z $ONLY || $ONLY == nomad ]]; then
 		t="^nomadjob:BenchmarkNomadThroughput/$mode-"
 		row "shim $mode: calls/s at concurrency 10, raw / hyperfunc" "$(metric "$t" raw-calls/s) / $(metric "$t" frontend-calls/s), ratio $(metric "$t" ratio)"
 	done
+fi
+if [[ -z $ONLY || $ONLY == memory ]]; then
+	echo "7. memory and Raft entry sizes, 3 agent processes (issue 12; docs/BENCHMARKS.md explains the lines)"
+	grep '^MEM ' "$BENCH_OUT" | sed 's/^MEM /  /' || echo "  no MEM lines: see $BENCH_OUT"
 fi
