@@ -234,3 +234,25 @@ func TestClusterRemovePeerAndGracefulLeave(t *testing.T) {
 	}
 	createFn(t, c.Client(other), "after-leave", "cat")
 }
+
+// TestRunningCallGoneAfterLeaderChangeEndsLost: a call the executor had
+// confirmed RUNNING, and no longer knows when a new leader asks (its
+// engine was reset, or was the old leader's own), ends FAILED "lost": it
+// ran, so it must not run again, and it must not stay RUNNING for ever.
+func TestRunningCallGoneAfterLeaderChangeEndsLost(t *testing.T) {
+	c := servertest.NewCluster(t, 3, servertest.Options{})
+	old := c.WaitForLeader()
+	c.WaitForVoters(old, 3)
+	createFn(t, c.Client(old), "f", "sleep")
+	id := call(t, c.Client(old), "f", "")
+	waitState(t, c.Client(old), id, api.StateRunning)
+	c.Engine.Forget(id)
+	c.Kill(old)
+	got := waitState(t, c.Client(c.WaitForLeader()), id, api.StateFailed)
+	if got.Reason != api.ReasonLost {
+		t.Fatalf("the lost call ended %s with reason %q (%s), want %q", got.State, got.Reason, got.Message, api.ReasonLost)
+	}
+	if n := c.Engine.Starts(id); n != 1 {
+		t.Fatalf("the lost call was started %d times, want once", n)
+	}
+}

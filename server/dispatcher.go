@@ -114,12 +114,26 @@ func (d *dispatcher) reconcile(ctx context.Context) bool {
 			sleepCtx(ctx, backoff)
 			continue
 		}
+		state := make(map[string]string, len(calls))
+		for _, c := range calls {
+			state[c.ID] = c.State
+		}
 		var requeue []string
 		for _, ev := range evs {
 			d.log.Debug("reconciled call", "call", ev.CallID, "outcome", ev.Kind.String())
 			if ev.Kind == executor.NotFound {
-				requeue = append(requeue, ev.CallID)
-				continue
+				if state[ev.CallID] == fsm.StateStarting {
+					// Never confirmed started: Start is idempotent on the
+					// call ID, so it may go again.
+					requeue = append(requeue, ev.CallID)
+					continue
+				}
+				// RUNNING and gone (its engine was the old leader's, or
+				// was reset): it ran, maybe to its end, so it must not
+				// run again; it ends lost. CallRequeue takes only
+				// STARTING calls, so requeueing it left it RUNNING for ever.
+				ev = executor.Event{CallID: ev.CallID, Kind: executor.Failed, Reason: api.ReasonLost, EndedAt: now(),
+					Message: "the call was running when the leader changed, and the executor no longer knows it"}
 			}
 			d.events <- ev
 		}

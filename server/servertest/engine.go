@@ -363,6 +363,18 @@ func (e *Engine) cancel(h executor.Handle) error {
 	return nil
 }
 
+// Forget drops what the engine knows of a call, as a reset engine (or
+// another node's) would: its run goes on reporting nothing, and
+// Reconcile answers NotFound.
+func (e *Engine) Forget(callID string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r := e.runs[callID]; r != nil {
+		r.watcher = nil
+	}
+	delete(e.runs, callID)
+}
+
 func (e *Engine) reconcile(x *FakeExecutor, hs []executor.Handle) ([]executor.Event, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
