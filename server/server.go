@@ -182,6 +182,8 @@ type Server struct {
 
 	shutdownCh chan struct{}
 	wg         sync.WaitGroup
+
+	stageLane chan struct{} // chunks of large payloads in Raft (stage.go)
 }
 
 // New builds an agent and opens its state; Start runs it.
@@ -227,6 +229,7 @@ func New(cfg Config) (*Server, error) {
 	s.metrics.registerWarmMetrics(s.exec)
 	s.enqueuer = newEnqueuer(s)
 	s.fwdQueue = make(chan *enqueueReq, 4096)
+	s.stageLane = make(chan struct{}, stageLanes)
 	return s, nil
 }
 
