@@ -305,3 +305,29 @@ func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bo
 	}
 	return n, nil
 }
+
+// RemoveContainers removes every container of this cluster on the engine:
+// calls and warm sandboxes alike. It is for an agent whose state dir goes
+// with it (-dev's temporary data dir): no later leader could ever collect
+// or claim them, so they would run on forever.
+func (e *Executor) RemoveContainers(ctx context.Context) (int, error) {
+	list, err := e.cli.ContainerList(ctx, container.ListOptions{
+		All: true,
+		Filters: filters.NewArgs(
+			filters.Arg("label", executor.LabelManaged+"=true"),
+			filters.Arg("label", executor.LabelCluster+"="+e.clusterID),
+			filters.Arg("label", executor.LabelExecutor+"="+executorName),
+		),
+	})
+	if err != nil {
+		return 0, fmt.Errorf("list containers: %w", err)
+	}
+	n := 0
+	for _, s := range list {
+		if err := e.cli.ContainerRemove(ctx, s.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			return n, fmt.Errorf("remove %s: %w", s.ID, err)
+		}
+		n++
+	}
+	return n, nil
+}

@@ -252,6 +252,18 @@ func agentCommand(args []string, stderr io.Writer) int {
 		logger.Warn("shutdown", "error", err)
 	}
 	if f.tempDataDir {
+		// The data dir goes: so do this agent's containers (warm
+		// sandboxes, calls), which no later agent could collect.
+		closeExec()
+		if r, ok := exec.(interface {
+			RemoveContainers(context.Context) (int, error)
+		}); ok {
+			rmCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if n, err := r.RemoveContainers(rmCtx); err != nil {
+				logger.Warn("removing the dev agent's containers", "removed", n, "error", err)
+			}
+			cancel()
+		}
 		// Detached: a call still running keeps its result dir's tmpfs.
 		mounts.UnmountUnder(f.dataDir)
 		os.RemoveAll(f.dataDir)
