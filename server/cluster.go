@@ -233,6 +233,26 @@ var internalClient = &http.Client{Transport: forwardTransport}
 
 // addVoter is the leader's side of a join.
 func (s *Server) addVoter(m api.Member) error {
+	// A server whose data dir was wiped comes back at its old address with
+	// a new ID: the old ID goes first (as Consul's leader does), or Raft
+	// refuses the duplicate address and the server stays outside for good.
+	// Only cluster members reach this (the internal routes need the key).
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("add voter %s: %w", m.ID, err)
+	}
+	for _, old := range f.Configuration().Servers {
+		if string(old.Address) != m.RaftAddr || string(old.ID) == m.ID {
+			continue
+		}
+		s.log.Info("removing a server that a new one replaced at its address", "old", old.ID, "new", m.ID, "address", m.RaftAddr)
+		if err := s.raft.RemoveServer(old.ID, 0, s.cfg.ApplyTimeout).Error(); err != nil {
+			return fmt.Errorf("remove %s, replaced at %s: %w", old.ID, m.RaftAddr, err)
+		}
+		if _, _, err := s.raftApply(fsm.MemberDeleteType, &fsm.MemberDeleteRequest{ID: string(old.ID)}); err != nil {
+			return err
+		}
+	}
 	if err := s.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, s.cfg.ApplyTimeout).Error(); err != nil {
 		return fmt.Errorf("add voter %s: %w", m.ID, err)
 	}
