@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -74,17 +75,25 @@ func newEnqueuer(s *Server) *enqueuer {
 }
 
 // enqueue queues one call through the batcher and waits for its commit.
-// A stdin too large for an entry is staged in chunks first.
-func (e *enqueuer) enqueue(c *fsm.Call) error {
-	c, err := e.s.stageStdin(c)
+// A stdin too large for an entry is staged in chunks first. When ctx ends
+// before the call is handed to the batcher (its sender gave up during a
+// long staging), it is not queued, and the error says so; once handed
+// over, it is queued whatever ctx says, and the answer waits for that.
+func (e *enqueuer) enqueue(ctx context.Context, c *fsm.Call) error {
+	c, err := e.s.stageStdin(ctx, c)
 	if err != nil {
 		return err
+	}
+	if ctx.Err() != nil { // checked first: select picks among ready cases at random
+		return fmt.Errorf("call not queued: its sender gave up: %w", context.Cause(ctx))
 	}
 	r := &enqueueReq{call: c, done: make(chan error, 1)}
 	select {
 	case e.ch <- r:
 	case <-e.s.shutdownCh:
 		return ErrNoLeader
+	case <-ctx.Done():
+		return fmt.Errorf("call not queued: its sender gave up: %w", context.Cause(ctx))
 	}
 	return <-r.done
 }

@@ -1,6 +1,12 @@
 package server
 
 import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/hyperfunc/hyperfunc/fsm"
@@ -49,5 +55,27 @@ func TestFillBatch(t *testing.T) {
 	ch <- next
 	if batch, held := fillBatch(req(fsm.MaxEntryPayload-128), ch); len(batch) != 1 || held != next {
 		t.Fatalf("a header past the bound: batch of %d, held %v", len(batch), held != nil)
+	}
+}
+
+// TestForwardError: a forward that never reached the leader queued nothing
+// (503, retried); one the leader answered with an error likewise; one that
+// reached it and got no answer may have queued its calls (504, not
+// retried), and the message says so.
+func TestForwardError(t *testing.T) {
+	dial := &url.Error{Op: "Post", URL: "http://x", Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}
+	answered := &internalStatusError{msg: "POST x: HTTP 503: not the leader"}
+	cut := &url.Error{Op: "Post", URL: "http://x", Err: context.DeadlineExceeded}
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{{dial, 503}, {answered, 503}, {cut, 504}, {io.ErrUnexpectedEOF, 504}} {
+		got := forwardError("x", tc.err)
+		if statusOf(got) != tc.want {
+			t.Errorf("%v: %d (%v), want %d", tc.err, statusOf(got), got, tc.want)
+		}
+		if tc.want == 504 && !strings.Contains(got.Error(), "may be queued") {
+			t.Errorf("%v: the message does not say the call may be queued: %v", tc.err, got)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -109,5 +110,29 @@ func TestLargePayloadsChunked(t *testing.T) {
 		if n := c.Server(i).LargestEntry(); n > fsm.MaxEntryPayload+4096 || n < fsm.MaxEntryPayload/2 {
 			t.Fatalf("server %d applied an entry of %d bytes; the bound is %d", i, n, fsm.MaxEntryPayload)
 		}
+	}
+}
+
+// TestStagingGivesUpWithItsSender: a call whose sender is gone before its
+// large stdin is staged (a follower's forward that timed out) is not
+// queued, and the error says so, so that a failure means "not queued".
+func TestStagingGivesUpWithItsSender(t *testing.T) {
+	c := servertest.NewCluster(t, 1, servertest.Options{Configure: func(_ int, cfg *server.Config) {
+		cfg.MaxStdin = 3 << 20
+	}})
+	c.WaitForLeader()
+	fn := createFn(t, c.Client(0), "f", "cat")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	id, err := c.Server(0).EnqueueAsLeader(ctx, fn.Owner+"/"+fn.Name, make([]byte, 2<<20))
+	if err == nil || !strings.Contains(err.Error(), "not queued") {
+		t.Fatalf("a call whose sender left: %v, want not queued", err)
+	}
+	if call, _ := c.Server(0).Store().Call(nil, id); call != nil {
+		t.Fatalf("the call was queued: %+v", call)
+	}
+	// A small call under the same context is not staged and not queued either.
+	if _, err := c.Server(0).EnqueueAsLeader(ctx, fn.Owner+"/"+fn.Name, []byte("x")); err == nil {
+		t.Fatal("a call whose sender left was queued")
 	}
 }

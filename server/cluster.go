@@ -190,6 +190,11 @@ func (s *Server) requestJoin(ctx context.Context, via string) error {
 }
 
 // internalCall is a server-to-server request carrying the cluster key.
+// internalStatusError is a peer's error answer (as opposed to no answer).
+type internalStatusError struct{ msg string }
+
+func (e *internalStatusError) Error() string { return e.msg }
+
 func (s *Server) internalCall(ctx context.Context, method, addr, path string, in, out any) error {
 	var body *bytes.Reader
 	if in != nil {
@@ -219,7 +224,7 @@ func (s *Server) internalCall(ctx context.Context, method, addr, path string, in
 	if resp.StatusCode >= 300 {
 		var eb api.ErrorBody
 		_ = json.NewDecoder(resp.Body).Decode(&eb)
-		return fmt.Errorf("%s %s: HTTP %d: %s", method, addr+path, resp.StatusCode, eb.Error)
+		return &internalStatusError{msg: fmt.Sprintf("%s %s: HTTP %d: %s", method, addr+path, resp.StatusCode, eb.Error)}
 	}
 	if out != nil {
 		return json.NewDecoder(resp.Body).Decode(out)

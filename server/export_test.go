@@ -1,6 +1,10 @@
 package server
 
-import "crypto/tls"
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+)
 
 // ClusterTLS is the Raft transport's TLS config for key, for tests that
 // play a peer.
@@ -26,3 +30,17 @@ func HashSecret(s string) string { return hashSecret(s) }
 
 // LargestEntry is the largest Raft entry the server applied, in bytes.
 func (s *Server) LargestEntry() int64 { return s.sized.largest.Load() }
+
+// EnqueueAsLeader queues a call of fnID with stdin through the leader's
+// batcher, as a handler does, under ctx.
+func (s *Server) EnqueueAsLeader(ctx context.Context, fnID string, stdin []byte) (string, error) {
+	f, err := s.store.Function(nil, fnID)
+	if err != nil || f == nil {
+		return "", fmt.Errorf("function %s: %v", fnID, err)
+	}
+	call, err := s.newCall(f, stdin, nil)
+	if err != nil {
+		return "", err
+	}
+	return call.ID, s.enqueuer.enqueue(ctx, call)
+}

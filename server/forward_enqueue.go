@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -192,7 +193,7 @@ func (s *Server) internalEnqueueHandler(c *gin.Context) {
 		go func() {
 			call, err := s.check(fc, req.Creds[i])
 			if err == nil {
-				err = s.enqueuer.enqueue(call)
+				err = s.enqueuer.enqueue(c.Request.Context(), call)
 			}
 			out[i] = outcomeOf(err)
 			if err == nil {
@@ -205,6 +206,36 @@ func (s *Server) internalEnqueueHandler(c *gin.Context) {
 		<-done
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// forwardTimeout bounds a forwarded batch: an apply, and one more for each
+// chunk the leader stages of its large stdins (stage.go), which wait for
+// one another. It catches a leader that hangs; the leader gives up on
+// calls it has not queued yet when this ends (their request's context).
+func (s *Server) forwardTimeout(batch []*enqueueReq) time.Duration {
+	chunks := 0
+	for _, r := range batch {
+		if n := len(r.call.Stdin); n > fsm.MaxEntryPayload {
+			chunks += (n + stageChunk - 1) / stageChunk
+		}
+	}
+	return s.cfg.ApplyTimeout + 5*time.Second + time.Duration(chunks)*s.cfg.ApplyTimeout
+}
+
+// forwardError says what a failed forward means for its calls: a request
+// that never reached the leader queued nothing (503, safe to retry); one
+// that did and got no answer may have queued them (504, not retried).
+func forwardError(addr string, err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fmt.Errorf("%w: forwarding to the leader at %s: %v", ErrNoLeader, addr, err)
+	}
+	var answered *internalStatusError
+	if errors.As(err, &answered) { // the leader answered, with an error
+		return fmt.Errorf("%w: forwarding to the leader at %s: %v", ErrNoLeader, addr, err)
+	}
+	return fmt.Errorf("%w: the leader at %s took the call and did not answer (%v): it may be queued; look at the function's log (hyper func logs) before sending it again",
+		ErrOutcomeUnknown, addr, err)
 }
 
 // forwardEnqueue queues a call through this follower's batcher; call.ID
@@ -259,11 +290,11 @@ func (s *Server) sendBatch(batch []*enqueueReq) {
 		req.Calls[i] = forwardedCall{Function: r.call.Function, Owner: r.call.Owner, Stdin: r.call.Stdin, Headers: r.headers}
 		req.Creds[i] = r.cred
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ApplyTimeout+5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), s.forwardTimeout(batch))
 	defer cancel()
 	var out []enqueueOutcome
 	if err := s.internalCall(ctx, http.MethodPost, addr, "/v1/internal/enqueue", req, &out); err != nil {
-		fail(fmt.Errorf("%w: forwarding to the leader at %s: %v", ErrNoLeader, addr, err))
+		fail(forwardError(addr, err))
 		return
 	}
 	if len(out) != len(batch) {

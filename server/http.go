@@ -28,6 +28,9 @@ var (
 	ErrForbidden    = errors.New("permission denied")
 	ErrTooLarge     = errors.New("too large")
 	ErrUnavailable  = errors.New("unavailable")
+	// ErrOutcomeUnknown: a write reached the leader and no answer came
+	// back; it may have been applied. 504, which clients do not retry.
+	ErrOutcomeUnknown = errors.New("outcome unknown")
 )
 
 // maxJSONBody bounds every JSON request body.
@@ -51,6 +54,8 @@ func statusOf(err error) int {
 		return http.StatusTooManyRequests
 	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrUnavailable):
 		return http.StatusServiceUnavailable
+	case errors.Is(err, ErrOutcomeUnknown):
+		return http.StatusGatewayTimeout
 	}
 	return http.StatusInternalServerError
 }
@@ -63,6 +68,11 @@ func writeError(c *gin.Context, err error) {
 	}
 	c.AbortWithStatusJSON(code, api.ErrorBody{Error: err.Error()})
 }
+
+// noSniff: answers carry tenants' bytes (outputs, logs) from the origin
+// that also serves the UI; a browser must take them for what their
+// Content-Type says, never sniff them into HTML or script.
+func noSniff(c *gin.Context) { c.Header("X-Content-Type-Options", "nosniff") }
 
 func badRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadRequest, fmt.Sprintf(format, args...))
@@ -171,7 +181,7 @@ func (s *Server) blocking(c *gin.Context, read func(ws memdb.WatchSet) (uint64, 
 func (s *Server) router() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
-	r.Use(gin.Recovery(), s.accessLog(), bodyDeadline(s.cfg.BodyReadTimeout))
+	r.Use(gin.Recovery(), s.accessLog(), bodyDeadline(s.cfg.BodyReadTimeout), noSniff)
 	r.HandleMethodNotAllowed = true
 	r.NoRoute(func(c *gin.Context) {
 		c.JSON(http.StatusNotFound, api.ErrorBody{Error: "no such endpoint: " + c.Request.Method + " " + c.Request.URL.Path})

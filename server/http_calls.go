@@ -200,7 +200,7 @@ func (s *Server) submitCall(c *gin.Context, f *fsm.Function, sync bool, cr crede
 		writeError(c, err)
 		return
 	}
-	enqueue := s.enqueuer.enqueue
+	enqueue := func(call *fsm.Call) error { return s.enqueuer.enqueue(c.Request.Context(), call) }
 	if !s.IsLeader() {
 		// An async call on a follower: batched to the leader, which checks
 		// it again and queues it under an ID of its own.

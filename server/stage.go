@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/hyperfunc/hyperfunc/fsm"
@@ -19,7 +20,7 @@ const stagedMaxAge = 10 * time.Minute
 // stage writes data to Raft in chunks under key (fsm/staged.go), on the
 // leader. It resumes after the chunks already staged under key (a retry
 // after a failed apply), so it may be called again with the same data.
-func (s *Server) stage(key string, data []byte) error {
+func (s *Server) stage(ctx context.Context, key string, data []byte) error {
 	off, err := s.store.StagedBytes(key)
 	if err != nil {
 		return err
@@ -31,7 +32,7 @@ func (s *Server) stage(key string, data []byte) error {
 	for off < int64(len(data)) {
 		end := min(off+stageChunk, int64(len(data)))
 		req := &fsm.PayloadStageRequest{Key: key, Offset: off, Data: data[off:end], Time: t}
-		if err := s.applyChunk(req); err != nil {
+		if err := s.applyChunk(ctx, req); err != nil {
 			return err
 		}
 		off = end
@@ -49,11 +50,16 @@ func (s *Server) stage(key string, data []byte) error {
 // 111 ms with 1, for the same 1 MiB throughput (~10 MiB/s).
 const stageLanes = 1
 
-func (s *Server) applyChunk(req *fsm.PayloadStageRequest) error {
+func (s *Server) applyChunk(ctx context.Context, req *fsm.PayloadStageRequest) error {
+	if ctx.Err() != nil { // checked first: select picks among ready cases at random
+		return fmt.Errorf("call not queued: its sender gave up while its payload was staged: %w", context.Cause(ctx))
+	}
 	select {
 	case s.stageLane <- struct{}{}:
 	case <-s.shutdownCh:
 		return ErrNoLeader
+	case <-ctx.Done():
+		return fmt.Errorf("call not queued: its sender gave up while its payload was staged: %w", context.Cause(ctx))
 	}
 	defer func() { <-s.stageLane }()
 	_, _, err := s.raftApply(fsm.PayloadStageType, req)
@@ -62,11 +68,11 @@ func (s *Server) applyChunk(req *fsm.PayloadStageRequest) error {
 
 // stageStdin stages a call's stdin when it is too large for an enqueue
 // entry; the call then carries its size and no bytes.
-func (s *Server) stageStdin(c *fsm.Call) (*fsm.Call, error) {
+func (s *Server) stageStdin(ctx context.Context, c *fsm.Call) (*fsm.Call, error) {
 	if len(c.Stdin) <= fsm.MaxEntryPayload {
 		return c, nil
 	}
-	if err := s.stage(c.ID, c.Stdin); err != nil {
+	if err := s.stage(ctx, c.ID, c.Stdin); err != nil {
 		return nil, err
 	}
 	nc := *c
@@ -80,7 +86,7 @@ func (s *Server) stageStdout(rs []*fsm.CallResult) error {
 		if len(r.Stdout) <= fsm.MaxEntryPayload {
 			continue
 		}
-		if err := s.stage(fsm.StagedStdout(r.ID), r.Stdout); err != nil {
+		if err := s.stage(context.Background(), fsm.StagedStdout(r.ID), r.Stdout); err != nil {
 			return err
 		}
 		nr := *r

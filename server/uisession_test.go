@@ -56,6 +56,17 @@ func TestUISession(t *testing.T) {
 		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Strict, Path=/v1/, not Secure without TLS", ck)
 	}
 
+	// Behind the TLS-terminating proxy SECURITY.md recommends, Secure.
+	r = login(`{"token":"`+aliceTok+`"}`, append(ui, "X-Forwarded-Proto", "https")...).want(t, 200)
+	if ck := (&http.Response{Header: r.Header}).Cookies(); len(ck) != 1 || !ck[0].Secure {
+		t.Fatalf("session cookie behind a TLS proxy %+v: want Secure", ck)
+	}
+	// Tenant bytes are never sniffed, the public per-function routes and
+	// logs included.
+	if r := do(t, http.MethodGet, url+"/v1/functions/mine/logs", aliceTok, nil); r.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("logs headers: %v", r.Header)
+	}
+
 	cookie := func(tok string) []string { return []string{"Cookie", api.UICookie + "=" + tok} }
 	self2 := func(hdr ...string) *response { return do(t, http.MethodGet, url+"/v1/tokens/self", "", nil, hdr...) }
 	self2(cookie(aliceTok)...).want(t, 401) // the cookie alone: what a cross-site request carries

@@ -84,6 +84,13 @@ func logout(c *gin.Context) {
 func sessionCookie(c *gin.Context, token string, maxAge int) *http.Cookie {
 	return &http.Cookie{
 		Name: hapi.UICookie, Value: token, Path: "/v1/", MaxAge: maxAge,
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: c.Request.TLS != nil,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: overTLS(c.Request),
 	}
+}
+
+// overTLS reports whether the browser reached us over TLS: directly, or
+// through the TLS-terminating proxy docs/SECURITY.md recommends (which
+// says so in X-Forwarded-Proto). Trusting the header can only add Secure.
+func overTLS(r *http.Request) bool {
+	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
