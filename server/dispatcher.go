@@ -267,6 +267,10 @@ func (d *dispatcher) start(ctx context.Context, c *fsm.Call) {
 	// retried Start joins them.
 	timeout := d.s.cfg.StartTimeout
 	sctx, cancel := context.WithTimeout(ctx, timeout)
+	// The RUNNING event carries the time Start was asked, not answered: a
+	// warm call may end before Start returns, and its log must not show
+	// RUNNING after FINISHED.
+	asked := now()
 	h, err := d.exec.Start(sctx, spec)
 	timedOut := err != nil && sctx.Err() != nil && ctx.Err() == nil
 	cancel()
@@ -276,7 +280,7 @@ func (d *dispatcher) start(ctx context.Context, c *fsm.Call) {
 	switch {
 	case err == nil:
 		d.log.Debug("executor started call", "call", c.ID, "ref", h.Ref)
-		d.send(ctx, executor.Event{CallID: c.ID, Kind: executor.Running, Ref: h.Ref, StartedAt: now()})
+		d.send(ctx, executor.Event{CallID: c.ID, Kind: executor.Running, Ref: h.Ref, StartedAt: asked})
 	case ctx.Err() != nil:
 		// Leadership ended mid-start; the next leader reconciles this call.
 		d.log.Debug("leadership ended while the executor started call", "call", c.ID)
