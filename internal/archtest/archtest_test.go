@@ -14,18 +14,22 @@ const mod = "github.com/hyperfunc/hyperfunc"
 // allowed lists, per package, which of this module's packages it may
 // depend on (directly or not). Anything else of the module is refused.
 var allowed = map[string][]string{
-	"api":         {},
-	"cli":         {"api"},
-	"cmd/hyper":   {"api", "cli"},
-	"cmd/hf-shim": {"shim"},
-	"shim":        {},
-	"executor":    {},
-	"cachestore":  {},
-	"fsm":         {"cachestore"},
-	"discovery":   {},
-	"localexec":   {"api", "executor", "shim"},
-	"nomadjob":    {"api", "executor", "shim"},
-	"server":      {"api", "executor", "fsm", "cachestore"},
+	"api":             {},
+	"cli":             {"api"},
+	"cmd/hyper":       {"api", "cli"},
+	"cmd/hf-shim":     {"shim"},
+	"shim":            {},
+	"executor":        {},
+	"internal/record": {}, // the binary record encoding, a leaf
+	"cachestore":      {"internal/record"},
+	"fsm":             {"cachestore", "internal/record"},
+	"discovery":       {},
+	"localexec":       {"api", "executor", "shim"},
+	"nomadjob":        {"api", "executor", "shim"},
+	// The web UI is static files and a login handler over the API; the
+	// server mounts it.
+	"ui":     {"api"},
+	"server": {"api", "executor", "fsm", "cachestore", "internal/record", "ui"},
 }
 
 func TestImportRules(t *testing.T) {
