@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -89,13 +90,14 @@ func (s *Server) setupRaft() error {
 		store.Close()
 		return fmt.Errorf("raft listen %s: %w", s.cfg.RaftAddr, err)
 	}
-	r, err := raft.NewRaft(rc, s.sized, store, store, snaps, trans)
+	stable := &stableStore{StableStore: store, close: store.Close}
+	r, err := raft.NewRaft(rc, s.sized, store, stable, snaps, trans)
 	if err != nil {
 		trans.Close()
 		store.Close()
 		return fmt.Errorf("raft: %w", err)
 	}
-	s.raft, s.trans, s.closer = r, trans, store.Close
+	s.raft, s.trans, s.closer = r, trans, stable.Close
 	return nil
 }
 
@@ -129,4 +131,45 @@ var ErrNoLeader = errors.New("no cluster leader")
 func (s *Server) leaderMember() (addr, id string) {
 	a, i := s.raft.LeaderWithID()
 	return string(a), string(i)
+}
+
+// stableStore is the StableStore Raft keeps its term and vote in, closed
+// with the log store. Raft's transport answers heartbeats on goroutines
+// that Raft's Shutdown does not wait for: one that passed Raft's shutdown
+// check may write the term after the store closed, and Raft panics on a
+// failed term write ("database not open"). After Close the writes are
+// dropped: the server is stopping, and a term it learned from a heartbeat
+// it learns again at its next start (votes are not written on this path).
+type stableStore struct {
+	raft.StableStore
+	close func() error
+
+	mu     sync.RWMutex
+	closed bool
+}
+
+func (s *stableStore) Set(k, v []byte) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil
+	}
+	return s.StableStore.Set(k, v)
+}
+
+func (s *stableStore) SetUint64(k []byte, v uint64) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil
+	}
+	return s.StableStore.SetUint64(k, v)
+}
+
+// Close closes the store once the writes in flight are done.
+func (s *stableStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return s.close()
 }
