@@ -236,22 +236,33 @@ func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
 	return nil
 }
 
+// ownContainers lists the containers, running or not, that carry label
+// ("key" or "key=value") and this cluster's and this executor's labels:
+// another cluster, or Nomad's docker driver, may share the engine.
+func (e *Executor) ownContainers(ctx context.Context, label string) ([]container.Summary, error) {
+	list, err := e.cli.ContainerList(ctx, container.ListOptions{
+		All: true,
+		Filters: filters.NewArgs(
+			filters.Arg("label", label),
+			filters.Arg("label", executor.LabelCluster+"="+e.clusterID),
+			filters.Arg("label", executor.LabelExecutor+"="+executorName),
+		),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	return list, nil
+}
+
 // CleanOrphans removes the containers and call dirs of calls that are
 // neither watched here nor wanted by keep, among this cluster's containers
 // of this executor only (labels: another cluster, or Nomad's docker driver,
 // may share the engine) (the server keeps every call it
 // does not know to have ended). It answers how many calls it cleaned.
 func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bool) (int, error) {
-	list, err := e.cli.ContainerList(ctx, container.ListOptions{
-		All: true,
-		Filters: filters.NewArgs(
-			filters.Arg("label", executor.LabelManaged+"=true"),
-			filters.Arg("label", executor.LabelCluster+"="+e.clusterID),
-			filters.Arg("label", executor.LabelExecutor+"="+executorName),
-		),
-	})
+	list, err := e.ownContainers(ctx, executor.LabelManaged+"=true")
 	if err != nil {
-		return 0, fmt.Errorf("list containers: %w", err)
+		return 0, err
 	}
 	drop := func(id string) bool {
 		return validCallID.MatchString(id) && e.lookup(id) == nil && (keep == nil || !keep(id))
@@ -311,16 +322,9 @@ func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bo
 // with it (-dev's temporary data dir): no later leader could ever collect
 // or claim them, so they would run on forever.
 func (e *Executor) RemoveContainers(ctx context.Context) (int, error) {
-	list, err := e.cli.ContainerList(ctx, container.ListOptions{
-		All: true,
-		Filters: filters.NewArgs(
-			filters.Arg("label", executor.LabelManaged+"=true"),
-			filters.Arg("label", executor.LabelCluster+"="+e.clusterID),
-			filters.Arg("label", executor.LabelExecutor+"="+executorName),
-		),
-	})
+	list, err := e.ownContainers(ctx, executor.LabelManaged+"=true")
 	if err != nil {
-		return 0, fmt.Errorf("list containers: %w", err)
+		return 0, err
 	}
 	n := 0
 	for _, s := range list {

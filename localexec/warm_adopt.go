@@ -8,9 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-
 	"github.com/hyperfunc/hyperfunc/executor"
 )
 
@@ -29,11 +26,7 @@ func (e *Executor) adoptOrphans() {
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
 	defer cancel()
-	list, err := e.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
-		filters.Arg("label", labelWarm),
-		filters.Arg("label", executor.LabelCluster+"="+e.clusterID),
-		filters.Arg("label", executor.LabelExecutor+"="+executorName),
-	)})
+	list, err := e.ownContainers(ctx, labelWarm)
 	if err != nil {
 		e.log.Warn("listing warm sandboxes", "err", err)
 		return
