@@ -54,8 +54,12 @@ func Open(path string) (*DB, error) {
 		return nil, fmt.Errorf("cache store %s: %w", path, err)
 	}
 	if err := b.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketIDs)
-		return err
+		for _, name := range [][]byte{bucketIDs, bucketStdin} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
 	}); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("cache store %s: %w", path, err)
@@ -274,11 +278,11 @@ func PutStdin(t *Txn, callID string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	b, err := tx.CreateBucketIfNotExists(bucketStdin)
-	if err != nil {
-		return fmt.Errorf("put stdin %s: %w", callID, err)
-	}
-	if err := b.Put([]byte(callID), data); err != nil {
+	return putStdin(tx, callID, data)
+}
+
+func putStdin(tx *bolt.Tx, callID string, data []byte) error {
+	if err := tx.Bucket(bucketStdin).Put([]byte(callID), data); err != nil {
 		return fmt.Errorf("put stdin %s: %w", callID, err)
 	}
 	return nil
@@ -290,10 +294,8 @@ func DeleteStdin(t *Txn, callID string) error {
 	if err != nil {
 		return err
 	}
-	if b := tx.Bucket(bucketStdin); b != nil {
-		if err := b.Delete([]byte(callID)); err != nil {
-			return fmt.Errorf("delete stdin %s: %w", callID, err)
-		}
+	if err := tx.Bucket(bucketStdin).Delete([]byte(callID)); err != nil {
+		return fmt.Errorf("delete stdin %s: %w", callID, err)
 	}
 	return nil
 }
@@ -302,11 +304,7 @@ func DeleteStdin(t *Txn, callID string) error {
 func Stdin(r *Read, callID string) []byte { return stdin(r.disk, callID) }
 
 func stdin(tx *bolt.Tx, callID string) []byte {
-	b := tx.Bucket(bucketStdin)
-	if b == nil {
-		return nil
-	}
-	v := b.Get([]byte(callID))
+	v := tx.Bucket(bucketStdin).Get([]byte(callID))
 	if v == nil {
 		return nil
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
+	bolt "go.etcd.io/bbolt"
 )
 
 // LogEntry is one event of a function's log.
@@ -58,12 +59,9 @@ func AppendLog(t *Txn, e *LogEntry, limit int64) ([]*LogEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := bucket(tx, e.Function, bucketLogs, true)
+	b, err := putLog(tx, e)
 	if err != nil {
 		return nil, err
-	}
-	if err := b.Put(seqKey(e.Seq), EncodeLog(e, nil)); err != nil {
-		return nil, fmt.Errorf("append log entry: %w", err)
 	}
 	u, err := addUsage(t.Txn, KindLog, e.Function, e.Size(), 1)
 	if err != nil {
@@ -148,4 +146,16 @@ func Logs(r *Read, ws memdb.WatchSet, function string, after uint64, tail int) (
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// putLog writes a log entry; it answers the function's log bucket.
+func putLog(tx *bolt.Tx, e *LogEntry) (*bolt.Bucket, error) {
+	b, err := bucket(tx, e.Function, bucketLogs, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Put(seqKey(e.Seq), EncodeLog(e, nil)); err != nil {
+		return nil, fmt.Errorf("put log entry: %w", err)
+	}
+	return b, nil
 }

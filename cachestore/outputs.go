@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	memdb "github.com/hashicorp/go-memdb"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Output is the stdout of one finished call.
@@ -26,15 +27,9 @@ func PutOutput(t *Txn, o *Output, limit int64) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := bucket(tx, o.Function, bucketOutputs, true)
+	b, err := putOutput(tx, o)
 	if err != nil {
 		return nil, err
-	}
-	if err := b.Put(seqKey(o.Seq), EncodeOutput(o, nil)); err != nil {
-		return nil, fmt.Errorf("put output %s: %w", o.CallID, err)
-	}
-	if err := tx.Bucket(bucketIDs).Put([]byte(o.CallID), idValue(o.Function, o.Seq)); err != nil {
-		return nil, fmt.Errorf("put output %s: %w", o.CallID, err)
 	}
 	u, err := addUsage(t.Txn, KindOutput, o.Function, o.Size(), 1)
 	if err != nil {
@@ -93,4 +88,20 @@ func HasOutput(t *Txn, callID string) (bool, error) {
 		return false, err
 	}
 	return b.Get(seqKey(seq)) != nil, nil
+}
+
+// putOutput writes an output and its call's ID entry; it answers the
+// function's output bucket.
+func putOutput(tx *bolt.Tx, o *Output) (*bolt.Bucket, error) {
+	b, err := bucket(tx, o.Function, bucketOutputs, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Put(seqKey(o.Seq), EncodeOutput(o, nil)); err != nil {
+		return nil, fmt.Errorf("put output %s: %w", o.CallID, err)
+	}
+	if err := tx.Bucket(bucketIDs).Put([]byte(o.CallID), idValue(o.Function, o.Seq)); err != nil {
+		return nil, fmt.Errorf("put output %s: %w", o.CallID, err)
+	}
+	return b, nil
 }

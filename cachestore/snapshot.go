@@ -115,15 +115,8 @@ func (l *Loader) Output(o *Output) error {
 	if err != nil {
 		return err
 	}
-	b, err := bucket(tx, o.Function, bucketOutputs, true)
-	if err != nil {
+	if _, err := putOutput(tx, o); err != nil {
 		return err
-	}
-	if err := b.Put(seqKey(o.Seq), EncodeOutput(o, nil)); err != nil {
-		return fmt.Errorf("restore output %s: %w", o.CallID, err)
-	}
-	if err := tx.Bucket(bucketIDs).Put([]byte(o.CallID), idValue(o.Function, o.Seq)); err != nil {
-		return fmt.Errorf("restore output %s: %w", o.CallID, err)
 	}
 	_, err = addUsage(l.mem, KindOutput, o.Function, o.Size(), 1)
 	return err
@@ -135,12 +128,8 @@ func (l *Loader) Log(e *LogEntry) error {
 	if err != nil {
 		return err
 	}
-	b, err := bucket(tx, e.Function, bucketLogs, true)
-	if err != nil {
+	if _, err := putLog(tx, e); err != nil {
 		return err
-	}
-	if err := b.Put(seqKey(e.Seq), EncodeLog(e, nil)); err != nil {
-		return fmt.Errorf("restore log entry: %w", err)
 	}
 	_, err = addUsage(l.mem, KindLog, e.Function, e.Size(), 1)
 	return err
@@ -152,11 +141,7 @@ func (l *Loader) Stdin(callID string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	b, err := tx.CreateBucketIfNotExists(bucketStdin)
-	if err != nil {
-		return fmt.Errorf("restore stdin %s: %w", callID, err)
-	}
-	return b.Put([]byte(callID), data)
+	return putStdin(tx, callID, data)
 }
 
 // Ended loads an ended call's record.
