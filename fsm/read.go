@@ -81,22 +81,21 @@ func (s *Store) Functions(ws memdb.WatchSet, owner string) ([]*Function, error) 
 }
 
 // Call reads one call: from memdb until it ends, then from the disk half.
+// A call in flight is the common lookup (the dispatcher, get --wait) and
+// needs memdb alone; a miss there is safe to look up on disk without the
+// pair lock, since an ending call's disk half is committed before memdb's.
 // An ended call changes only when its output rotates out or it is
 // forgotten; the watch set then holds the calls table's index row.
 func (s *Store) Call(ws memdb.WatchSet, id string) (*Call, error) {
+	c, err := first[Call](s, ws, TableCalls, IndexID, id)
+	if err != nil || c != nil {
+		return c, err
+	}
 	r, err := s.read()
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	ch, raw, err := r.Mem.FirstWatch(TableCalls, IndexID, id)
-	if err != nil {
-		return nil, fmt.Errorf("call lookup: %w", err)
-	}
-	ws.Add(ch)
-	if raw != nil {
-		return raw.(*Call), nil
-	}
 	rec, err := cachestore.EndedRead(r, id)
 	if err != nil || rec == nil {
 		return nil, err
