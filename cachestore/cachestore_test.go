@@ -457,3 +457,24 @@ func TestTrim(t *testing.T) {
 		t.Fatal("an output reads back differently after the trim")
 	}
 }
+
+// Commits count the bytes they wrote until the next Trim, which the server
+// uses to trim after heavy writes and not only on its clock.
+func TestWrittenSinceTrim(t *testing.T) {
+	h := newHarness(t)
+	if n := h.disk.WrittenSinceTrim(); n != 0 {
+		t.Fatalf("a new store has written %d bytes", n)
+	}
+	h.write(func(txn *Txn) {
+		h.put(txn, &Output{CallID: "a", Function: "f", Seq: 1, Data: bytes.Repeat([]byte("w"), 1<<20)}, DefaultCap)
+	})
+	if n := h.disk.WrittenSinceTrim(); n < 1<<20 {
+		t.Fatalf("after a 1 MiB output, WrittenSinceTrim = %d, want >= 1 MiB", n)
+	}
+	if err := h.disk.Trim(); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.disk.WrittenSinceTrim(); n != 0 {
+		t.Fatalf("after Trim, WrittenSinceTrim = %d", n)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -34,6 +35,10 @@ const mmapSize = 16 << 30
 type DB struct {
 	bolt *bolt.DB
 	path string
+	// written counts the bytes of pages commits wrote since the last Trim.
+	// Writing reads the leaves it changes through the mapping, so it maps
+	// about as much as it writes (see trim.go).
+	written atomic.Int64
 }
 
 // Open creates an empty store at path, removing what a previous process
@@ -134,6 +139,8 @@ func (t *Txn) CommitDisk() error {
 		return nil
 	}
 	err := t.disk.Commit()
+	st := t.disk.Stats()
+	t.db.written.Add(st.GetPageAlloc())
 	t.disk = nil
 	if err != nil {
 		t.Txn.Abort()

@@ -22,6 +22,7 @@ import (
 // read transaction meanwhile: bbolt cannot remap under it, so the ranges
 // read from /proc/self/maps stay the file's until the madvise is done.
 func (d *DB) Trim() error {
+	d.written.Store(0)
 	tx, err := d.bolt.Begin(false)
 	if err != nil {
 		return fmt.Errorf("cache store trim: %w", err)
@@ -38,6 +39,11 @@ func (d *DB) Trim() error {
 	}
 	return nil
 }
+
+// WrittenSinceTrim is the bytes of pages written since the last Trim, a
+// measure of what writes left mapped: a caller trims when it passes a
+// budget rather than only on a clock.
+func (d *DB) WrittenSinceTrim() int64 { return d.written.Load() }
 
 // mappings lists the address ranges [start, end) that map path.
 func mappings(path string) ([][2]uintptr, error) {

@@ -136,6 +136,10 @@ func (s *Store) commit(txn *cachestore.Txn) error {
 // mapped (cachestore.DB.Trim): they are page cache, not this process's.
 func (s *Store) Trim() error { return s.state.Load().disk.Trim() }
 
+// WrittenSinceTrim is the bytes of the disk half's pages written since the
+// last Trim (cachestore.DB.WrittenSinceTrim).
+func (s *Store) WrittenSinceTrim() int64 { return s.state.Load().disk.WrittenSinceTrim() }
+
 // DiskBytes is the size of the disk half's file.
 func (s *Store) DiskBytes() int64 { return s.state.Load().disk.Size() }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hyperfunc/hyperfunc/api"
 	"github.com/hyperfunc/hyperfunc/fsm"
+	"github.com/hyperfunc/hyperfunc/server"
 	"github.com/hyperfunc/hyperfunc/server/servertest"
 )
 
@@ -142,6 +143,10 @@ func TestClusterRestartedFollowerCatchesUpFromSnapshot(t *testing.T) {
 		rc.TrailingLogs = 4
 		rc.SnapshotThreshold = 1 << 20 // only the explicit snapshot below
 		rc.SnapshotInterval = time.Hour
+	}, Configure: func(_ int, cfg *server.Config) {
+		// Small segments, so the log behind the snapshot is really gone
+		// (raft-wal deletes it a segment at a time).
+		cfg.RaftSegmentBytes = 4 << 10
 	}})
 	f := c.FollowerIndexes()[0]
 	c.Kill(f)

@@ -37,9 +37,11 @@ func (s *Server) monitorLeadership() {
 			s.savePeers()
 			s.metrics.refresh()
 			trims++
-			if trims%10 == 0 {
-				// Reads (outputs, logs) leave the state file's pages
-				// mapped; they are page cache, handed back (fsm.Store.Trim).
+			// Reads (outputs, logs) and writes leave the state file's
+			// pages mapped; they are page cache, handed back
+			// (fsm.Store.Trim) every 10 s, or sooner once writes passed
+			// trimWrittenBytes (1 MiB outputs write ~10 MiB/s here).
+			if trims%10 == 0 || s.store.WrittenSinceTrim() >= trimWrittenBytes {
 				if err := s.store.Trim(); err != nil {
 					s.log.Debug("trimming the state file's mapping failed", "error", err)
 				}
@@ -49,6 +51,10 @@ func (s *Server) monitorLeadership() {
 		}
 	}
 }
+
+// trimWrittenBytes is how much the state file's writes may leave mapped
+// before a trim (checked every second).
+const trimWrittenBytes = 16 << 20
 
 // ensureMember sends this server's record to the leader when the
 // replicated member table lacks it or holds stale addresses.

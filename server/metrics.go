@@ -2,7 +2,6 @@ package server
 
 import (
 	"net/http"
-	"os"
 	"path/filepath"
 
 	"github.com/hashicorp/raft"
@@ -54,7 +53,7 @@ func newMetrics(s *Server) *metrics {
 	m.raftIndex = prometheus.NewGauge(prometheus.GaugeOpts(f("raft_applied_index", "Last Raft index applied here.")))
 	m.sizeSnapshots = prometheus.NewCounter(prometheus.CounterOpts(f("raft_size_snapshots_total", "Snapshots taken because the Raft log grew past its byte budget.")))
 	m.calls = newCallMetrics()
-	m.raftLogBytes = prometheus.NewGauge(prometheus.GaugeOpts(f("raft_log_bytes", "Size of this server's Raft log store (raft.db) on disk.")))
+	m.raftLogBytes = prometheus.NewGauge(prometheus.GaugeOpts(f("raft_log_bytes", "Size of this server's Raft log on disk (raft-wal segments and meta), in bytes.")))
 	m.stateBytes = prometheus.NewGauge(prometheus.GaugeOpts(f("state_disk_bytes", "Size of the state's disk half (outputs, logs, ended calls) on this server; the Go heap is go_memstats_heap_inuse_bytes.")))
 	m.largestEntry = prometheus.NewGaugeFunc(prometheus.GaugeOpts(f("raft_entry_max_bytes", "The largest Raft entry this server applied since it started (fsm.MaxEntryPayload bounds the payload of one).")),
 		func() float64 { return float64(s.sized.largest.Load()) })
@@ -77,9 +76,7 @@ func (m *metrics) refresh() {
 		m.isLeader.Set(0)
 	}
 	m.raftIndex.Set(float64(m.s.raft.AppliedIndex()))
-	if st, err := os.Stat(filepath.Join(m.s.cfg.DataDir, raftDir, "raft.db")); err == nil {
-		m.raftLogBytes.Set(float64(st.Size()))
-	}
+	m.raftLogBytes.Set(float64(logStoreBytes(filepath.Join(m.s.cfg.DataDir, raftDir))))
 	m.stateBytes.Set(float64(m.s.store.DiskBytes()))
 	us, err := m.s.store.OwnerUsages(nil)
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
 const (
@@ -57,44 +56,44 @@ func (s *Server) setupRaft() error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("raft dir: %w", err)
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	store, closeStore, err := openLogStore(dir, s.cfg.RaftSegmentBytes, s.log.Named("wal"))
 	if err != nil {
-		return fmt.Errorf("raft log store %s: %w", dir, err)
+		return err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, snapshotsKept, s.log.Named("snapshot"))
 	if err != nil {
-		store.Close()
+		closeStore()
 		return fmt.Errorf("raft snapshot store: %w", err)
 	}
 	if err := checkSnapshots(snaps); err != nil {
-		store.Close()
+		closeStore()
 		return err
 	}
 	var advertise net.Addr
 	if s.cfg.AdvertiseRaft != "" {
 		advertise, err = net.ResolveTCPAddr("tcp", s.cfg.AdvertiseRaft)
 		if err != nil {
-			store.Close()
+			closeStore()
 			return fmt.Errorf("raft advertise address: %w", err)
 		}
 	}
 	stream, err := newTLSStream(s.cfg.RaftAddr, advertise, s.auth.tlsConfig())
 	if err != nil {
-		store.Close()
+		closeStore()
 		return fmt.Errorf("raft listen %s: %w", s.cfg.RaftAddr, err)
 	}
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: s.log.Named("transport"),
 	})
 	if err != nil {
-		store.Close()
+		closeStore()
 		return fmt.Errorf("raft listen %s: %w", s.cfg.RaftAddr, err)
 	}
-	stable := &stableStore{StableStore: store, close: store.Close}
+	stable := &stableStore{StableStore: store, close: closeStore}
 	r, err := raft.NewRaft(rc, s.sized, store, stable, snaps, trans)
 	if err != nil {
 		trans.Close()
-		store.Close()
+		closeStore()
 		return fmt.Errorf("raft: %w", err)
 	}
 	s.raft, s.trans, s.closer = r, trans, stable.Close

@@ -83,6 +83,13 @@ type Config struct {
 	WarmIdleTTL  time.Duration
 	WarmAdaptive bool
 
+	// RaftSegmentBytes is the size of one Raft log segment file (raft-wal's
+	// 64 MiB when 0). The log behind a snapshot is deleted a whole segment
+	// at a time, so up to one segment of entries behind TrailingLogs stays
+	// readable, and a follower that far behind catches up from the log
+	// rather than a snapshot. Tests make it small to see snapshots sent.
+	RaftSegmentBytes int
+
 	Executor Executor
 	Logger   hclog.Logger
 	// RaftTuning lets tests shorten Raft's timers.
