@@ -72,6 +72,28 @@ func decodeCall(b []byte, intern map[string]string) (*Call, error) {
 	return c, d.Done()
 }
 
+// encodeStage writes a PayloadStageBin entry: the type byte, the key, the
+// offset, the leader's time, then the chunk's bytes to the end, raw.
+func encodeStage(t byte, req *PayloadStageRequest) []byte {
+	e := record.Enc{B: make([]byte, 0, 1+len(req.Key)+32+len(req.Data))}
+	e.B = append(e.B, t)
+	e.Str(req.Key)
+	e.Varint(req.Offset)
+	e.Timestamp(req.Time)
+	e.B = append(e.B, req.Data...)
+	return e.B
+}
+
+func decodeStage(b []byte) (*PayloadStageRequest, error) {
+	d := record.Dec{B: b}
+	req := &PayloadStageRequest{Key: d.Str(), Offset: d.Varint(), Time: d.Timestamp()}
+	if d.Err != nil {
+		return nil, d.Err
+	}
+	req.Data = append([]byte(nil), d.B...) // kept in the state: not the entry's buffer
+	return req, nil
+}
+
 // encodeEnqueue writes a CallEnqueueBin entry: the type byte, the queue
 // bound, then each call as a length-prefixed call record, then the byte
 // bound (after the records: entries written before it existed end there,

@@ -39,26 +39,31 @@ const (
 	// entry (staged.go); PayloadDropType drops chunks nobody took.
 	PayloadStageType MessageType = 16
 	PayloadDropType  MessageType = 17
+	// PayloadStageBinType is PayloadStageType with a binary body: JSON
+	// carried the chunk in base64, a third larger, and every replica
+	// decoded it (codec.go).
+	PayloadStageBinType MessageType = 18
 )
 
 var typeNames = map[MessageType]string{
-	UserUpsertType:     "UserUpsert",
-	UserDeleteType:     "UserDelete",
-	TokenUpsertType:    "TokenUpsert",
-	TokenDeleteType:    "TokenDelete",
-	FunctionUpsertType: "FunctionUpsert",
-	FunctionDeleteType: "FunctionDelete",
-	CallEnqueueType:    "CallEnqueue",
-	CallStartType:      "CallStart",
-	CallRunningType:    "CallRunning",
-	CallFinishType:     "CallFinish",
-	CallCancelType:     "CallCancel",
-	MemberUpsertType:   "MemberUpsert",
-	MemberDeleteType:   "MemberDelete",
-	CallRequeueType:    "CallRequeue",
-	CallEnqueueBinType: "CallEnqueueBin",
-	PayloadStageType:   "PayloadStage",
-	PayloadDropType:    "PayloadDrop",
+	UserUpsertType:      "UserUpsert",
+	UserDeleteType:      "UserDelete",
+	TokenUpsertType:     "TokenUpsert",
+	TokenDeleteType:     "TokenDelete",
+	FunctionUpsertType:  "FunctionUpsert",
+	FunctionDeleteType:  "FunctionDelete",
+	CallEnqueueType:     "CallEnqueue",
+	CallStartType:       "CallStart",
+	CallRunningType:     "CallRunning",
+	CallFinishType:      "CallFinish",
+	CallCancelType:      "CallCancel",
+	MemberUpsertType:    "MemberUpsert",
+	MemberDeleteType:    "MemberDelete",
+	CallRequeueType:     "CallRequeue",
+	CallEnqueueBinType:  "CallEnqueueBin",
+	PayloadStageType:    "PayloadStage",
+	PayloadDropType:     "PayloadDrop",
+	PayloadStageBinType: "PayloadStageBin",
 }
 
 func (t MessageType) String() string {
@@ -192,12 +197,19 @@ type MemberDeleteRequest struct{ ID string }
 
 // Encode builds a log entry: the type byte, then the JSON body.
 func Encode(t MessageType, body any) ([]byte, error) {
-	if t&^IgnoreUnknownTypeFlag == CallEnqueueBinType {
+	switch t &^ IgnoreUnknownTypeFlag {
+	case CallEnqueueBinType:
 		req, ok := body.(*CallEnqueueRequest)
 		if !ok {
 			return nil, fmt.Errorf("encode %s: body is %T", t, body)
 		}
 		return encodeEnqueue(byte(t), req), nil
+	case PayloadStageBinType:
+		req, ok := body.(*PayloadStageRequest)
+		if !ok {
+			return nil, fmt.Errorf("encode %s: body is %T", t, body)
+		}
+		return encodeStage(byte(t), req), nil
 	}
 	b, err := json.Marshal(body)
 	if err != nil {
@@ -222,12 +234,19 @@ func Decode(buf []byte) (MessageType, any, error) {
 	if !ok {
 		return t, nil, fmt.Errorf("%w: %s", ErrUnknownType, t)
 	}
-	if t&^IgnoreUnknownTypeFlag == CallEnqueueBinType {
-		req, err := decodeEnqueue(buf[1:])
-		if err != nil {
-			return t, nil, fmt.Errorf("decode %s: %w", t, err)
-		}
-		return t, req, nil
+	var bin any
+	var err error
+	switch t &^ IgnoreUnknownTypeFlag {
+	case CallEnqueueBinType:
+		bin, err = decodeEnqueue(buf[1:])
+	case PayloadStageBinType:
+		bin, err = decodeStage(buf[1:])
+	}
+	if err != nil {
+		return t, nil, fmt.Errorf("decode %s: %w", t, err)
+	}
+	if bin != nil {
+		return t, bin, nil
 	}
 	req := mk()
 	if err := json.Unmarshal(buf[1:], req); err != nil {
@@ -240,21 +259,22 @@ func Decode(buf []byte) (MessageType, any, error) {
 var ErrUnknownType = errors.New("unknown message type")
 
 var requestTypes = map[MessageType]func() any{
-	UserUpsertType:     func() any { return new(UserUpsertRequest) },
-	UserDeleteType:     func() any { return new(UserDeleteRequest) },
-	TokenUpsertType:    func() any { return new(TokenUpsertRequest) },
-	TokenDeleteType:    func() any { return new(TokenDeleteRequest) },
-	FunctionUpsertType: func() any { return new(FunctionUpsertRequest) },
-	FunctionDeleteType: func() any { return new(FunctionDeleteRequest) },
-	CallEnqueueType:    func() any { return new(CallEnqueueRequest) },
-	CallStartType:      func() any { return new(CallStartRequest) },
-	CallRunningType:    func() any { return new(CallRunningRequest) },
-	CallFinishType:     func() any { return new(CallFinishRequest) },
-	CallCancelType:     func() any { return new(CallCancelRequest) },
-	MemberUpsertType:   func() any { return new(MemberUpsertRequest) },
-	MemberDeleteType:   func() any { return new(MemberDeleteRequest) },
-	CallRequeueType:    func() any { return new(CallRequeueRequest) },
-	CallEnqueueBinType: func() any { return new(CallEnqueueRequest) },
-	PayloadStageType:   func() any { return new(PayloadStageRequest) },
-	PayloadDropType:    func() any { return new(PayloadDropRequest) },
+	UserUpsertType:      func() any { return new(UserUpsertRequest) },
+	UserDeleteType:      func() any { return new(UserDeleteRequest) },
+	TokenUpsertType:     func() any { return new(TokenUpsertRequest) },
+	TokenDeleteType:     func() any { return new(TokenDeleteRequest) },
+	FunctionUpsertType:  func() any { return new(FunctionUpsertRequest) },
+	FunctionDeleteType:  func() any { return new(FunctionDeleteRequest) },
+	CallEnqueueType:     func() any { return new(CallEnqueueRequest) },
+	CallStartType:       func() any { return new(CallStartRequest) },
+	CallRunningType:     func() any { return new(CallRunningRequest) },
+	CallFinishType:      func() any { return new(CallFinishRequest) },
+	CallCancelType:      func() any { return new(CallCancelRequest) },
+	MemberUpsertType:    func() any { return new(MemberUpsertRequest) },
+	MemberDeleteType:    func() any { return new(MemberDeleteRequest) },
+	CallRequeueType:     func() any { return new(CallRequeueRequest) },
+	CallEnqueueBinType:  func() any { return new(CallEnqueueRequest) },
+	PayloadStageType:    func() any { return new(PayloadStageRequest) },
+	PayloadDropType:     func() any { return new(PayloadDropRequest) },
+	PayloadStageBinType: func() any { return new(PayloadStageRequest) },
 }

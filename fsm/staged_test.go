@@ -14,7 +14,13 @@ func TestStagedStdin(t *testing.T) {
 	h := newHarness(t)
 	f := h.fn("alice", "f")
 	stage := func(key string, off int, data string) any {
-		return h.apply(PayloadStageType, &PayloadStageRequest{Key: key, Offset: int64(off), Data: []byte(data), Time: t0})
+		// Both encodings apply alike: JSON (entries of older versions) and
+		// binary.
+		mt := PayloadStageBinType
+		if off == 0 {
+			mt = PayloadStageType
+		}
+		return h.apply(mt, &PayloadStageRequest{Key: key, Offset: int64(off), Data: []byte(data), Time: t0})
 	}
 	if err := stage("c1", 0, "hello "); err != nil {
 		t.Fatal(err)

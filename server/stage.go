@@ -8,8 +8,8 @@ import (
 	"github.com/hyperfunc/hyperfunc/fsm"
 )
 
-// stageChunk is the payload of one PayloadStage entry: JSON carries it in
-// base64, a third more, so the entry stays about fsm.MaxEntryPayload.
+// stageChunk is the payload of one PayloadStageBin entry (raw bytes, a
+// key and an offset besides).
 const stageChunk = fsm.MaxEntryPayload * 3 / 4
 
 // stagedMaxAge is how long staged chunks wait for the entry that takes
@@ -62,7 +62,7 @@ func (s *Server) applyChunk(ctx context.Context, req *fsm.PayloadStageRequest) e
 		return fmt.Errorf("call not queued: its sender gave up while its payload was staged: %w", context.Cause(ctx))
 	}
 	defer func() { <-s.stageLane }()
-	_, _, err := s.raftApply(fsm.PayloadStageType, req)
+	_, _, err := s.raftApply(fsm.PayloadStageBinType, req)
 	return err
 }
 
