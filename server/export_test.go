@@ -44,3 +44,6 @@ func (s *Server) EnqueueAsLeader(ctx context.Context, fnID string, stdin []byte)
 	}
 	return call.ID, s.enqueuer.enqueue(ctx, call)
 }
+
+// BatchedBodyMax is the largest async call body a follower batches.
+const BatchedBodyMax = batchedBodyMax

@@ -25,15 +25,25 @@ import (
 // on a follower whose replica already knows the caller's token and the
 // function: the handler queues those through the follower's batcher. What
 // the replica does not know yet (a function or token created a moment
-// ago) goes to the leader, so a client reads its own writes.
+// ago) goes to the leader, so a client reads its own writes. So does a
+// call whose body is larger than batchedBodyMax.
 func (s *Server) toLeaderUnlessAsyncCall(sync func(*gin.Context) bool, known func(*gin.Context) bool) gin.HandlerFunc {
 	proxy := s.toLeader(true)
 	return func(c *gin.Context) {
-		if s.IsLeader() || sync(c) || s.leaderHTTP() == "" || !known(c) {
+		if s.IsLeader() || sync(c) || s.leaderHTTP() == "" || c.Request.ContentLength > batchedBodyMax || !known(c) {
 			proxy(c)
 		}
 	}
 }
+
+// batchedBodyMax is the largest body (by Content-Length) an async call on
+// a follower may have to go through the batcher; a larger one is proxied
+// to the leader as it came. Batching saves an exchange per call, which
+// matters for small calls only; the batch is JSON, so its stdin travels in
+// base64 and both ends code it: with 8 clients sending 1 MiB, that was the
+// agents' largest CPU cost after the kernel's (bench TestMemoryIssue12,
+// load). A chunked body (no length) is batched, as it is read whole first.
+const batchedBodyMax = 64 << 10
 
 // knownOwnFunction: the replica resolves the token and the function of a
 // /v1 call.

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -99,6 +100,69 @@ func TestFollowerBatchesAsyncCalls(t *testing.T) {
 	}
 	if api.StatusCode(last) != 429 {
 		t.Fatalf("past the queue bound through a follower: %v, want 429", last)
+	}
+}
+
+// TestFollowerProxiesLargeAsyncCalls: an async call whose body is past
+// the batcher's bound goes to the leader as it came (raw, not in a JSON
+// batch in base64), and its stdin arrives whole; one at the bound is
+// batched.
+func TestFollowerProxiesLargeAsyncCalls(t *testing.T) {
+	c := servertest.NewCluster(t, 3, servertest.Options{})
+	c.WaitForLeader()
+	f := c.FollowerIndexes()[0]
+	fc := c.Client(f)
+	createFn(t, fc, "echo", "cat")
+	servertest.Eventually(t, 60*time.Second, func() error {
+		if f, _ := c.Server(f).Store().Function(nil, "default/echo"); f == nil {
+			return fmt.Errorf("the follower's replica does not have the function yet")
+		}
+		return nil
+	})
+	counter := func(name string) int {
+		m := do(t, http.MethodGet, c.URL(f)+"/metrics", "", nil)
+		for _, l := range strings.Split(string(m.Body), "\n") {
+			if v, ok := strings.CutPrefix(l, name+" "); ok {
+				var n int
+				fmt.Sscan(v, &n)
+				return n
+			}
+		}
+		return 0
+	}
+	for _, tc := range []struct {
+		size    int
+		batched bool
+	}{{server.BatchedBodyMax, true}, {server.BatchedBodyMax + 1, false}} {
+		stdin := bytes.Repeat([]byte{0, 'x', 255}, tc.size/3+1)[:tc.size]
+		batched, proxied := counter("hyperfunc_calls_forwarded_batched_total"), counter("hyperfunc_requests_forwarded_total")
+		id, err := fc.Calls().Call(ctx(t), "echo", bytes.NewReader(stdin), nil)
+		if err != nil {
+			t.Fatalf("%d bytes through a follower: %v", tc.size, err)
+		}
+		b, p := counter("hyperfunc_calls_forwarded_batched_total")-batched, counter("hyperfunc_requests_forwarded_total")-proxied
+		// Nothing else is batched meanwhile; other requests may be proxied.
+		if (b == 1) != tc.batched || (!tc.batched && p < 1) {
+			t.Fatalf("%d bytes: batched +%d, proxied +%d; want batched %v", tc.size, b, p, tc.batched)
+		}
+		servertest.Eventually(t, 60*time.Second, func() error {
+			rc, _, err := c.Client(c.LeaderIndex()).Calls().Output(ctx(t), id, false)
+			if err != nil {
+				return err
+			}
+			if rc == nil {
+				return fmt.Errorf("call %s has not ended", id)
+			}
+			out, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(out, stdin) {
+				return fmt.Errorf("%d bytes in, %d out", len(stdin), len(out))
+			}
+			return nil
+		})
 	}
 }
 
