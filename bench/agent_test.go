@@ -54,6 +54,9 @@ func runAgent(raw string) int {
 		NodeID: sp.NodeID, DataDir: sp.DataDir, HTTPAddr: sp.HTTPAddr, RaftAddr: sp.RaftAddr,
 		BootstrapExpect: sp.Expect, Join: sp.Join, ClusterKey: "bench-cluster-key-of-32-bytes-at-least",
 		MaxQueuedBytes: sp.MaxQueuedBytes,
+		// HF_BENCH_SNAPSHOT_MIB: the log bytes between size-triggered
+		// snapshots (server.DefaultLogBytesPerSnapshot when unset).
+		LogBytesPerSnapshot: int64(envInt("HF_BENCH_SNAPSHOT_MIB", 0)) << 20,
 		// Not servertest's Engine: it keeps every call's stdin and stdout
 		// (for its assertions), which would be most of the leader's RSS.
 		Executor: &fakeExec{events: make(chan executor.Event, 1<<10), async: true},
