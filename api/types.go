@@ -273,6 +273,8 @@ type Member struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	HTTPAddr string `json:"http_addr"`
+	// Protocol is the newest Raft entry format the server applies.
+	Protocol int `json:"protocol,omitempty"`
 }
 
 // RaftServer is one entry of the Raft configuration.

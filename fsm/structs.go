@@ -108,7 +108,17 @@ type Member struct {
 	ID       string
 	RaftAddr string
 	HTTPAddr string
+	// Protocol is the newest entry format the server applies (0: a
+	// version before the field, see Protocol).
+	Protocol int `json:",omitempty"`
 }
+
+// Protocol is the entry format this build applies: 1 added
+// PayloadStageBin. A leader writes an entry type only when every server of
+// the Raft configuration has recorded a Protocol that applies it, since a
+// server meeting a type it does not know stops (a rolling upgrade would
+// otherwise take the old servers down with the first large payload).
+const Protocol = 1
 
 // OwnerUsage counts one owner's queued and started calls, kept exact by
 // Apply so that the dispatcher and the queue bound need no scans.

@@ -261,7 +261,7 @@ func (s *Server) addVoter(m api.Member) error {
 	if err := s.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, s.cfg.ApplyTimeout).Error(); err != nil {
 		return fmt.Errorf("add voter %s: %w", m.ID, err)
 	}
-	_, _, err := s.raftApply(fsm.MemberUpsertType, &fsm.MemberUpsertRequest{Member: &fsm.Member{ID: m.ID, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr}})
+	_, _, err := s.raftApply(fsm.MemberUpsertType, &fsm.MemberUpsertRequest{Member: memberRecord(m)})
 	return err
 }
 

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -35,6 +36,48 @@ func TestDataDirNotADirectory(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), f) {
 		t.Fatalf("got %v, want an error naming %s", err, f)
 	}
+}
+
+// A second agent on a data dir in use is refused at once, before it
+// touches the state file or the Raft log (it used to delete the first
+// one's state file, and could race it moving a raft.db); once the first
+// stops, the dir opens again, in this process too.
+func TestDataDirInUseRefused(t *testing.T) {
+	dir := t.TempDir()
+	s, err := server.New(quietConfig(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitLeader(t, s)
+	state, _ := filepath.Glob(filepath.Join(dir, "state", "*"))
+	before := map[string]os.FileInfo{}
+	for _, p := range state {
+		before[p], _ = os.Stat(p)
+	}
+	_, err = server.New(quietConfig(t, dir))
+	if !errors.Is(err, server.ErrDataDirInUse) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("second server on %s: %v, want ErrDataDirInUse naming the dir", dir, err)
+	}
+	for p, fi := range before {
+		now, err := os.Stat(p)
+		if err != nil || !os.SameFile(fi, now) {
+			t.Fatalf("the refused server touched %s: %v", p, err)
+		}
+	}
+	if err := s.Shutdown(false); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := server.New(quietConfig(t, dir))
+	if err != nil {
+		t.Fatalf("the dir after the first server stopped: %v", err)
+	}
+	if err := s2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s2.Shutdown(false)
 }
 
 func TestCorruptNodeIDRefused(t *testing.T) {

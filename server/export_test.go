@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+
+	"github.com/hyperfunc/hyperfunc/fsm"
 )
 
 // ClusterTLS is the Raft transport's TLS config for key, for tests that
@@ -47,3 +49,10 @@ func (s *Server) EnqueueAsLeader(ctx context.Context, fnID string, stdin []byte)
 
 // BatchedBodyMax is the largest async call body a follower batches.
 const BatchedBodyMax = batchedBodyMax
+
+// AnnounceProtocol makes the server record protocol p instead of
+// fsm.Protocol, as an older version would.
+func AnnounceProtocol(cfg *Config, p int) { cfg.announceProtocol = &p }
+
+// StageType is the entry type the server would stage a chunk in now.
+func StageType(s *Server) fsm.MessageType { return s.stageType() }

@@ -180,7 +180,7 @@ func (s *Server) internalMember(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if _, _, err := s.raftApply(fsm.MemberUpsertType, &fsm.MemberUpsertRequest{Member: &fsm.Member{ID: m.ID, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr}}); err != nil {
+	if _, _, err := s.raftApply(fsm.MemberUpsertType, &fsm.MemberUpsertRequest{Member: memberRecord(m)}); err != nil {
 		writeError(c, err)
 		return
 	}

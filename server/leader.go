@@ -61,7 +61,7 @@ const trimWrittenBytes = 16 << 20
 func (s *Server) ensureMember() {
 	ms, _ := s.store.Members(nil)
 	for _, m := range ms {
-		if m.ID == s.self.ID && m.HTTPAddr == s.self.HTTPAddr && m.RaftAddr == s.self.RaftAddr {
+		if *m == *memberRecord(s.self) {
 			return
 		}
 	}
@@ -136,11 +136,11 @@ func (s *Server) lead(ctx context.Context) {
 func (s *Server) recordSelf() error {
 	ms, _ := s.store.Members(nil)
 	for _, m := range ms {
-		if m.ID == s.self.ID && m.HTTPAddr == s.self.HTTPAddr && m.RaftAddr == s.self.RaftAddr {
+		if *m == *memberRecord(s.self) {
 			return nil
 		}
 	}
-	_, _, err := s.raftApply(fsm.MemberUpsertType, &fsm.MemberUpsertRequest{Member: &fsm.Member{ID: s.self.ID, RaftAddr: s.self.RaftAddr, HTTPAddr: s.self.HTTPAddr}})
+	_, _, err := s.raftApply(fsm.MemberUpsertType, &fsm.MemberUpsertRequest{Member: memberRecord(s.self)})
 	return err
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -37,9 +38,11 @@ const (
 // openLogStore opens the WAL under dir (<data-dir>/raft), first moving a
 // raft.db left by an older version into it. The move is crash-safe: the
 // copy is made in wal.migrating, renamed to wal once complete, and raft.db
-// is removed last, so a start that finds raft.db beside a complete wal
-// only finishes the removal, and one that finds wal.migrating starts the
-// copy over. Errors name the file that could not be read or written.
+// is removed last, so a start that finds raft.db beside a wal holding the
+// same log only finishes the removal (one holding another log is refused:
+// an older version ran here after the move), and one that finds
+// wal.migrating starts the copy over. The caller holds the data dir's
+// lock (datadir.go). Errors name the file that could not be read or written.
 //
 // Close the store with the returned func, not WAL.Close: raft-wal v0.4.0's
 // Close leaves its meta file open and locked, and a server restarted in the
@@ -51,7 +54,17 @@ func openLogStore(dir string, segmentBytes int, log hclog.Logger) (*wal.WAL, fun
 	_, boltErr := os.Stat(bolt)
 	switch {
 	case walErr == nil && boltErr == nil:
-		if err := os.Remove(bolt); err != nil {
+		// Either the move stopped before its last step, or an older
+		// version (which does not know the WAL) ran here since and wrote
+		// a raft.db of its own: only the first may be removed.
+		same, err := sameLog(bolt, final, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !same {
+			return nil, nil, fmt.Errorf("%s and %s both hold a Raft log and they differ: a hyperfunc older than the move to raft-wal ran on this data dir after it (downgrading is not supported). Keep the newer: remove %s to move raft.db in again, or remove raft.db to keep the WAL", bolt, final, final)
+		}
+		if err := removeSynced(bolt); err != nil {
 			return nil, nil, fmt.Errorf("remove migrated %s: %w", bolt, err)
 		}
 	case errors.Is(walErr, os.ErrNotExist) && boltErr == nil:
@@ -116,7 +129,7 @@ func migrateBolt(dir string, log hclog.Logger) error {
 	// An empty raft.db (first == 0) has only the term and vote to copy.
 	if last > 0 {
 		if err := migrate.CopyLogs(ctx, dst, src, 8<<20, nil); err != nil {
-			dst.Close()
+			closeDst()
 			return fmt.Errorf("copy %s's log: %w", bolt, err)
 		}
 	}
@@ -130,9 +143,64 @@ func migrateBolt(dir string, log hclog.Logger) error {
 	if err := os.Rename(tmp, filepath.Join(dir, walDir)); err != nil {
 		return fmt.Errorf("raft log: %w", err)
 	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
 	src.Close()
-	if err := os.Remove(bolt); err != nil {
+	if err := removeSynced(bolt); err != nil {
 		return fmt.Errorf("remove migrated %s: %w", bolt, err)
+	}
+	return nil
+}
+
+// sameLog reports whether the raft.db at bolt holds the log the WAL in
+// walPath holds, as a move leaves them: the same first and last index and
+// the same last entry.
+func sameLog(bolt, walPath string, log hclog.Logger) (bool, error) {
+	src, err := raftboltdb.New(raftboltdb.Options{Path: bolt})
+	if err != nil {
+		return false, fmt.Errorf("open %s: %w", bolt, err)
+	}
+	defer src.Close()
+	w, closeW, err := openWAL(walPath, 0, log)
+	if err != nil {
+		return false, err
+	}
+	defer closeW()
+	bf, _ := src.FirstIndex()
+	bl, _ := src.LastIndex()
+	wf, _ := w.FirstIndex()
+	wl, _ := w.LastIndex()
+	if bf != wf || bl != wl {
+		return false, nil
+	}
+	if bl == 0 {
+		return true, nil
+	}
+	var a, b raft.Log
+	if src.GetLog(bl, &a) != nil || w.GetLog(wl, &b) != nil {
+		return false, nil
+	}
+	return a.Term == b.Term && a.Type == b.Type && bytes.Equal(a.Data, b.Data), nil
+}
+
+// removeSynced removes a file and syncs its directory, so the removal is
+// on disk before what depends on it.
+func removeSynced(p string) error {
+	if err := os.Remove(p); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(p))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -104,10 +105,7 @@ func TestLogStoreMoveResumes(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The rename happened; raft.db is back as if its removal never ran.
-		stale := filepath.Join(dir, boltLogFile)
-		if err := os.WriteFile(stale, []byte("stale"), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeBoltLog(t, dir, 50)
 		checkMigrated(t, dir, 50)
 	})
 }
@@ -126,4 +124,26 @@ func TestLogStoreFresh(t *testing.T) {
 	if logStoreBytes(dir) == 0 {
 		t.Fatal("logStoreBytes = 0 for an open WAL (its meta file is on disk)")
 	}
+}
+
+// A raft.db beside the WAL that holds another log was written by an older
+// version after the move (a downgrade): the start is refused, with what to
+// do, and neither log is touched.
+func TestLogStoreRefusesDifferentRaftDB(t *testing.T) {
+	dir := t.TempDir()
+	writeBoltLog(t, dir, 5)
+	checkMigrated(t, dir, 5)
+	writeBoltLog(t, dir, 8) // the older version's own log, further on
+	_, _, err := openLogStore(dir, 0, hclog.NewNullLogger())
+	if err == nil || !strings.Contains(err.Error(), "downgrading is not supported") {
+		t.Fatalf("a raft.db holding another log was not refused: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, boltLogFile)); err != nil {
+		t.Fatalf("raft.db was touched: %v", err)
+	}
+	// The operator keeps the newer log: the WAL goes, raft.db moves in.
+	if err := os.RemoveAll(filepath.Join(dir, walDir)); err != nil {
+		t.Fatal(err)
+	}
+	checkMigrated(t, dir, 8)
 }

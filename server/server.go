@@ -94,6 +94,9 @@ type Config struct {
 	Logger   hclog.Logger
 	// RaftTuning lets tests shorten Raft's timers.
 	RaftTuning func(*raft.Config)
+	// announceProtocol, when set, is the Protocol this server records
+	// instead of fsm.Protocol: tests stand in for an older version.
+	announceProtocol *int
 }
 
 // Defaults fills zero fields.
@@ -153,16 +156,17 @@ func (c *Config) Defaults() {
 
 // Server is one running agent.
 type Server struct {
-	cfg    Config
-	log    hclog.Logger
-	fsm    *fsm.FSM
-	store  *fsm.Store
-	raft   *raft.Raft
-	trans  *raft.NetworkTransport
-	auth   *clusterAuth
-	sized  *sizedFSM    // s.fsm as Raft sees it: counts applied bytes
-	closer func() error // raft stores
-	exec   Executor
+	cfg     Config
+	log     hclog.Logger
+	fsm     *fsm.FSM
+	store   *fsm.Store
+	raft    *raft.Raft
+	trans   *raft.NetworkTransport
+	auth    *clusterAuth
+	sized   *sizedFSM    // s.fsm as Raft sees it: counts applied bytes
+	closer  func() error // raft stores
+	dirLock *os.File     // held from New to Shutdown (datadir.go)
+	exec    Executor
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -209,6 +213,18 @@ func New(cfg Config) (*Server, error) {
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	// Before anything in the data dir is touched: the state file is
+	// deleted and rebuilt below, and a raft.db may be moved.
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close()
+		}
+	}()
 	if cfg.NodeID == "" {
 		id, err := loadOrCreateNodeID(cfg.DataDir)
 		if err != nil {
@@ -226,9 +242,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	ok = true
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, fsm: f, store: f.Store(), exec: cfg.Executor, auth: auth,
-		shutdownCh: make(chan struct{}),
+		shutdownCh: make(chan struct{}), dirLock: lock,
 	}
 	s.sized = newSizedFSM(f, cfg.LogBytesPerSnapshot)
 	s.warm = newWarmState()
@@ -243,24 +260,12 @@ func New(cfg Config) (*Server, error) {
 // ClusterID is this cluster's ID (see ClusterID).
 func (s *Server) ClusterID() string { return s.auth.clusterID }
 
-// checkDataDir refuses a data dir that exists but cannot be used, with a
-// message that says which and why, before Raft sees it.
-func checkDataDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("data dir %s: %w", dir, err)
-	}
-	probe := filepath.Join(dir, ".probe")
-	if err := os.WriteFile(probe, nil, 0o600); err != nil {
-		return fmt.Errorf("data dir %s is not writable: %w", dir, err)
-	}
-	return os.Remove(probe)
-}
-
 // Start opens the listeners, starts Raft and joins or bootstraps the cluster
 // in the background.
 func (s *Server) Start() error {
 	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
 	if err != nil {
+		s.closeUnstarted()
 		return fmt.Errorf("http listen %s: %w", s.cfg.HTTPAddr, err)
 	}
 	s.httpLn = ln
@@ -272,9 +277,13 @@ func (s *Server) Start() error {
 	}
 	if err := s.setupRaft(); err != nil {
 		ln.Close()
+		s.closeUnstarted()
 		return err
 	}
-	s.self = api.Member{ID: s.cfg.NodeID, RaftAddr: string(s.trans.LocalAddr()), HTTPAddr: s.cfg.AdvertiseHTTP}
+	s.self = api.Member{ID: s.cfg.NodeID, RaftAddr: string(s.trans.LocalAddr()), HTTPAddr: s.cfg.AdvertiseHTTP, Protocol: fsm.Protocol}
+	if s.cfg.announceProtocol != nil {
+		s.self.Protocol = *s.cfg.announceProtocol
+	}
 	base, stop := context.WithCancelCause(context.Background())
 	s.stopRequests = stop
 	s.httpSrv = &http.Server{
@@ -299,6 +308,13 @@ func (s *Server) Start() error {
 	go func() { defer s.wg.Done(); s.runCompactor() }()
 	s.log.Info("agent started", "node", s.cfg.NodeID, "http", s.cfg.AdvertiseHTTP, "raft", s.self.RaftAddr, "executor", s.exec.Name())
 	return nil
+}
+
+// closeUnstarted closes what New opened when Start fails, so the data dir
+// can be opened again (also in this process).
+func (s *Server) closeUnstarted() {
+	s.store.Close()
+	s.dirLock.Close()
 }
 
 // HTTPAddr is the address the HTTP API listens on.
@@ -347,5 +363,6 @@ func (s *Server) Shutdown(leave bool) error {
 	if cerr := s.store.Close(); err == nil {
 		err = cerr
 	}
+	s.dirLock.Close()
 	return err
 }

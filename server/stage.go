@@ -62,7 +62,7 @@ func (s *Server) applyChunk(ctx context.Context, req *fsm.PayloadStageRequest) e
 		return fmt.Errorf("call not queued: its sender gave up while its payload was staged: %w", context.Cause(ctx))
 	}
 	defer func() { <-s.stageLane }()
-	_, _, err := s.raftApply(fsm.PayloadStageBinType, req)
+	_, _, err := s.raftApply(s.stageType(), req)
 	return err
 }
 
