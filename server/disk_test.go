@@ -44,20 +44,13 @@ func TestDataDirNotADirectory(t *testing.T) {
 // stops, the dir opens again, in this process too.
 func TestDataDirInUseRefused(t *testing.T) {
 	dir := t.TempDir()
-	s, err := server.New(quietConfig(t, dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitLeader(t, s)
+	s := startSingle(t, dir)
 	state, _ := filepath.Glob(filepath.Join(dir, "state", "*"))
 	before := map[string]os.FileInfo{}
 	for _, p := range state {
 		before[p], _ = os.Stat(p)
 	}
-	_, err = server.New(quietConfig(t, dir))
+	_, err := server.New(quietConfig(t, dir))
 	if !errors.Is(err, server.ErrDataDirInUse) || !strings.Contains(err.Error(), dir) {
 		t.Fatalf("second server on %s: %v, want ErrDataDirInUse naming the dir", dir, err)
 	}
@@ -95,14 +88,7 @@ func TestCorruptNodeIDRefused(t *testing.T) {
 // so at start and does not come up with bad state.
 func TestCorruptSnapshotRefused(t *testing.T) {
 	dir := t.TempDir()
-	s, err := server.New(quietConfig(t, dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitLeader(t, s)
+	s := startSingle(t, dir)
 	c, _ := api.NewClient(&api.Config{Address: s.HTTPAddr()})
 	if _, err := c.Functions().Create(ctx(t), &api.FunctionSpec{Name: "f", Image: "busybox"}); err != nil {
 		t.Fatal(err)
@@ -136,6 +122,20 @@ func TestCorruptSnapshotRefused(t *testing.T) {
 	if !strings.Contains(err.Error(), "snapshot") {
 		t.Fatalf("the error does not say what is wrong: %v", err)
 	}
+}
+
+// startSingle starts a one-server cluster on dir and waits for it to lead.
+func startSingle(t *testing.T, dir string) *server.Server {
+	t.Helper()
+	s, err := server.New(quietConfig(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitLeader(t, s)
+	return s
 }
 
 func waitLeader(t *testing.T, s *server.Server) {
