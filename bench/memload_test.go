@@ -123,6 +123,13 @@ func memLoad(t *testing.T, c *procCluster, d time.Duration) {
 		}
 		return func() { close(done); wg.Wait() }
 	}
+	snapshots := func() (n float64) {
+		for _, nd := range c.nodes {
+			n += metricSum(c.metrics(nd), "hyperfunc_raft_size_snapshots_total")
+		}
+		return n
+	}
+	snaps0 := snapshots()
 	var quiet, busy []time.Duration
 	var busyFor time.Duration
 	for range loadRounds {
@@ -141,8 +148,8 @@ func memLoad(t *testing.T, c *procCluster, d time.Duration) {
 	report("load: small calls alone (%s in %d windows): n=%d p50 %.1f ms p99 %.1f ms", d/3, loadRounds, len(quiet), p(quiet, 50), p(quiet, 99))
 	report("load: small calls beside 8x1MiB clients (%s in %d windows, between those): n=%d p50 %.1f ms p99 %.1f ms; p99 ratio %.2f (target <= 3)",
 		d, loadRounds, len(busy), p(busy, 50), p(busy, 99), p(busy, 99)/p(quiet, 99))
-	report("load: 1 MiB calls accepted %d (%.1f MiB/s), refused %d; step-downs %d, elections %d (target 0)",
-		sent.Load(), float64(sent.Load())/busyFor.Seconds(), refused.Load(), w.stepDowns.Load(), w.elections.Load())
+	report("load: 1 MiB calls accepted %d (%.1f MiB/s), refused %d; step-downs %d, elections %d (target 0); size-triggered snapshots on the 3 nodes: %.0f",
+		sent.Load(), float64(sent.Load())/busyFor.Seconds(), refused.Load(), w.stepDowns.Load(), w.elections.Load(), snapshots()-snaps0)
 	refusals.Range(func(k, v any) bool {
 		report("load: refusal %q x%d", k, v.(*atomic.Int64).Load())
 		return true
