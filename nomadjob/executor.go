@@ -40,6 +40,13 @@ type Executor struct {
 	// CleanOrphans: it keeps a call from being reported twice by this
 	// process and gives Release the child of a handle without Ref.
 	reported map[string]string
+
+	// wp is the warm pools (warm.go).
+	wp warmState
+	// claiming holds the calls whose warm claim got no clear answer (the
+	// write may have gone through), by call ID (value: the child): their
+	// next Start looks at that child's variable before anything else.
+	claiming map[string]string
 }
 
 // maxReported bounds the reported set of calls nobody releases (leadership
@@ -53,6 +60,7 @@ type call struct {
 	child       string
 	stdoutLimit int64
 	running     bool // Running was reported
+	warm        bool // a warm child: collected as soon as result.json exists
 	collecting  bool
 	done        bool
 }
@@ -80,6 +88,8 @@ func New(cfg Config, opts ...Option) (*Executor, error) {
 		byChild:  map[string]*call{},
 		kick:     make(chan struct{}, 1),
 		reported: map[string]string{},
+		wp:       newWarmState(),
+		claiming: map[string]string{},
 	}
 	for _, o := range opts {
 		o(e)
@@ -93,8 +103,9 @@ func New(cfg Config, opts ...Option) (*Executor, error) {
 	}
 	e.log = e.log.With("executor", "nomad")
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.wg.Add(1)
+	e.wg.Add(2)
 	go e.watchLoop()
+	go e.warmLoop()
 	return e, nil
 }
 
@@ -138,10 +149,11 @@ func (e *Executor) Register(ctx context.Context, fn executor.Function) error {
 	return nil
 }
 
-// Deregister purges the function's parameterized jobs. Running children are
-// separate jobs and finish on their own.
+// Deregister purges the function's parameterized jobs (the warm one too).
+// Running children are separate jobs and finish on their own; unclaimed
+// warm children go when the leader's SetWarm drains the pool.
 func (e *Executor) Deregister(ctx context.Context, fn executor.Function) error {
-	for _, id := range []string{JobID(e.cfg.ClusterID, fn), BigJobID(e.cfg.ClusterID, fn)} {
+	for _, id := range []string{JobID(e.cfg.ClusterID, fn), BigJobID(e.cfg.ClusterID, fn), WarmJobID(e.cfg.ClusterID, fn)} {
 		if err := e.n.DeregisterJob(ctx, id, true); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
@@ -155,6 +167,7 @@ func (e *Executor) Deregister(ctx context.Context, fn executor.Function) error {
 // executor already reported gets its handle back and nothing else: its
 // outcome went through Events once (Reconcile answers it again).
 func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Handle, error) {
+	start := time.Now()
 	e.mu.Lock()
 	if c := e.calls[spec.CallID]; c != nil {
 		e.mu.Unlock()
@@ -169,6 +182,9 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Hand
 	limit := e.cfg.StdoutLimit
 	if spec.StdoutLimit > 0 {
 		limit = spec.StdoutLimit
+	}
+	if h, ok, err := e.startWarm(ctx, spec, limit, start); ok || err != nil {
+		return h, err
 	}
 	payload, big, err := payloadFor(spec, limit)
 	if err != nil {
@@ -193,6 +209,7 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Hand
 	if err != nil {
 		return executor.Handle{}, err
 	}
+	e.observeStart(false, start)
 	c := e.watch(spec.CallID, child, limit)
 	// The allocation may have moved before the call was in the watch list:
 	// look once now; the event stream covers what comes after.

@@ -24,3 +24,6 @@ func (e *Executor) CollectAlloc(ctx context.Context, callID, child, allocID stri
 
 // ErrNotTerminal is errNotTerminal.
 var ErrNotTerminal = errNotTerminal
+
+// WarmJob exposes the warm job for validation by a real Nomad.
+func (e *Executor) WarmJob(fn executor.Function) *nomad.Job { return e.warmJob(fn) }

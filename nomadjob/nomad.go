@@ -34,6 +34,18 @@ type Nomad interface {
 	// EventStream subscribes to the Allocation topic from index on.
 	EventStream(ctx context.Context, index uint64) (<-chan *nomad.Events, error)
 	Leader(ctx context.Context) (string, error)
+
+	// CreateVariable writes the variable at path only if none exists
+	// (check-and-set index 0). ok false: one existed; its items come back
+	// and nothing was written.
+	CreateVariable(ctx context.Context, path string, items map[string]string) (existing map[string]string, ok bool, err error)
+	// ReadVariable returns the items of the variable at path; nil, nil when
+	// there is none.
+	ReadVariable(ctx context.Context, path string) (map[string]string, error)
+	// DeleteVariable removes the variable at path (none: no error).
+	DeleteVariable(ctx context.Context, path string) error
+	// ListVariables returns the paths of the variables under prefix.
+	ListVariables(ctx context.Context, prefix string) ([]string, error)
 }
 
 // apiNomad implements Nomad with the official client.

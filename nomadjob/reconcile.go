@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
@@ -31,6 +32,9 @@ func (e *Executor) Reconcile(ctx context.Context, hs []executor.Handle) ([]execu
 			if byCall == nil {
 				var err error
 				if byCall, err = e.childrenByCall(ctx); err != nil {
+					return nil, err
+				}
+				if err := e.warmClaims(ctx, byCall); err != nil {
 					return nil, err
 				}
 			}
@@ -136,7 +140,7 @@ func (e *Executor) childrenByCall(ctx context.Context) (map[string]string, error
 		if err != nil {
 			return nil, err
 		}
-		if id := callIDOf(job); id != "" && e.ownJob(job) {
+		if id := callIDOf(job); id != "" && e.ownJob(job) && !isWarmChild(s.ID) {
 			out[id] = s.ID
 		}
 	}
@@ -159,4 +163,30 @@ func (e *Executor) ChildrenOf(ctx context.Context, fn executor.Function) ([]stri
 		}
 	}
 	return ids, nil
+}
+
+// warmClaims adds to byCall the warm children that took a call: their
+// variable (nomad/jobs/<child>) names it. A warm child's meta never
+// changes, so this is where a new leader learns which call it runs.
+func (e *Executor) warmClaims(ctx context.Context, byCall map[string]string) error {
+	paths, err := e.n.ListVariables(ctx, "nomad/jobs/"+e.listPrefix())
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		child := strings.TrimPrefix(p, "nomad/jobs/")
+		if !isWarmChild(child) {
+			continue
+		}
+		items, err := e.n.ReadVariable(ctx, p)
+		if err != nil {
+			return err
+		}
+		if id := items[ItemCallID]; id != "" {
+			if _, ok := byCall[id]; !ok {
+				byCall[id] = child
+			}
+		}
+	}
+	return nil
 }

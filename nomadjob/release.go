@@ -132,6 +132,21 @@ func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bo
 			return n, err
 		}
 		id := callIDOf(job)
+		if isWarmChild(s.ID) {
+			// A warm child's call is in its variable; one that died
+			// unclaimed has none and no call to keep.
+			items, err := e.n.ReadVariable(ctx, WarmVariablePath(s.ID))
+			if err != nil {
+				return n, err
+			}
+			id = items[ItemCallID]
+			if id == "" && e.ownJob(job) {
+				if err := e.purge(ctx, s.ID); err != nil && IsUnavailable(err) {
+					return n, err
+				}
+				continue
+			}
+		}
 		if id == "" || !e.ownJob(job) || keep(id) {
 			continue
 		}
@@ -141,6 +156,9 @@ func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bo
 			}
 			failed = append(failed, s.ID+": "+err.Error())
 			continue
+		}
+		if isWarmChild(s.ID) {
+			_ = e.n.DeleteVariable(ctx, WarmVariablePath(s.ID))
 		}
 		e.mu.Lock()
 		if e.reported[id] == s.ID {
@@ -178,6 +196,13 @@ func (e *Executor) purge(ctx context.Context, child string) error {
 	for range 10 {
 		err = e.n.DeregisterJob(ctx, child, true)
 		if err == nil || errors.Is(err, ErrNotFound) {
+			if isWarmChild(child) {
+				// Its claim goes after it: the child can render nothing
+				// more. A leftover variable only takes room.
+				if derr := e.n.DeleteVariable(ctx, WarmVariablePath(child)); derr != nil {
+					e.log.Warn("deleting a warm child's variable failed", "job", child, "err", derr)
+				}
+			}
 			return nil
 		}
 		if !IsUnavailable(err) || !sleep(ctx, backoff) {

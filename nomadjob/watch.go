@@ -83,8 +83,15 @@ func (e *Executor) handleEvent(ev *nomad.Event) {
 	if len(ev.FilterKeys) > 0 {
 		e.mu.Lock()
 		c = e.byChild[ev.FilterKeys[0]]
+		pooled := e.wp.sandboxes[ev.FilterKeys[0]] != nil
 		e.mu.Unlock()
+		if c == nil && !pooled {
+			return
+		}
 		if c == nil {
+			if alloc, err := DecodeAllocationEvent(ev); err == nil {
+				e.warmEvent(alloc.JobID, alloc.ClientStatus)
+			}
 			return
 		}
 	}
