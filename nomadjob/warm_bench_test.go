@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"testing"
 	"time"
 
@@ -24,6 +25,9 @@ import (
 // command, and collection (the command's end to the event: result.json
 // polled and read through Nomad's fs endpoints).
 func BenchmarkNomadWarm(b *testing.B) {
+	if os.Getenv("NOMAD_ADDR") == "" {
+		b.Skip("NOMAD_ADDR is not set: the warm benchmark needs a real Nomad (scripts/nomad-dev.sh start)")
+	}
 	e := setupBench(b, shimModes()[0])
 	two := 2
 	if _, err := e.client.Functions().Update(context.Background(), e.fn.Name, &api.FunctionUpdate{Warm: &two}); err != nil {
