@@ -59,6 +59,7 @@ type Server struct {
 	seq      int
 	runs     map[string]int // executions per call_id
 	requests map[string]int // per route kind
+	vars     map[string]*nomad.Variable
 
 	// faults
 	down         bool
@@ -107,6 +108,7 @@ func New(t interface {
 		subs:       map[*subscriber]struct{}{},
 		runs:       map[string]int{},
 		requests:   map[string]int{},
+		vars:       map[string]*nomad.Variable{},
 		failNext:   map[string]int{},
 		failPull:   map[string]string{},
 		cancels:    map[string]context.CancelFunc{},
@@ -353,6 +355,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case len(segs) == 5 && segs[0] == "v1" && segs[1] == "client" && segs[2] == "fs":
 		s.count("fs/" + segs[3])
 		s.fs(w, r, segs[3], segs[4])
+	case len(segs) >= 3 && segs[0] == "v1" && segs[1] == "var":
+		s.variable(w, r, strings.Join(segs[2:], "/"))
+	case len(segs) == 2 && segs[0] == "v1" && segs[1] == "vars":
+		s.listVariables(w, r)
 	case len(segs) == 3 && segs[0] == "v1" && segs[1] == "event" && segs[2] == "stream":
 		s.count("stream")
 		s.stream(w, r)
