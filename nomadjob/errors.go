@@ -83,6 +83,7 @@ var permanentBodies = []string{
 	"job not found",
 	"payload exceeds maximum size",
 	"variables are limited to",
+	"invalid path",
 	"unpermitted metadata keys",
 	"did not provide required meta keys",
 	"not a parameterized job",

@@ -158,6 +158,9 @@ func (e *Executor) Deregister(ctx context.Context, fn executor.Function) error {
 			return err
 		}
 	}
+	if err := e.n.DeletePolicy(ctx, WarmPolicyName(e.cfg.ClusterID, fn)); err != nil && !IsACLDisabled(err) && !errors.Is(err, ErrNotFound) {
+		e.log.Warn("deleting the warm job's ACL policy failed", "function", fn.ID, "err", err)
+	}
 	return nil
 }
 

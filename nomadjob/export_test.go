@@ -40,3 +40,8 @@ func (e *Executor) WarmChildren(fnID string) []string {
 	}
 	return out
 }
+
+// CatFile reads a file of an allocation through the executor's client.
+func (e *Executor) CatFile(ctx context.Context, allocID, path string) ([]byte, error) {
+	return e.n.Cat(ctx, allocID, path, 1<<20)
+}

@@ -46,6 +46,12 @@ type Nomad interface {
 	DeleteVariable(ctx context.Context, path string) error
 	// ListVariables returns the paths of the variables under prefix.
 	ListVariables(ctx context.Context, prefix string) ([]string, error)
+	// ApplyJobPolicy writes the ACL policy name with rules, attached to the
+	// job jobID of namespace (its workload identity gets it). A Nomad
+	// without ACLs answers 400 "ACL support disabled" (IsACLDisabled).
+	ApplyJobPolicy(ctx context.Context, name, namespace, jobID, rules string) error
+	// DeletePolicy removes the ACL policy name.
+	DeletePolicy(ctx context.Context, name string) error
 }
 
 // apiNomad implements Nomad with the official client.

@@ -3,6 +3,7 @@ package nomadjob
 import (
 	"context"
 	"errors"
+	"strings"
 
 	nomad "github.com/hashicorp/nomad/api"
 )
@@ -63,4 +64,23 @@ func (n *apiNomad) ListVariables(ctx context.Context, prefix string) ([]string, 
 		out = append(out, v.Path)
 	}
 	return out, nil
+}
+
+func (n *apiNomad) ApplyJobPolicy(ctx context.Context, name, namespace, jobID, rules string) error {
+	p := &nomad.ACLPolicy{Name: name, Rules: rules, JobACL: &nomad.JobACL{Namespace: namespace, JobID: jobID},
+		Description: "hyperfunc: warm sandboxes read their own variable (nomad/jobs/<child>)"}
+	_, err := n.c.ACLPolicies().Upsert(p, wo(ctx))
+	return classify("apply ACL policy "+name, err)
+}
+
+func (n *apiNomad) DeletePolicy(ctx context.Context, name string) error {
+	_, err := n.c.ACLPolicies().Delete(name, wo(ctx))
+	return classify("delete ACL policy "+name, err)
+}
+
+// IsACLDisabled: Nomad runs without ACLs (400 "ACL support disabled",
+// Nomad 1.6.5's answer to any ACL endpoint then).
+func IsACLDisabled(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && strings.Contains(strings.ToLower(e.Body), "acl support disabled")
 }

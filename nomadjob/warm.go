@@ -1,10 +1,12 @@
 package nomadjob
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/hyperfunc/hyperfunc/executor"
@@ -81,6 +83,12 @@ func (e *Executor) SetWarm(targets []executor.WarmTarget) {
 	want := map[string]bool{}
 	for _, t := range targets {
 		if t.N <= 0 || t.Function.ID == "" {
+			continue
+		}
+		if !warmable(e.cfg.ClusterID, t.Function) {
+			// Its children's variable paths would be over Nomad's bound:
+			// every claim would be refused. Its calls start cold.
+			e.log.Warn("warm pools: function ID too long for Nomad variable paths; no pool", "function", t.Function.ID)
 			continue
 		}
 		want[t.Function.ID] = true
@@ -230,7 +238,7 @@ func (e *Executor) warmRound(ctx context.Context) {
 	}
 	e.mu.Unlock()
 	for _, r := range regs {
-		err := e.n.RegisterJob(ctx, e.warmJob(r.fn))
+		err := e.registerWarm(ctx, r.fn)
 		e.mu.Lock()
 		if err != nil {
 			e.failedLocked(r.p)
@@ -247,6 +255,23 @@ func (e *Executor) warmRound(ctx context.Context) {
 	for _, b := range boots {
 		e.spawn(func(ctx context.Context) { e.bootSandbox(ctx, b.p, b.fn, b.spec) })
 	}
+}
+
+// registerWarm registers fn's warm job and its ACL policy (a Nomad
+// without ACLs needs none). A policy this executor's token may not write
+// keeps the pool empty (its calls start cold): without it the sandboxes
+// would never see their envelope.
+func (e *Executor) registerWarm(ctx context.Context, fn executor.Function) error {
+	if err := e.n.RegisterJob(ctx, e.warmJob(fn)); err != nil {
+		return err
+	}
+	id := WarmJobID(e.cfg.ClusterID, fn)
+	ns := cmp.Or(e.cfg.Namespace, "default") // Nomad wants it named
+	err := e.n.ApplyJobPolicy(ctx, WarmPolicyName(e.cfg.ClusterID, fn), ns, id, warmPolicyRules(ns, id))
+	if err != nil && !IsACLDisabled(err) {
+		return fmt.Errorf("%w (Nomad has ACLs: the warm job needs an ACL policy letting its children read nomad/jobs/%s/*; give the executor's token acl:write, or apply it yourself with `nomad acl policy apply -job %s`)", err, id, id)
+	}
+	return nil
 }
 
 // failedLocked backs a pool off after a failed boot or registration.

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
 
+	"github.com/hyperfunc/hyperfunc/api"
 	"github.com/hyperfunc/hyperfunc/executor"
 	"github.com/hyperfunc/hyperfunc/shim"
 )
@@ -43,6 +45,9 @@ func (e *Executor) startWarm(ctx context.Context, spec executor.Spec, limit int6
 	}
 	en := BuildEnvelope(spec, limit, true)
 	en.StderrPreview = warmStderrPreview
+	// The shim marks alloc/data/.started when the envelope reaches it: a
+	// claim whose envelope never arrives is told from a long call.
+	en.Once = true
 	envelope, err := json.Marshal(en)
 	if err != nil || len(envelope) > MaxWarmEnvelope {
 		e.countWarm(false)
@@ -145,6 +150,7 @@ func (e *Executor) collectWarm(ctx context.Context, c *call) {
 		return
 	}
 	poll := 5 * time.Millisecond
+	delivered := false
 	for start := time.Now(); ; {
 		e.mu.Lock()
 		stop := c.done || c.collecting
@@ -168,10 +174,40 @@ func (e *Executor) collectWarm(ctx context.Context, c *call) {
 		if time.Since(start) > time.Second {
 			poll = min(poll*2, 250*time.Millisecond)
 		}
+		if !delivered && time.Since(start) > e.cfg.WarmDeliverTimeout {
+			if delivered = e.undelivered(ctx, c, a.ID); !delivered {
+				return
+			}
+		}
 		if !sleep(ctx, poll) {
 			return
 		}
 	}
+}
+
+// undelivered checks a warm call whose shim did not start it within
+// Config.WarmDeliverTimeout (the template renders within milliseconds of
+// the variable's write, a blocking query, so a minute means it never will:
+// a variable the task may not read, an ACL): true when it has started
+// after all. Otherwise the call is reported Failed (executor) and the
+// child stopped: its shim never got the envelope, so nothing ran (a late
+// one could: the report and the stop come first, and it is a failed call,
+// never a second run).
+func (e *Executor) undelivered(ctx context.Context, c *call, allocID string) bool {
+	ok, err := e.exists(ctx, allocID, "alloc/data/"+shim.StartedFile)
+	if ok || err != nil {
+		return true // started, or unknown: look again later
+	}
+	if e.finishCall(c) {
+		e.emit(executor.Event{
+			CallID: c.id, Kind: executor.Failed, Ref: c.child, Reason: api.ReasonExecutor, EndedAt: time.Now(),
+			Message: fmt.Sprintf("the warm sandbox %s did not receive its call within %s (can its task read the Nomad variable %s? with ACLs it needs the warm job's policy)", c.child, e.cfg.WarmDeliverTimeout, WarmVariablePath(c.child)),
+		})
+	}
+	if err := e.n.DeregisterJob(ctx, c.child, false); err != nil && !errors.Is(err, ErrNotFound) {
+		e.log.Warn("stopping an undelivered warm sandbox failed", "job", c.child, "err", err)
+	}
+	return false
 }
 
 // errNoResult: result.json vanished or is unreadable (collect at the end).

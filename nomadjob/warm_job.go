@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -61,6 +62,43 @@ func WarmJobID(clusterID string, fn executor.Function) string {
 // WarmVariablePath is the variable that claims a warm child and carries
 // its envelope: nomad/jobs/<child job ID>.
 func WarmVariablePath(child string) string { return "nomad/jobs/" + child }
+
+// WarmPolicyName is the ACL policy attached to fn's warm job: 16 hex of
+// the job ID's sha256 (policy names take no "_").
+func WarmPolicyName(clusterID string, fn executor.Function) string {
+	sum := sha256.Sum256([]byte(WarmJobID(clusterID, fn)))
+	return "hf-warm-" + hex.EncodeToString(sum[:8])
+}
+
+// warmPolicyRules lets the warm job's children read and list the
+// variables under nomad/jobs/<warm job>/. Nomad gives a dispatched child
+// the workload identity of its parent job (claims name the parent), whose
+// implicit access is only nomad/jobs/<parent>[/<group>[/<task>]]: without
+// this policy, on a cluster with ACLs the template lists nothing and the
+// envelope never arrives (checked on Nomad 1.6.5 with ACLs on). Every
+// child of one warm job could thus read its siblings' variables, but only
+// the template reads them, and the template names its own child (the job
+// ID Nomad sets); the task gets no Nomad token and has no network.
+func warmPolicyRules(namespace, warmJobID string) string {
+	return fmt.Sprintf(`namespace %q {
+  variables {
+    path %q {
+      capabilities = ["read", "list"]
+    }
+  }
+}
+`, namespace, "nomad/jobs/"+warmJobID+"/*")
+}
+
+// maxVariablePath is Nomad's bound on a variable path (longer: 500
+// "invalid path", checked on Nomad 1.6.5).
+const maxVariablePath = 128
+
+// warmable: the variables of fn's warm children fit Nomad's path bound
+// (a child ID is its parent's plus "/dispatch-<10 digits>-<8 hex>").
+func warmable(clusterID string, fn executor.Function) bool {
+	return len(WarmVariablePath(WarmJobID(clusterID, fn)+"/dispatch-1796050718-883ebb8d")) <= maxVariablePath
+}
 
 // isWarmChild: a child of a warm job (its ID is <parent>/dispatch-...).
 func isWarmChild(child string) bool {

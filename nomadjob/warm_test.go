@@ -307,3 +307,61 @@ func deref[T any](p *T) T {
 	}
 	return *p
 }
+
+// A function whose warm children's variable paths would be over Nomad's
+// 128 characters gets no pool (every claim would be refused); its calls
+// start cold.
+func TestWarmPathTooLongGoesCold(t *testing.T) {
+	e := newEnv(t)
+	f := fn(strings.Repeat("n", 63), "echo", "cold")
+	f.Owner = strings.Repeat("o", 40)
+	f.ID = f.Owner + "/" + f.Name
+	e.register(f)
+	e.ex.SetWarm([]executor.WarmTarget{{Function: f, N: 1}})
+	if st := e.ex.Warm(); len(st.Ready) != 0 {
+		t.Fatalf("a pool for a function too long for variable paths: %+v", st.Ready)
+	}
+	s := spec("c-long", f, "")
+	if _, err := e.ex.Start(ctx(t), s); err != nil {
+		t.Fatal(err)
+	}
+	if ev := e.warmFinal(e.col, s.CallID); ev.Kind != executor.Finished || string(ev.Stdout) != "cold\n" || strings.Contains(ev.Ref, "-warm/") {
+		t.Fatalf("%+v", ev)
+	}
+}
+
+// A claim whose envelope never reaches the task (its template cannot read
+// the variable: ACLs without the warm job's policy) fails the call after
+// WarmDeliverTimeout instead of hanging, stops the sandbox, and runs
+// nothing.
+func TestWarmUndeliveredFails(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config()
+	cfg.WarmDeliverTimeout = 200 * time.Millisecond
+	ex, err := nomadjob.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := newCollector(ex.Events())
+	t.Cleanup(func() { _ = ex.Close(); col.stop() })
+	f := fn("acl", "echo", "x")
+	if err := ex.Register(ctx(t), f); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.HideVariables(true)
+	ex.SetWarm([]executor.WarmTarget{{Function: f, N: 1}})
+	waitReady(t, ex, f.ID, 1)
+	s := spec("c-acl", f, "")
+	h, err := ex.Start(ctx(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := e.warmFinal(col, s.CallID)
+	if ev.Kind != executor.Failed || ev.Reason != "executor" || !strings.Contains(ev.Message, "did not receive its call") {
+		t.Fatalf("%+v", ev)
+	}
+	waitFor(t, hang, "the sandbox stopped", func() bool { j := e.srv.Job(h.Ref); return j == nil || deref(j.Stop) })
+	if n := e.srv.Executions(s.CallID); n != 0 {
+		t.Fatalf("ran %d times", n)
+	}
+}

@@ -60,6 +60,7 @@ type Server struct {
 	runs     map[string]int // executions per call_id
 	requests map[string]int // per route kind
 	vars     map[string]*nomad.Variable
+	hideVars bool
 
 	// faults
 	down         bool
@@ -357,6 +358,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.fs(w, r, segs[3], segs[4])
 	case len(segs) >= 3 && segs[0] == "v1" && segs[1] == "var":
 		s.variable(w, r, strings.Join(segs[2:], "/"))
+	case len(segs) == 4 && segs[0] == "v1" && segs[1] == "acl" && segs[2] == "policy":
+		// The double runs without ACLs, as the dev agent does.
+		s.count("acl/policy")
+		textError(w, http.StatusBadRequest, "ACL support disabled")
 	case len(segs) == 2 && segs[0] == "v1" && segs[1] == "vars":
 		s.listVariables(w, r)
 	case len(segs) == 3 && segs[0] == "v1" && segs[1] == "event" && segs[2] == "stream":

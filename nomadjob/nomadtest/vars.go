@@ -40,6 +40,10 @@ func (s *Server) variable(w http.ResponseWriter, r *http.Request, path string) {
 		writeJSON(w, v.ModifyIndex, v, true)
 	case http.MethodPut, http.MethodPost:
 		s.count("var/put")
+		if len(path) > 128 {
+			textError(w, http.StatusInternalServerError, "invalid path \""+path+"\"")
+			return
+		}
 		var in nomad.Variable
 		if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
 			textError(w, http.StatusBadRequest, err.Error())
@@ -130,7 +134,7 @@ func (s *Server) warmEnvelope(ctx context.Context, jobID string) ([]byte, bool) 
 		v := s.vars[path]
 		changed := s.changed
 		s.mu.Unlock()
-		if v != nil && v.Items["envelope"] != "" {
+		if v != nil && v.Items["envelope"] != "" && !s.hideVars {
 			return []byte(v.Items["envelope"]), true
 		}
 		select {
@@ -159,4 +163,13 @@ func warmCallID(envelope []byte) string {
 		return ""
 	}
 	return en.CallID
+}
+
+// HideVariables makes warm tasks' templates see no variable, as on a
+// Nomad with ACLs where the warm job has no policy.
+func (s *Server) HideVariables(on bool) {
+	s.mu.Lock()
+	s.hideVars = on
+	s.bump()
+	s.mu.Unlock()
 }
