@@ -16,8 +16,8 @@ import (
 
 // Nomad variables as Nomad 1.6.5 answers them (checked on the real agent):
 // PUT /v1/var/<path>[?cas=N] answers 200 with the variable (items
-// included), or 409 with the existing variable when the check-and-set
-// fails (cas=0: one exists); GET answers 404 "variable not found" for a
+// included), or 409 with the existing variable (JSON, sent as
+// text/plain) when the check-and-set fails (cas=0: one exists); GET answers 404 "variable not found" for a
 // missing path; DELETE answers 204, also for a missing path; GET
 // /v1/vars?prefix= lists the metadata (no items) sorted by path; more than
 // 64 KiB of items is a 500 "variables are limited to 64KiB in total size".
@@ -67,7 +67,10 @@ func (s *Server) variable(w http.ResponseWriter, r *http.Request, path string) {
 				if conflict == nil {
 					conflict = &nomad.Variable{Namespace: "default", Path: path}
 				}
-				w.Header().Set("Content-Type", "application/json")
+				// The agent sends the JSON with a text/plain content type
+				// and the index (conformance_test.go).
+				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+				w.Header().Set("X-Nomad-Index", strconv.FormatUint(conflict.ModifyIndex, 10))
 				w.WriteHeader(http.StatusConflict)
 				_ = json.NewEncoder(w).Encode(conflict)
 				return
