@@ -43,10 +43,6 @@ type Executor struct {
 
 	// wp is the warm pools (warm.go).
 	wp warmState
-	// claiming holds the calls whose warm claim got no clear answer (the
-	// write may have gone through), by call ID (value: the child): their
-	// next Start looks at that child's variable before anything else.
-	claiming map[string]string
 }
 
 // maxReported bounds the reported set of calls nobody releases (leadership
@@ -89,7 +85,6 @@ func New(cfg Config, opts ...Option) (*Executor, error) {
 		kick:     make(chan struct{}, 1),
 		reported: map[string]string{},
 		wp:       newWarmState(),
-		claiming: map[string]string{},
 	}
 	for _, o := range opts {
 		o(e)
@@ -186,9 +181,11 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Hand
 	if spec.StdoutLimit > 0 {
 		limit = spec.StdoutLimit
 	}
-	if h, ok, err := e.startWarm(ctx, spec, limit, start); ok || err != nil {
-		return h, err
-	}
+	return e.startRecorded(ctx, spec, limit, start)
+}
+
+// dispatch starts the call cold: a child of the function's job (or -big).
+func (e *Executor) dispatch(ctx context.Context, spec executor.Spec, limit int64, start time.Time) (executor.Handle, error) {
 	payload, big, err := payloadFor(spec, limit)
 	if err != nil {
 		return executor.Handle{}, err

@@ -36,9 +36,13 @@ type Nomad interface {
 	Leader(ctx context.Context) (string, error)
 
 	// CreateVariable writes the variable at path only if none exists
-	// (check-and-set index 0). ok false: one existed; its items come back
-	// and nothing was written.
-	CreateVariable(ctx context.Context, path string, items map[string]string) (existing map[string]string, ok bool, err error)
+	// (check-and-set index 0). created false: one existed; it comes back
+	// and nothing was written. created true: the new one comes back.
+	CreateVariable(ctx context.Context, path string, items map[string]string) (cur VarState, created bool, err error)
+	// UpdateVariable replaces the variable at path only if its
+	// ModifyIndex is still index. updated false: it had changed (or is
+	// gone); what is there now comes back (zero VarState: nothing).
+	UpdateVariable(ctx context.Context, path string, items map[string]string, index uint64) (cur VarState, updated bool, err error)
 	// ReadVariable returns the items of the variable at path; nil, nil when
 	// there is none.
 	ReadVariable(ctx context.Context, path string) (map[string]string, error)

@@ -29,6 +29,12 @@ func (e *Executor) Reconcile(ctx context.Context, hs []executor.Handle) ([]execu
 	for _, h := range hs {
 		child := h.Ref
 		if child == "" {
+			var err error
+			if child, err = e.recordedChild(ctx, h.CallID); err != nil {
+				return nil, err
+			}
+		}
+		if child == "" {
 			if byCall == nil {
 				var err error
 				if byCall, err = e.childrenByCall(ctx); err != nil {
@@ -163,6 +169,32 @@ func (e *Executor) ChildrenOf(ctx context.Context, fn executor.Function) ([]stri
 		}
 	}
 	return ids, nil
+}
+
+// recordedChild is the warm child the call's record names when that child
+// took the call (its variable names it); "" otherwise: the record says
+// cold (found by meta as before), or names a child that never got the
+// call (its next Start follows the record, so NotFound is safe).
+func (e *Executor) recordedChild(ctx context.Context, callID string) (string, error) {
+	rec, err := e.n.ReadVariable(ctx, CallVariablePath(e.cfg.ClusterID, callID))
+	if err != nil && IsUnavailable(err) {
+		return "", err
+	}
+	child := rec[ItemChild]
+	if child == "" || child == coldTarget {
+		return "", nil
+	}
+	items, err := e.n.ReadVariable(ctx, WarmVariablePath(child))
+	if err != nil {
+		if IsUnavailable(err) {
+			return "", err
+		}
+		return "", nil
+	}
+	if items[ItemCallID] == callID {
+		return child, nil
+	}
+	return "", nil
 }
 
 // warmClaims adds to byCall the warm children that took a call: their

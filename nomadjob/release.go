@@ -30,7 +30,8 @@ const releaseParallel = 8
 // end is recorded already). A failed purge only leaves a dead child for
 // CleanOrphans; the error says how many failed.
 func (e *Executor) Release(ctx context.Context, hs []executor.Handle) error {
-	var children []string
+	type release struct{ child, callID string }
+	var children []release
 	e.mu.Lock()
 	for _, h := range hs {
 		child := h.Ref
@@ -46,9 +47,9 @@ func (e *Executor) Release(ctx context.Context, hs []executor.Handle) error {
 			delete(e.byChild, c.child)
 		}
 		delete(e.reported, h.CallID)
-		if child != "" {
-			children = append(children, child)
-		}
+		// Every handle: a call without a known child may still have its
+		// record (where it runs) to delete.
+		children = append(children, release{child: child, callID: h.CallID})
 	}
 	e.mu.Unlock()
 	if len(children) == 0 {
@@ -67,7 +68,7 @@ func (e *Executor) Release(ctx context.Context, hs []executor.Handle) error {
 		wg     sync.WaitGroup
 		sem    = make(chan struct{}, releaseParallel)
 	)
-	for _, child := range children {
+	for _, r := range children {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -82,12 +83,18 @@ func (e *Executor) Release(ctx context.Context, hs []executor.Handle) error {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := e.purge(ctx, child); err != nil {
+			if r.child == "" {
+				e.forgetCall(ctx, r.callID)
+				return
+			}
+			if err := e.purge(ctx, r.child); err != nil {
 				mu.Lock()
 				failed++
 				first = cmp.Or(first, err)
 				mu.Unlock()
+				return
 			}
+			e.forgetCall(ctx, r.callID)
 		}()
 	}
 	wg.Wait()
@@ -160,6 +167,7 @@ func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bo
 		if isWarmChild(s.ID) {
 			_ = e.n.DeleteVariable(ctx, WarmVariablePath(s.ID))
 		}
+		e.forgetCall(ctx, id) // the call's record, which Release did not delete
 		e.mu.Lock()
 		if e.reported[id] == s.ID {
 			delete(e.reported, id)
@@ -186,6 +194,14 @@ func callIDOf(job *nomad.Job) string {
 		return id
 	}
 	return deref(job.DispatchIdempotencyToken)
+}
+
+// forgetCall deletes the call's record (where it ran), once its end is
+// recorded and its child purged. A failure leaves it to CleanOrphans.
+func (e *Executor) forgetCall(ctx context.Context, callID string) {
+	if err := e.n.DeleteVariable(ctx, CallVariablePath(e.cfg.ClusterID, callID)); err != nil && ctx.Err() == nil {
+		e.log.Warn("deleting a call's record failed; CleanOrphans sweeps it", "call", callID, "err", err)
+	}
 }
 
 // purge deletes a child job, retrying a few times while Nomad is

@@ -16,20 +16,42 @@ import (
 // a delete 204 (also of a missing path), more than 64 KiB of items 500
 // "variables are limited to 64KiB in total size".
 
-func (n *apiNomad) CreateVariable(ctx context.Context, path string, items map[string]string) (map[string]string, bool, error) {
-	v := &nomad.Variable{Path: path, Items: items}
-	_, _, err := n.c.Variables().CheckedCreate(v, wo(ctx))
+// VarState is a variable's items and the index its next check-and-set
+// names.
+type VarState struct {
+	Items       map[string]string
+	ModifyIndex uint64
+}
+
+func varState(v *nomad.Variable) VarState {
+	if v == nil {
+		return VarState{}
+	}
+	return VarState{Items: v.Items, ModifyIndex: v.ModifyIndex}
+}
+
+func (n *apiNomad) CreateVariable(ctx context.Context, path string, items map[string]string) (VarState, bool, error) {
+	v, _, err := n.c.Variables().CheckedCreate(&nomad.Variable{Path: path, Items: items}, wo(ctx))
 	var conflict nomad.ErrCASConflict
 	if errors.As(err, &conflict) {
-		if conflict.Conflict == nil {
-			return map[string]string{}, false, nil
-		}
-		return conflict.Conflict.Items, false, nil
+		return varState(conflict.Conflict), false, nil
 	}
 	if err != nil {
-		return nil, false, classify("create variable "+path, err)
+		return VarState{}, false, classify("create variable "+path, err)
 	}
-	return nil, true, nil
+	return varState(v), true, nil
+}
+
+func (n *apiNomad) UpdateVariable(ctx context.Context, path string, items map[string]string, index uint64) (VarState, bool, error) {
+	v, _, err := n.c.Variables().CheckedUpdate(&nomad.Variable{Path: path, Items: items, ModifyIndex: index}, wo(ctx))
+	var conflict nomad.ErrCASConflict
+	if errors.As(err, &conflict) {
+		return varState(conflict.Conflict), false, nil
+	}
+	if err != nil {
+		return VarState{}, false, classify("update variable "+path, err)
+	}
+	return varState(v), true, nil
 }
 
 func (n *apiNomad) ReadVariable(ctx context.Context, path string) (map[string]string, error) {

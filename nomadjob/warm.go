@@ -268,6 +268,9 @@ func (e *Executor) registerWarm(ctx context.Context, fn executor.Function) error
 	id := WarmJobID(e.cfg.ClusterID, fn)
 	ns := cmp.Or(e.cfg.Namespace, "default") // Nomad wants it named
 	err := e.n.ApplyJobPolicy(ctx, WarmPolicyName(e.cfg.ClusterID, fn), ns, id, warmPolicyRules(ns, id))
+	if err != nil && IsUnavailable(err) {
+		return err
+	}
 	if err != nil && !IsACLDisabled(err) {
 		return fmt.Errorf("%w (Nomad has ACLs: the warm job needs an ACL policy letting its children read nomad/jobs/%s/*; give the executor's token acl:write, or apply it yourself with `nomad acl policy apply -job %s`)", err, id, id)
 	}

@@ -14,86 +14,185 @@ import (
 	"github.com/hyperfunc/hyperfunc/shim"
 )
 
-// startWarm hands the call to a ready sandbox of its function's version,
-// if there is one: ok false means start it cold (no pool, none ready,
-// envelope too large, a claim Nomad refused). The claim is the variable
-// nomad/jobs/<child> created with check-and-set 0: of two claimers (a
-// stale leader and the new one) one creates it, the other gets a conflict
-// and tries the next sandbox. An error means Nomad did not answer: the
-// claim may have gone through, so the call's next Start reads that
-// child's variable first (e.claiming) and never hands the call elsewhere
-// while it might run there.
-func (e *Executor) startWarm(ctx context.Context, spec executor.Spec, limit int64, start time.Time) (executor.Handle, bool, error) {
+// Where a call runs is recorded before it runs there, in the variable
+// hyperfunc/calls/<cluster tag>/<call ID> (CallVariablePath), item
+// "child": a warm child's job ID, or "cold" (the dispatch, whose
+// idempotency token is the call ID). Every Start of a call, by this
+// executor or another leader's, creates that record (check-and-set 0) or
+// follows the one there, so two leaders never run one call in two places:
+// a stale leader's warm claim and the new leader's cold dispatch of the
+// same call meet at the record. Following a warm record means claiming
+// that child for the call (its variable, check-and-set 0): the owner's
+// claim and the follower's are the same envelope, the second finds its
+// own call there. When the recorded child took another call (its variable
+// names another), the record moves on with check-and-set on its index, to
+// the next sandbox or to cold.
+
+// ItemChild is the call record's item: where the call runs.
+const (
+	ItemChild  = "child"
+	coldTarget = "cold"
+)
+
+// CallVariablePath is the variable that records where a call runs.
+func CallVariablePath(clusterID, callID string) string {
+	tag := ClusterTag(clusterID)
+	if tag == "" {
+		tag = "none"
+	}
+	return "hyperfunc/calls/" + tag + "/" + callID
+}
+
+// startRecorded records the call's place and starts it there. Errors: as
+// Start's; Nomad unavailable in the middle leaves the record, which the
+// call's next Start follows.
+func (e *Executor) startRecorded(ctx context.Context, spec executor.Spec, limit int64, start time.Time) (executor.Handle, error) {
+	envelope := e.warmEnvelope(spec, limit)
 	e.mu.Lock()
-	prev, pending := e.claiming[spec.CallID]
-	p := e.wp.pools[spec.Function.ID]
+	pooled := e.wp.pools[spec.Function.ID] != nil
 	e.mu.Unlock()
-	if pending {
-		items, err := e.n.ReadVariable(ctx, WarmVariablePath(prev))
+	path := CallVariablePath(e.cfg.ClusterID, spec.CallID)
+	sb := e.pick(ctx, spec, envelope)
+	cur, created, err := e.n.CreateVariable(ctx, path, map[string]string{ItemChild: target(sb), ItemCallID: spec.CallID})
+	if err != nil {
+		e.unpick(sb)
+		if IsUnavailable(err) {
+			return executor.Handle{}, err
+		}
+		// Refused (a token without variable write): no record, so no
+		// warm path either; cold as before, guarded by its token alone.
+		e.log.Warn("cannot record where the call runs; starting it cold", "call", spec.CallID, "err", err)
+		return e.startCold(ctx, spec, limit, start, pooled)
+	}
+	if !created {
+		e.unpick(sb) // another Start recorded a place first: follow it
+	}
+	for range 64 {
+		child := cur.Items[ItemChild]
+		if child == coldTarget || child == "" || envelope == nil {
+			if child != coldTarget && child != "" {
+				// Recorded warm, but this envelope cannot go warm (it is
+				// the same call: cannot happen unless limits differ).
+				if _, _, err := e.n.UpdateVariable(ctx, path, map[string]string{ItemChild: coldTarget, ItemCallID: spec.CallID}, cur.ModifyIndex); err != nil {
+					return executor.Handle{}, err
+				}
+			}
+			return e.startCold(ctx, spec, limit, start, pooled)
+		}
+		taken, err := e.claimSandbox(ctx, child, spec.CallID, envelope)
 		if err != nil {
-			return executor.Handle{}, false, err
+			return executor.Handle{}, err
 		}
-		e.mu.Lock()
-		delete(e.claiming, spec.CallID)
-		e.mu.Unlock()
-		if items != nil && items[ItemCallID] == spec.CallID {
-			return e.warmTaken(ctx, spec.CallID, prev, limit)
+		if taken {
+			e.countWarm(true)
+			h, _, err := e.warmTaken(ctx, spec.CallID, child, limit)
+			e.observeStart(true, start)
+			return h, err
 		}
+		// The recorded sandbox runs another call: move the record on.
+		next := e.pick(ctx, spec, envelope)
+		moved, updated, err := e.n.UpdateVariable(ctx, path, map[string]string{ItemChild: target(next), ItemCallID: spec.CallID}, cur.ModifyIndex)
+		if err != nil || !updated {
+			e.unpick(next)
+		}
+		if err != nil {
+			return executor.Handle{}, err
+		}
+		if moved.Items == nil {
+			// The record is gone (released meanwhile): nothing to follow.
+			return executor.Handle{}, &Error{Op: "record call " + spec.CallID, Retryable: true, Err: errors.New("the call's record vanished while starting it")}
+		}
+		cur = moved
 	}
-	if p == nil {
-		return executor.Handle{}, false, nil
+	return executor.Handle{}, &Error{Op: "record call " + spec.CallID, Retryable: true, Err: errors.New("no place found for the call after 64 tries")}
+}
+
+func target(sb *sandbox) string {
+	if sb == nil {
+		return coldTarget
 	}
+	return sb.child
+}
+
+// startCold dispatches the call (its ID is the idempotency token).
+func (e *Executor) startCold(ctx context.Context, spec executor.Spec, limit int64, start time.Time, pooled bool) (executor.Handle, error) {
+	if pooled {
+		e.countWarm(false)
+	}
+	return e.dispatch(ctx, spec, limit, start)
+}
+
+// warmEnvelope is the call's envelope for a warm sandbox, nil when it is
+// over MaxWarmEnvelope (the call goes cold).
+func (e *Executor) warmEnvelope(spec executor.Spec, limit int64) []byte {
 	en := BuildEnvelope(spec, limit, true)
 	en.StderrPreview = warmStderrPreview
 	// The shim marks alloc/data/.started when the envelope reaches it: a
 	// claim whose envelope never arrives is told from a long call.
 	en.Once = true
-	envelope, err := json.Marshal(en)
-	if err != nil || len(envelope) > MaxWarmEnvelope {
-		e.countWarm(false)
-		return executor.Handle{}, false, nil
+	b, err := json.Marshal(en)
+	if err != nil || len(b) > MaxWarmEnvelope {
+		return nil
+	}
+	return b
+}
+
+// pick takes a ready sandbox of the call's function version whose
+// allocation still runs (one GET), or nil: none, or no envelope.
+func (e *Executor) pick(ctx context.Context, spec executor.Spec, envelope []byte) *sandbox {
+	if envelope == nil {
+		return nil
 	}
 	version := SpecHash(spec.Function)
 	for {
 		sb := e.takeSandbox(spec.Function.ID, version)
 		if sb == nil {
-			e.countWarm(false)
-			return executor.Handle{}, false, nil
+			return nil
 		}
 		e.kickWarm() // refill
-		if a, err := e.n.Allocation(ctx, sb.alloc); err != nil || a.ClientStatus != nomad.AllocClientStatusRunning {
-			// Ended before its call (the stream had not said so yet), or
-			// unknown: never hand a call to it.
-			e.spawn(func(ctx context.Context) { e.stopSandbox(ctx, sb.child) })
-			continue
+		if a, err := e.n.Allocation(ctx, sb.alloc); err == nil && a.ClientStatus == nomad.AllocClientStatusRunning {
+			return sb
 		}
-		e.mu.Lock()
-		e.claiming[spec.CallID] = sb.child
-		e.mu.Unlock()
-		items := map[string]string{ItemEnvelope: string(envelope), ItemCallID: spec.CallID}
-		existing, created, err := e.n.CreateVariable(ctx, WarmVariablePath(sb.child), items)
-		if err != nil && IsUnavailable(err) {
-			return executor.Handle{}, false, err
-		}
-		e.mu.Lock()
-		delete(e.claiming, spec.CallID)
-		e.mu.Unlock()
-		if err != nil {
-			// Refused (a path over Nomad's limit, an ACL): nothing was
-			// written; this sandbox can take no call.
-			e.log.Warn("warm pools: claim refused; starting cold", "call", spec.CallID, "job", sb.child, "err", err)
-			e.spawn(func(ctx context.Context) { e.stopSandbox(ctx, sb.child) })
-			e.countWarm(false)
-			return executor.Handle{}, false, nil
-		}
-		if !created && existing[ItemCallID] != spec.CallID {
-			continue // another claimer's: it runs that call
-		}
-		e.countWarm(true)
-		h, _, err := e.warmTaken(ctx, spec.CallID, sb.child, limit)
-		e.observeStart(true, start)
-		return h, true, err
+		// Ended before its call (the stream had not said so yet), or
+		// unknown: never hand a call to it.
+		e.spawn(func(ctx context.Context) { e.stopSandbox(ctx, sb.child) })
 	}
+}
+
+// unpick puts an unused sandbox back in its pool (or stops it when the
+// pool no longer wants it).
+func (e *Executor) unpick(sb *sandbox) {
+	if sb == nil {
+		return
+	}
+	e.mu.Lock()
+	p := e.wp.pools[sb.fnID]
+	back := p != nil && p.spec == sb.spec && len(p.ready) < p.target.N
+	if back {
+		p.ready = append([]*sandbox{sb}, p.ready...)
+		e.wp.sandboxes[sb.child] = sb
+	}
+	e.mu.Unlock()
+	if !back {
+		e.spawn(func(ctx context.Context) { e.stopSandbox(ctx, sb.child) })
+	}
+}
+
+// claimSandbox hands the call to a warm child: its variable created with
+// check-and-set 0. taken: the variable names this call (created now, or by
+// another Start of it). false: it names another call, or Nomad refused the
+// write (nothing written): the child is not this call's.
+func (e *Executor) claimSandbox(ctx context.Context, child, callID string, envelope []byte) (bool, error) {
+	cur, created, err := e.n.CreateVariable(ctx, WarmVariablePath(child), map[string]string{ItemEnvelope: string(envelope), ItemCallID: callID})
+	if err != nil {
+		if IsUnavailable(err) {
+			return false, err
+		}
+		e.log.Warn("warm pools: claim refused; the call goes elsewhere", "call", callID, "job", child, "err", err)
+		e.spawn(func(ctx context.Context) { e.stopSandbox(ctx, child) })
+		return false, nil
+	}
+	return created || cur.Items[ItemCallID] == callID, nil
 }
 
 // takeSandbox pops a ready sandbox of fnID's version; those of another

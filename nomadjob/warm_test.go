@@ -365,3 +365,64 @@ func TestWarmUndeliveredFails(t *testing.T) {
 		t.Fatalf("ran %d times", n)
 	}
 }
+
+// One call, two leaders: a stale one with a warm sandbox ready and the new
+// one without a pool both Start it (in both orders, and at once). The
+// call's record (where it runs) makes the second follow the first: one
+// run, one child.
+func TestWarmOneCallTwoLeaders(t *testing.T) {
+	for _, order := range []string{"cold-first", "warm-first", "together"} {
+		t.Run(order, func(t *testing.T) {
+			e := newEnv(t)
+			f := fn("two", "sh", "-c", "echo $HYPER_CALL_ID")
+			e.register(f)
+			e.ex.SetWarm([]executor.WarmTarget{{Function: f, N: 1}})
+			waitReady(t, e.ex, f.ID, 1)
+			cold, ccol := e.newExecutor()
+			s := spec("c-two-"+order, f, "")
+			var hw, hc executor.Handle
+			var errW, errC error
+			switch order {
+			case "cold-first":
+				hc, errC = cold.Start(ctx(t), s)
+				hw, errW = e.ex.Start(ctx(t), s)
+			case "warm-first":
+				hw, errW = e.ex.Start(ctx(t), s)
+				hc, errC = cold.Start(ctx(t), s)
+			default:
+				done := make(chan struct{})
+				go func() { hc, errC = cold.Start(context.Background(), s); close(done) }()
+				hw, errW = e.ex.Start(context.Background(), s)
+				<-done
+			}
+			if errW != nil || errC != nil {
+				t.Fatalf("starts: %v, %v", errW, errC)
+			}
+			if hw.Ref != hc.Ref {
+				t.Fatalf("the two leaders started the call in %s and %s", hw.Ref, hc.Ref)
+			}
+			for _, col := range []*collector{e.col, ccol} {
+				if ev := e.warmFinal(col, s.CallID); ev.Kind != executor.Finished || string(ev.Stdout) != s.CallID+"\n" {
+					t.Fatalf("%+v", ev)
+				}
+			}
+			if n := e.srv.Executions(s.CallID); n != 1 {
+				t.Fatalf("ran %d times", n)
+			}
+			rec := e.srv.Variable(nomadjob.CallVariablePath("", s.CallID))
+			want := "cold"
+			if strings.Contains(hw.Ref, "-warm/") {
+				want = hw.Ref
+			}
+			if rec[nomadjob.ItemChild] != want {
+				t.Fatalf("record %v, want child %s", rec, want)
+			}
+			if err := e.ex.Release(ctx(t), []executor.Handle{hw}); err != nil {
+				t.Fatal(err)
+			}
+			if e.srv.Variable(nomadjob.CallVariablePath("", s.CallID)) != nil {
+				t.Fatal("the call's record outlived Release")
+			}
+		})
+	}
+}
