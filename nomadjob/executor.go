@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
@@ -43,6 +44,8 @@ type Executor struct {
 
 	// wp is the warm pools (warm.go).
 	wp warmState
+	// noRecord: Nomad refused a call's record (warm_claim.go); logged once.
+	noRecord atomic.Bool
 }
 
 // maxReported bounds the reported set of calls nobody releases (leadership

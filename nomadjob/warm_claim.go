@@ -61,7 +61,9 @@ func (e *Executor) startRecorded(ctx context.Context, spec executor.Spec, limit 
 		}
 		// Refused (a token without variable write): no record, so no
 		// warm path either; cold as before, guarded by its token alone.
-		e.log.Warn("cannot record where the call runs; starting it cold", "call", spec.CallID, "err", err)
+		if e.noRecord.CompareAndSwap(false, true) {
+			e.log.Error("cannot record where calls run (Nomad variables under hyperfunc/calls/): every call starts cold, without warm sandboxes; give the executor's token variable write there (jobspecs/README.md)", "call", spec.CallID, "err", err)
+		}
 		return e.startCold(ctx, spec, limit, start, pooled)
 	}
 	if !created {
