@@ -65,6 +65,9 @@ type warmState struct {
 	// adopt: the next loop round first takes over (or stops) the
 	// unclaimed warm children an earlier leader left.
 	adopt bool
+	// gen counts DropWarm calls: a boot that ends in a later generation
+	// leaves its sandbox to the next leader's take-over.
+	gen   int
 	stop  []string // children to stop (drained, outdated)
 	kick  chan struct{}
 }
@@ -139,6 +142,7 @@ func (e *Executor) DropWarm() {
 	e.wp.sandboxes = map[string]*sandbox{}
 	e.wp.stop = nil
 	e.wp.adopt = true
+	e.wp.gen++
 	e.mu.Unlock()
 }
 
@@ -252,8 +256,11 @@ func (e *Executor) warmRound(ctx context.Context) {
 			e.kickWarm()
 		}
 	}
+	e.mu.Lock()
+	gen := e.wp.gen
+	e.mu.Unlock()
 	for _, b := range boots {
-		e.spawn(func(ctx context.Context) { e.bootSandbox(ctx, b.p, b.fn, b.spec) })
+		e.spawn(func(ctx context.Context) { e.bootSandbox(ctx, b.p, b.fn, b.spec, gen) })
 	}
 }
 
@@ -287,6 +294,10 @@ func (e *Executor) failedLocked(p *warmPool) {
 // A child claimed meanwhile by another leader keeps its variable and is
 // not stopped (its call runs).
 func (e *Executor) stopSandbox(ctx context.Context, child string) {
+	// Bounded: it also runs while the executor closes, when Nomad may not
+	// answer at all.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	if items, err := e.n.ReadVariable(ctx, WarmVariablePath(child)); err != nil || items != nil {
 		return
 	}

@@ -22,17 +22,22 @@ const warmReadyPoll = 50 * time.Millisecond
 // bootSandbox boots one sandbox for pool p and puts it in the pool when
 // the pool still wants it (same version, not full); otherwise it is
 // stopped.
-func (e *Executor) bootSandbox(ctx context.Context, p *warmPool, fn executor.Function, spec string) {
+func (e *Executor) bootSandbox(ctx context.Context, p *warmPool, fn executor.Function, spec string, gen int) {
 	sb := &sandbox{id: newSandboxID(), fnID: fn.ID, spec: spec}
 	err := e.boot(ctx, sb, fn)
 	e.mu.Lock()
 	p.booting--
 	e.wp.inflight--
+	dropped := e.wp.gen != gen // leadership ended meanwhile
 	keep := err == nil && e.wp.pools[fn.ID] == p && p.spec == spec && len(p.ready) < p.target.N
 	if keep {
 		p.ready = append(p.ready, sb)
 		e.wp.sandboxes[sb.child] = sb
 		p.backoff = 0
+	} else if dropped && err == nil {
+		// Whoever leads now (this executor again, or another) takes it
+		// over or stops it in its next take-over.
+		e.wp.adopt = true
 	} else if err != nil && e.wp.pools[fn.ID] == p {
 		e.failedLocked(p)
 		if errors.Is(err, ErrNotFound) {
@@ -43,8 +48,10 @@ func (e *Executor) bootSandbox(ctx context.Context, p *warmPool, fn executor.Fun
 	if err != nil && ctx.Err() == nil {
 		e.log.Warn("warm pools: boot failed", "function", fn.ID, "job", sb.child, "err", err)
 	}
-	if !keep && sb.child != "" {
-		e.stopSandbox(context.WithoutCancel(ctx), sb.child)
+	if !keep && sb.child != "" && !(dropped && err == nil) {
+		// A ready sandbox of a dropped leadership stays: the next
+		// leader's take-over adopts it (it may have already).
+		e.stopSandbox(ctx, sb.child)
 	}
 	e.kickWarm()
 }

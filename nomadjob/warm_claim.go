@@ -233,6 +233,10 @@ func (e *Executor) warmTaken(ctx context.Context, callID, child string, limit in
 	c.warm = true
 	c.running = true // the allocation ran before the call: no Running event comes
 	e.mu.Unlock()
+	// Its allocation may have ended before the call was in the watch list
+	// (the stream's news of it went to the pool): look once now, as a cold
+	// Start does.
+	e.spawn(func(ctx context.Context) { e.check(ctx, c) })
 	e.spawn(func(ctx context.Context) { e.collectWarm(ctx, c) })
 	return executor.Handle{CallID: callID, Ref: child}, true, nil
 }
@@ -252,6 +256,7 @@ func (e *Executor) collectWarm(ctx context.Context, c *call) {
 	}
 	poll := 5 * time.Millisecond
 	delivered := false
+	lastCheck := time.Now()
 	for start := time.Now(); ; {
 		e.mu.Lock()
 		stop := c.done || c.collecting
@@ -274,6 +279,12 @@ func (e *Executor) collectWarm(ctx context.Context, c *call) {
 		}
 		if time.Since(start) > time.Second {
 			poll = min(poll*2, 250*time.Millisecond)
+		}
+		if time.Since(lastCheck) > time.Second {
+			// An allocation that ended without a result (the sandbox died
+			// under its call) is collected by its end, as a cold one.
+			e.check(ctx, c)
+			lastCheck = time.Now()
 		}
 		if !delivered && time.Since(start) > e.cfg.WarmDeliverTimeout {
 			if delivered = e.undelivered(ctx, c, a.ID); !delivered {

@@ -199,6 +199,9 @@ func TestWarmDeadSandboxReplaced(t *testing.T) {
 	waitReady(t, e.ex, f.ID, 1)
 	dead := e.ex.WarmChildren(f.ID)[0]
 	stopJob(t, e.srv.URL, dead)
+	// Once Nomad says it ended (the executor may not have heard yet), a
+	// call never goes there.
+	waitFor(t, hang, "the stopped sandbox's allocation ended", func() bool { return e.srv.AllocStatus(dead) == "complete" })
 	s := spec("c-dead-1", f, "")
 	if _, err := e.ex.Start(ctx(t), s); err != nil {
 		t.Fatal(err)
@@ -424,5 +427,29 @@ func TestWarmOneCallTwoLeaders(t *testing.T) {
 				t.Fatal("the call's record outlived Release")
 			}
 		})
+	}
+}
+
+// A sandbox that dies under its call, or between the claim's allocation
+// check and Nomad noticing: the call ends (Failed, never hangs) and runs
+// at most once.
+func TestWarmSandboxDiesUnderItsCall(t *testing.T) {
+	e := newEnv(t)
+	f := fn("under", "sleep", "30")
+	e.register(f)
+	e.ex.SetWarm([]executor.WarmTarget{{Function: f, N: 1}})
+	waitReady(t, e.ex, f.ID, 1)
+	s := spec("c-under", f, "")
+	h, err := e.ex.Start(ctx(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, hang, "the call running in its sandbox", func() bool { return e.srv.Executions(s.CallID) == 1 })
+	stopJob(t, e.srv.URL, h.Ref)
+	if ev := e.warmFinal(e.col, s.CallID); ev.Kind != executor.Failed {
+		t.Fatalf("%+v", ev)
+	}
+	if n := e.srv.Executions(s.CallID); n != 1 {
+		t.Fatalf("ran %d times", n)
 	}
 }

@@ -260,6 +260,18 @@ func (s *Server) Job(id string) *nomad.Job {
 	return &cp
 }
 
+// AllocStatus is the ClientStatus of a job's last allocation ("" when
+// it has none).
+func (s *Server) AllocStatus(jobID string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := s.byJob[jobID]
+	if len(ids) == 0 {
+		return ""
+	}
+	return s.allocs[ids[len(ids)-1]].a.ClientStatus
+}
+
 // JobIDs lists the jobs that exist (not purged), sorted.
 func (s *Server) JobIDs() []string {
 	s.mu.Lock()
