@@ -67,9 +67,9 @@ type warmState struct {
 	adopt bool
 	// gen counts DropWarm calls: a boot that ends in a later generation
 	// leaves its sandbox to the next leader's take-over.
-	gen   int
-	stop  []string // children to stop (drained, outdated)
-	kick  chan struct{}
+	gen  int
+	stop []string // children to stop (drained, outdated)
+	kick chan struct{}
 }
 
 func newWarmState() warmState {
