@@ -100,6 +100,17 @@ func newRealEnv(t *testing.T, shimVolume, cluster string) *realEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The calls' records (where each ran) go with the test: these tests
+	// do not Release every call.
+	t.Cleanup(func() {
+		vs, _, err := nc.Variables().PrefixList(nomadjob.CallVariablePath(cluster, ""), nil)
+		if err != nil {
+			return
+		}
+		for _, v := range vs {
+			_, _ = nc.Variables().Delete(v.Path, nil)
+		}
+	})
 	return &realEnv{t: t, nc: nc, fe: fe, ex: ex, co: co, cluster: cluster}
 }
 

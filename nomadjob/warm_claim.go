@@ -2,6 +2,8 @@ package nomadjob
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,13 +36,29 @@ const (
 	coldTarget = "cold"
 )
 
-// CallVariablePath is the variable that records where a call runs.
+// CallVariablePath is the variable that records where a call runs. A
+// call ID that Nomad would refuse in a path (characters other than
+// letters, digits, "-" and "_", or too long; the server's IDs are UUIDs)
+// is named by 32 hex of its sha256, the same for every leader.
 func CallVariablePath(clusterID, callID string) string {
 	tag := ClusterTag(clusterID)
 	if tag == "" {
 		tag = "none"
 	}
+	if !pathSafe(callID) || len(callID) > 64 {
+		sum := sha256.Sum256([]byte(callID))
+		callID = "h-" + hex.EncodeToString(sum[:16])
+	}
 	return "hyperfunc/calls/" + tag + "/" + callID
+}
+
+func pathSafe(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // startRecorded records the call's place and starts it there. Errors: as

@@ -453,3 +453,24 @@ func TestWarmSandboxDiesUnderItsCall(t *testing.T) {
 		t.Fatalf("ran %d times", n)
 	}
 }
+
+// A call ID Nomad would refuse in a variable path (a dot, a slash) is
+// recorded under its hash: the call still goes warm, guarded.
+func TestWarmCallIDNotPathSafe(t *testing.T) {
+	e := newEnv(t)
+	f := fn("odd", "echo", "odd")
+	e.register(f)
+	e.ex.SetWarm([]executor.WarmTarget{{Function: f, N: 1}})
+	waitReady(t, e.ex, f.ID, 1)
+	s := spec("c.odd/1", f, "")
+	if _, err := e.ex.Start(ctx(t), s); err != nil {
+		t.Fatal(err)
+	}
+	if ev := e.warmFinal(e.col, s.CallID); ev.Kind != executor.Finished || !strings.Contains(ev.Ref, "-warm/") {
+		t.Fatalf("%+v", ev)
+	}
+	path := nomadjob.CallVariablePath("", s.CallID)
+	if !strings.HasPrefix(path, "hyperfunc/calls/none/h-") || e.srv.Variable(path)[nomadjob.ItemCallID] != s.CallID {
+		t.Fatalf("record at %s: %v", path, e.srv.Variable(path))
+	}
+}

@@ -40,7 +40,7 @@ func (s *Server) variable(w http.ResponseWriter, r *http.Request, path string) {
 		writeJSON(w, v.ModifyIndex, v, true)
 	case http.MethodPut, http.MethodPost:
 		s.count("var/put")
-		if len(path) > 128 {
+		if len(path) > 128 || strings.ContainsAny(path, ".:@ ") {
 			textError(w, http.StatusInternalServerError, "invalid path \""+path+"\"")
 			return
 		}
