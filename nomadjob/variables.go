@@ -32,24 +32,23 @@ func varState(v *nomad.Variable) VarState {
 
 func (n *apiNomad) CreateVariable(ctx context.Context, path string, items map[string]string) (VarState, bool, error) {
 	v, _, err := n.c.Variables().CheckedCreate(&nomad.Variable{Path: path, Items: items}, wo(ctx))
-	var conflict nomad.ErrCASConflict
-	if errors.As(err, &conflict) {
-		return varState(conflict.Conflict), false, nil
-	}
-	if err != nil {
-		return VarState{}, false, classify("create variable "+path, err)
-	}
-	return varState(v), true, nil
+	return casAnswer(v, err, "create variable "+path)
 }
 
 func (n *apiNomad) UpdateVariable(ctx context.Context, path string, items map[string]string, index uint64) (VarState, bool, error) {
 	v, _, err := n.c.Variables().CheckedUpdate(&nomad.Variable{Path: path, Items: items, ModifyIndex: index}, wo(ctx))
+	return casAnswer(v, err, "update variable "+path)
+}
+
+// casAnswer reads a check-and-set write's answer: written (the variable
+// now), or a conflict (the variable there, nothing written), or an error.
+func casAnswer(v *nomad.Variable, err error, op string) (VarState, bool, error) {
 	var conflict nomad.ErrCASConflict
 	if errors.As(err, &conflict) {
 		return varState(conflict.Conflict), false, nil
 	}
 	if err != nil {
-		return VarState{}, false, classify("update variable "+path, err)
+		return VarState{}, false, classify(op, err)
 	}
 	return varState(v), true, nil
 }

@@ -15,19 +15,13 @@ import (
 // The warm path on the real agent: the warm job validates and runs, a
 // sandbox boots and waits, the claim's variable reaches the task through
 // its template and SIGUSR1, the call runs once in it and is collected from
-// alloc/data; a function update drains the old version's pool and no call
-// runs on the old image; a sandbox stopped before its call is replaced.
+// alloc/data; after a function update no call runs on the old version,
+// and the new version's pool serves.
 func TestRealNomadWarm(t *testing.T) {
 	cluster := "cluster-warm-" + fmt.Sprint(time.Now().UnixNano())
 	r := newRealEnv(t, nomadtest.ShimVolume(), cluster)
-	f := executor.Function{
-		ID: "real/warm", Owner: "real", Name: "warm", Image: realImage(),
-		Command: []string{"sh", "-c", "echo v1 $HYPER_CALL_ID; cat; echo err >&2"}, CPU: 100, MemoryMB: 48,
-	}
+	f := r.warmFunction("warm", "echo v1 $HYPER_CALL_ID; cat; echo err >&2")
 	r.validate(r.ex.WarmJob(f))
-	if err := r.ex.Register(ctx(t), f); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() { cleanWarm(t, r, f, r.ex) })
 	r.ex.SetWarm([]executor.WarmTarget{{Function: f, N: 2}})
 	waitFor(t, 3*time.Minute, "two warm sandboxes", func() bool { return r.ex.Warm().Ready[f.ID] == 2 })
@@ -63,7 +57,6 @@ func TestRealNomadWarm(t *testing.T) {
 	if ev := r.run(f2, s); ev.Kind != executor.Finished || string(ev.Stdout) != "v2\n" || !strings.Contains(ev.Ref, "-warm/") {
 		t.Fatalf("warm call of the new version: %+v %q", ev, ev.Stdout)
 	}
-	_ = nomadjob.WarmSuffix
 }
 
 // Two executors (a stale leader and the new one) hold the same sandbox on
@@ -73,13 +66,7 @@ func TestRealNomadWarm(t *testing.T) {
 func TestRealNomadWarmRace(t *testing.T) {
 	cluster := "cluster-warmrace-" + fmt.Sprint(time.Now().UnixNano())
 	r := newRealEnv(t, nomadtest.ShimVolume(), cluster)
-	f := executor.Function{
-		ID: "real/race", Owner: "real", Name: "race", Image: realImage(),
-		Command: []string{"sh", "-c", "echo $HYPER_CALL_ID"}, CPU: 100, MemoryMB: 48,
-	}
-	if err := r.ex.Register(ctx(t), f); err != nil {
-		t.Fatal(err)
-	}
+	f := r.warmFunction("race", "echo $HYPER_CALL_ID")
 	var r2 *realEnv
 	t.Cleanup(func() {
 		if r2 != nil {
@@ -126,6 +113,19 @@ func TestRealNomadWarmRace(t *testing.T) {
 			t.Errorf("%s ran %d times (runs: %v)", id, runs[id], runs)
 		}
 	}
+}
+
+// warmFunction registers the function real/<name> running sh -c script.
+func (r *realEnv) warmFunction(name, script string) executor.Function {
+	r.t.Helper()
+	f := executor.Function{
+		ID: "real/" + name, Owner: "real", Name: name, Image: realImage(),
+		Command: []string{"sh", "-c", script}, CPU: 100, MemoryMB: 48,
+	}
+	if err := r.ex.Register(ctx(r.t), f); err != nil {
+		r.t.Fatal(err)
+	}
+	return f
 }
 
 // realRuns counts, per call ID, the allocations of the cluster's jobs

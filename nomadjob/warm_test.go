@@ -19,17 +19,28 @@ const hang = time.Minute
 
 func (e *env) warmFinal(col *collector, callID string) executor.Event {
 	e.t.Helper()
-	var ev executor.Event
-	waitFor(e.t, hang, "final event of "+callID, func() bool {
-		for _, x := range col.events(callID) {
-			if isFinal(x.Kind) {
-				ev = x
-				return true
-			}
-		}
-		return false
-	})
-	return ev
+	return col.finalWithin(e.t, hang, callID)
+}
+
+// newWarmEnv is a double with function name (command argv) registered and
+// a ready pool of n.
+func newWarmEnv(t *testing.T, n int, name string, argv ...string) (*env, executor.Function) {
+	t.Helper()
+	e := newEnv(t)
+	f := fn(name, argv...)
+	e.register(f)
+	e.ex.SetWarm([]executor.WarmTarget{{Function: f, N: n}})
+	waitReady(t, e.ex, f.ID, n)
+	return e, f
+}
+
+// startFinal starts a call on e's executor and waits for its final event.
+func (e *env) startFinal(s executor.Spec) executor.Event {
+	e.t.Helper()
+	if _, err := e.ex.Start(ctx(e.t), s); err != nil {
+		e.t.Fatal(err)
+	}
+	return e.warmFinal(e.col, s.CallID)
 }
 
 func waitReady(t *testing.T, ex *nomadjob.Executor, fnID string, n int) {
@@ -40,11 +51,7 @@ func waitReady(t *testing.T, ex *nomadjob.Executor, fnID string, n int) {
 // Every warm call runs once, in a sandbox no other call had: the task
 // starts counted per call are one each, and no child takes two calls.
 func TestWarmSandboxServesOneCall(t *testing.T) {
-	e := newEnv(t)
-	f := fn("echo", "sh", "-c", "echo $HYPER_CALL_ID; cat; echo oops >&2")
-	e.register(f)
-	e.ex.SetWarm([]executor.WarmTarget{{Function: f, N: 2}})
-	waitReady(t, e.ex, f.ID, 2)
+	e, f := newWarmEnv(t, 2, "echo", "sh", "-c", "echo $HYPER_CALL_ID; cat; echo oops >&2")
 	children := map[string]string{}
 	for i := range 5 {
 		s := spec(fmt.Sprintf("c-warm-%d", i), f, "in")
@@ -95,11 +102,7 @@ func TestWarmSandboxServesOneCall(t *testing.T) {
 // check-and-set lets one through, the other goes elsewhere (cold here).
 // Each call runs exactly once and the sandbox runs one of them.
 func TestWarmTwoExecutorsRaceForOneSandbox(t *testing.T) {
-	e := newEnv(t)
-	f := fn("race", "sh", "-c", "echo $HYPER_CALL_ID")
-	e.register(f)
-	e.ex.SetWarm([]executor.WarmTarget{{Function: f, N: 1}})
-	waitReady(t, e.ex, f.ID, 1)
+	e, f := newWarmEnv(t, 1, "race", "sh", "-c", "echo $HYPER_CALL_ID")
 	b, bcol := e.newExecutor()
 	b.SetWarm([]executor.WarmTarget{{Function: f, N: 1}})
 	waitReady(t, b, f.ID, 1)
@@ -149,20 +152,13 @@ func TestWarmTwoExecutorsRaceForOneSandbox(t *testing.T) {
 // one (it goes cold until the new pool is up), the old pool is drained,
 // and the new pool's calls run the new command.
 func TestWarmUpdateNeverRunsOldVersion(t *testing.T) {
-	e := newEnv(t)
-	v1 := fn("upd", "echo", "v1")
-	e.register(v1)
-	e.ex.SetWarm([]executor.WarmTarget{{Function: v1, N: 2}})
-	waitReady(t, e.ex, v1.ID, 2)
+	e, v1 := newWarmEnv(t, 2, "upd", "echo", "v1")
 	old := e.ex.WarmChildren(v1.ID)
 	v2 := v1
 	v2.Command = []string{"echo", "v2"}
 	e.register(v2)
 	s := spec("c-upd-1", v2, "")
-	if _, err := e.ex.Start(ctx(t), s); err != nil {
-		t.Fatal(err)
-	}
-	if ev := e.warmFinal(e.col, s.CallID); ev.Kind != executor.Finished || string(ev.Stdout) != "v2\n" || slices.Contains(old, ev.Ref) {
+	if ev := e.startFinal(s); ev.Kind != executor.Finished || string(ev.Stdout) != "v2\n" || slices.Contains(old, ev.Ref) {
 		t.Fatalf("call after the update: %+v %q", ev, ev.Stdout)
 	}
 	e.ex.SetWarm([]executor.WarmTarget{{Function: v2, N: 2}})
@@ -176,10 +172,7 @@ func TestWarmUpdateNeverRunsOldVersion(t *testing.T) {
 	})
 	waitReady(t, e.ex, v2.ID, 2)
 	s = spec("c-upd-2", v2, "")
-	if _, err := e.ex.Start(ctx(t), s); err != nil {
-		t.Fatal(err)
-	}
-	if ev := e.warmFinal(e.col, s.CallID); ev.Kind != executor.Finished || string(ev.Stdout) != "v2\n" || !strings.Contains(ev.Ref, "-warm/") {
+	if ev := e.startFinal(s); ev.Kind != executor.Finished || string(ev.Stdout) != "v2\n" || !strings.Contains(ev.Ref, "-warm/") {
 		t.Fatalf("warm call of the new version: %+v %q", ev, ev.Stdout)
 	}
 	for _, c := range old {
@@ -192,21 +185,14 @@ func TestWarmUpdateNeverRunsOldVersion(t *testing.T) {
 // A sandbox stopped before its call: the call still runs, once, and the
 // pool boots a replacement.
 func TestWarmDeadSandboxReplaced(t *testing.T) {
-	e := newEnv(t)
-	f := fn("dead", "echo", "ok")
-	e.register(f)
-	e.ex.SetWarm([]executor.WarmTarget{{Function: f, N: 1}})
-	waitReady(t, e.ex, f.ID, 1)
+	e, f := newWarmEnv(t, 1, "dead", "echo", "ok")
 	dead := e.ex.WarmChildren(f.ID)[0]
 	stopJob(t, e.srv.URL, dead)
 	// Once Nomad says it ended (the executor may not have heard yet), a
 	// call never goes there.
 	waitFor(t, hang, "the stopped sandbox's allocation ended", func() bool { return e.srv.AllocStatus(dead) == "complete" })
 	s := spec("c-dead-1", f, "")
-	if _, err := e.ex.Start(ctx(t), s); err != nil {
-		t.Fatal(err)
-	}
-	ev := e.warmFinal(e.col, s.CallID)
+	ev := e.startFinal(s)
 	if ev.Kind != executor.Finished || string(ev.Stdout) != "ok\n" || ev.Ref == dead {
 		t.Fatalf("call after the sandbox died: %+v %q", ev, ev.Stdout)
 	}
@@ -218,10 +204,7 @@ func TestWarmDeadSandboxReplaced(t *testing.T) {
 		return len(got) == 1 && got[0] != dead
 	})
 	s = spec("c-dead-2", f, "")
-	if _, err := e.ex.Start(ctx(t), s); err != nil {
-		t.Fatal(err)
-	}
-	if ev := e.warmFinal(e.col, s.CallID); ev.Kind != executor.Finished || !strings.Contains(ev.Ref, "-warm/") {
+	if ev := e.startFinal(s); ev.Kind != executor.Finished || !strings.Contains(ev.Ref, "-warm/") {
 		t.Fatalf("call on the replacement: %+v", ev)
 	}
 }
@@ -229,11 +212,7 @@ func TestWarmDeadSandboxReplaced(t *testing.T) {
 // A new leader's Reconcile finds the call a warm child took from the
 // child's variable, with no Ref recorded, and collects it once.
 func TestWarmReconcileFindsTheClaim(t *testing.T) {
-	e := newEnv(t)
-	f := fn("rec", "echo", "found")
-	e.register(f)
-	e.ex.SetWarm([]executor.WarmTarget{{Function: f, N: 1}})
-	waitReady(t, e.ex, f.ID, 1)
+	e, f := newWarmEnv(t, 1, "rec", "echo", "found")
 	s := spec("c-rec-1", f, "")
 	h, err := e.ex.Start(ctx(t), s)
 	if err != nil {
@@ -263,11 +242,7 @@ func TestWarmReconcileFindsTheClaim(t *testing.T) {
 
 // The pool never holds more than N, however many calls take sandboxes.
 func TestWarmPoolBounded(t *testing.T) {
-	e := newEnv(t)
-	f := fn("bound", "echo", "x")
-	e.register(f)
-	e.ex.SetWarm([]executor.WarmTarget{{Function: f, N: 2}})
-	waitReady(t, e.ex, f.ID, 2)
+	e, f := newWarmEnv(t, 2, "bound", "echo", "x")
 	for i := range 6 {
 		s := spec(fmt.Sprintf("c-bound-%d", i), f, "")
 		if _, err := e.ex.Start(ctx(t), s); err != nil {
@@ -325,10 +300,7 @@ func TestWarmPathTooLongGoesCold(t *testing.T) {
 		t.Fatalf("a pool for a function too long for variable paths: %+v", st.Ready)
 	}
 	s := spec("c-long", f, "")
-	if _, err := e.ex.Start(ctx(t), s); err != nil {
-		t.Fatal(err)
-	}
-	if ev := e.warmFinal(e.col, s.CallID); ev.Kind != executor.Finished || string(ev.Stdout) != "cold\n" || strings.Contains(ev.Ref, "-warm/") {
+	if ev := e.startFinal(s); ev.Kind != executor.Finished || string(ev.Stdout) != "cold\n" || strings.Contains(ev.Ref, "-warm/") {
 		t.Fatalf("%+v", ev)
 	}
 }
@@ -434,11 +406,7 @@ func TestWarmOneCallTwoLeaders(t *testing.T) {
 // check and Nomad noticing: the call ends (Failed, never hangs) and runs
 // at most once.
 func TestWarmSandboxDiesUnderItsCall(t *testing.T) {
-	e := newEnv(t)
-	f := fn("under", "sleep", "30")
-	e.register(f)
-	e.ex.SetWarm([]executor.WarmTarget{{Function: f, N: 1}})
-	waitReady(t, e.ex, f.ID, 1)
+	e, f := newWarmEnv(t, 1, "under", "sleep", "30")
 	s := spec("c-under", f, "")
 	h, err := e.ex.Start(ctx(t), s)
 	if err != nil {
@@ -457,16 +425,9 @@ func TestWarmSandboxDiesUnderItsCall(t *testing.T) {
 // A call ID Nomad would refuse in a variable path (a dot, a slash) is
 // recorded under its hash: the call still goes warm, guarded.
 func TestWarmCallIDNotPathSafe(t *testing.T) {
-	e := newEnv(t)
-	f := fn("odd", "echo", "odd")
-	e.register(f)
-	e.ex.SetWarm([]executor.WarmTarget{{Function: f, N: 1}})
-	waitReady(t, e.ex, f.ID, 1)
+	e, f := newWarmEnv(t, 1, "odd", "echo", "odd")
 	s := spec("c.odd/1", f, "")
-	if _, err := e.ex.Start(ctx(t), s); err != nil {
-		t.Fatal(err)
-	}
-	if ev := e.warmFinal(e.col, s.CallID); ev.Kind != executor.Finished || !strings.Contains(ev.Ref, "-warm/") {
+	if ev := e.startFinal(s); ev.Kind != executor.Finished || !strings.Contains(ev.Ref, "-warm/") {
 		t.Fatalf("%+v", ev)
 	}
 	path := nomadjob.CallVariablePath("", s.CallID)

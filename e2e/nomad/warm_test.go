@@ -41,16 +41,7 @@ func TestNomadWarm(t *testing.T) {
 
 	var ids []string
 	for range 3 {
-		body, id, err := a.Client().Calls().CallSync(context.Background(), f1, nil, nil)
-		if err != nil {
-			t.Fatalf("sync call: %v", err)
-		}
-		out, _ := io.ReadAll(body)
-		body.Close()
-		if string(out) != id+"\n" {
-			t.Fatalf("sync call %s answered %q", id, out)
-		}
-		ids = append(ids, id)
+		ids = append(ids, syncEcho(t, a, f1))
 	}
 	runs := runsPerCall(t, f1)
 	warmRuns := 0
@@ -89,15 +80,7 @@ func TestNomadWarm(t *testing.T) {
 	if after := unclaimedSet(t, f1, f2); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Fatalf("unclaimed sandboxes after the restart %v, want the same as before %v (taken over)", after, before)
 	}
-	body, id, err := a.Client().Calls().CallSync(context.Background(), f1, nil, nil)
-	if err != nil {
-		t.Fatalf("sync call after the restart: %v", err)
-	}
-	out, _ := io.ReadAll(body)
-	body.Close()
-	if string(out) != id+"\n" {
-		t.Fatalf("after the restart: %q", out)
-	}
+	id := syncEcho(t, a, f1)
 	if r := runsPerCall(t, f1)[id]; r.n != 1 || !before[r.child] {
 		t.Fatalf("after the restart the call ran %d times in %s, want once in a sandbox taken over (%v)", r.n, r.child, before)
 	}
@@ -118,6 +101,22 @@ func TestNomadWarm(t *testing.T) {
 			t.Fatalf("after the update the call ran %d times with %d MB (%s), want once with 128", r.n, r.memoryMB, r.child)
 		}
 	}
+}
+
+// syncEcho makes a sync call of a function that echoes its call ID, checks
+// the answer and returns the call ID.
+func syncEcho(t *testing.T, a *harness.Agent, name string) string {
+	t.Helper()
+	body, id, err := a.Client().Calls().CallSync(context.Background(), name, nil, nil)
+	if err != nil {
+		t.Fatalf("sync call of %s: %v", name, err)
+	}
+	out, _ := io.ReadAll(body)
+	body.Close()
+	if string(out) != id+"\n" {
+		t.Fatalf("sync call %s answered %q", id, out)
+	}
+	return id
 }
 
 type run struct {
