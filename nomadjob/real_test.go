@@ -103,7 +103,7 @@ func newRealEnv(t *testing.T, shimVolume, cluster string) *realEnv {
 	// The calls' records (where each ran) go with the test: these tests
 	// do not Release every call.
 	t.Cleanup(func() {
-		vs, _, err := nc.Variables().PrefixList(nomadjob.CallVariablePath(cluster, ""), nil)
+		vs, _, err := nc.Variables().PrefixList(nomadjob.CallRecordPrefix(cluster), nil)
 		if err != nil {
 			return
 		}

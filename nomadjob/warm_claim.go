@@ -41,15 +41,20 @@ const (
 // letters, digits, "-" and "_", or too long; the server's IDs are UUIDs)
 // is named by 32 hex of its sha256, the same for every leader.
 func CallVariablePath(clusterID, callID string) string {
-	tag := ClusterTag(clusterID)
-	if tag == "" {
-		tag = "none"
-	}
 	if !pathSafe(callID) || len(callID) > 64 {
 		sum := sha256.Sum256([]byte(callID))
 		callID = "h-" + hex.EncodeToString(sum[:16])
 	}
-	return "hyperfunc/calls/" + tag + "/" + callID
+	return CallRecordPrefix(clusterID) + callID
+}
+
+// CallRecordPrefix is the path prefix of the cluster's call records.
+func CallRecordPrefix(clusterID string) string {
+	tag := ClusterTag(clusterID)
+	if tag == "" {
+		tag = "none"
+	}
+	return "hyperfunc/calls/" + tag + "/"
 }
 
 func pathSafe(s string) bool {
