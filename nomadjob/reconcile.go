@@ -28,6 +28,17 @@ func (e *Executor) Reconcile(ctx context.Context, hs []executor.Handle) ([]execu
 	out := make([]executor.Event, 0, len(hs))
 	for _, h := range hs {
 		child := h.Ref
+		if isWarmChild(child) {
+			// Placed again since (its sandbox died before the call
+			// reached it)? The record says where it went.
+			rec, err := e.n.ReadVariable(ctx, CallVariablePath(e.cfg.ClusterID, h.CallID))
+			if err != nil && IsUnavailable(err) {
+				return nil, err
+			}
+			if moved := rec[ItemChild]; moved != "" && moved != child {
+				child = ""
+			}
+		}
 		if child == "" {
 			var err error
 			if child, err = e.recordedChild(ctx, h.CallID); err != nil {

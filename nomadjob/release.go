@@ -35,16 +35,20 @@ func (e *Executor) Release(ctx context.Context, hs []executor.Handle) error {
 	e.mu.Lock()
 	for _, h := range hs {
 		child := h.Ref
-		if child == "" {
-			child = e.reported[h.CallID]
-		}
+		// A warm call placed again (its sandbox died before it) ran in
+		// another child than the Ref the dispatcher knows: both go.
+		other := e.reported[h.CallID]
 		if c := e.calls[h.CallID]; c != nil {
-			if child == "" {
-				child = c.child
-			}
+			other = c.child
 			c.done = true
 			delete(e.calls, h.CallID)
 			delete(e.byChild, c.child)
+		}
+		if child == "" {
+			child, other = other, ""
+		}
+		if other != "" && other != child {
+			children = append(children, release{child: other, callID: h.CallID})
 		}
 		delete(e.reported, h.CallID)
 		// Every handle: a call without a known child may still have its

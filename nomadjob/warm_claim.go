@@ -70,6 +70,13 @@ func pathSafe(s string) bool {
 // Start's; Nomad unavailable in the middle leaves the record, which the
 // call's next Start follows.
 func (e *Executor) startRecorded(ctx context.Context, spec executor.Spec, limit int64, start time.Time) (executor.Handle, error) {
+	return e.place(ctx, spec, limit, start, "")
+}
+
+// place is startRecorded; a record naming avoid (a sandbox that died
+// before the call reached it) is moved on as if that sandbox ran another
+// call.
+func (e *Executor) place(ctx context.Context, spec executor.Spec, limit int64, start time.Time, avoid string) (executor.Handle, error) {
 	envelope := e.warmEnvelope(spec, limit)
 	e.mu.Lock()
 	pooled := e.wp.pools[spec.Function.ID] != nil
@@ -104,13 +111,15 @@ func (e *Executor) startRecorded(ctx context.Context, spec executor.Spec, limit 
 			}
 			return e.startCold(ctx, spec, limit, start, pooled)
 		}
-		taken, err := e.claimSandbox(ctx, child, spec.CallID, envelope)
-		if err != nil {
-			return executor.Handle{}, err
+		taken := false
+		if child != avoid {
+			if taken, err = e.claimSandbox(ctx, child, spec.CallID, envelope); err != nil {
+				return executor.Handle{}, err
+			}
 		}
 		if taken {
 			e.countWarm(true)
-			h, _, err := e.warmTaken(ctx, spec.CallID, child, limit)
+			h, _, err := e.warmTaken(ctx, spec, child, limit)
 			e.observeStart(true, start)
 			return h, err
 		}
@@ -250,10 +259,12 @@ func (e *Executor) countWarm(hit bool) {
 
 // warmTaken watches a call handed to a warm child: collected as soon as
 // its result.json exists, or from the allocation's end as a cold call.
-func (e *Executor) warmTaken(ctx context.Context, callID, child string, limit int64) (executor.Handle, bool, error) {
+func (e *Executor) warmTaken(ctx context.Context, spec executor.Spec, child string, limit int64) (executor.Handle, bool, error) {
+	callID := spec.CallID
 	c := e.watch(callID, child, limit)
 	e.mu.Lock()
 	c.warm = true
+	c.spec = &spec
 	c.running = true // the allocation ran before the call: no Running event comes
 	e.mu.Unlock()
 	// Its allocation may have ended before the call was in the watch list
@@ -375,4 +386,53 @@ func (e *Executor) collectEarly(ctx context.Context, c *call, allocID string) (e
 		ev.Stderr = preview(b)
 	}
 	return ev, nil
+}
+
+// replaceUndelivered places again a warm call whose allocation ended
+// before its shim started it (no .started, no result.json: nothing ran),
+// when this executor has the call's spec (it started it): the record
+// moves on from the dead child to another sandbox or to cold, and the call
+// is watched there. true: re-placed (or already done); false: report the
+// end as it is (the shim started, unknown, or no spec).
+func (e *Executor) replaceUndelivered(ctx context.Context, c *call, allocID string) bool {
+	e.mu.Lock()
+	spec := c.spec
+	e.mu.Unlock()
+	if spec == nil {
+		return false
+	}
+	for _, f := range []string{"alloc/data/" + shim.StartedFile, ResultFilePath} {
+		if ok, err := e.exists(ctx, allocID, f); ok || err != nil {
+			return false
+		}
+	}
+	e.mu.Lock()
+	if c.done {
+		e.mu.Unlock()
+		return true
+	}
+	// Off the watch list without a report: the call goes on elsewhere.
+	c.done = true
+	if e.calls[c.id] == c {
+		delete(e.calls, c.id)
+	}
+	if e.byChild[c.child] == c {
+		delete(e.byChild, c.child)
+	}
+	e.mu.Unlock()
+	e.log.Warn("warm call: its sandbox ended before the call reached it; placing it again", "call", c.id, "job", c.child)
+	backoff := e.cfg.StreamBackoffMin
+	for {
+		_, err := e.place(ctx, *spec, c.stdoutLimit, time.Now(), c.child)
+		if err == nil {
+			return true
+		}
+		if !IsUnavailable(err) || !sleep(ctx, backoff) {
+			if ctx.Err() == nil && e.finish(c.id, c.child) {
+				e.emit(lostEvent(c, "its warm sandbox ended before the call reached it, and placing it again failed: "+err.Error()))
+			}
+			return true
+		}
+		backoff = min(backoff*2, e.cfg.StreamBackoffMax)
+	}
 }

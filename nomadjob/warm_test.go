@@ -435,3 +435,44 @@ func TestWarmCallIDNotPathSafe(t *testing.T) {
 		t.Fatalf("record at %s: %v", path, e.srv.Variable(path))
 	}
 }
+
+// A sandbox that dies between the claim and the shim's start (no
+// .started, no result: nothing ran): the executor places the call again,
+// in the pool's other sandbox, and it runs once. Release of the first
+// handle (the child the dispatcher knows) purges both children and the
+// record; a new leader's Reconcile of that handle follows the record.
+func TestWarmUndeliveredPlacedAgain(t *testing.T) {
+	e, f := newWarmEnv(t, 2, "again", "sh", "-c", "echo $HYPER_CALL_ID")
+	e.srv.CrashWarmTasks(1)
+	s := spec("c-again", f, "")
+	h, err := e.ex.Start(ctx(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := e.warmFinal(e.col, s.CallID)
+	if ev.Kind != executor.Finished || string(ev.Stdout) != s.CallID+"\n" || ev.Ref == h.Ref {
+		t.Fatalf("%+v (first child %s)", ev, h.Ref)
+	}
+	if n := e.srv.Executions(s.CallID); n != 1 {
+		t.Fatalf("ran %d times", n)
+	}
+	if got := e.srv.Variable(nomadjob.CallVariablePath("", s.CallID))[nomadjob.ItemChild]; got != ev.Ref {
+		t.Fatalf("record names %q, want %s", got, ev.Ref)
+	}
+	b, _ := e.newExecutor()
+	evs, err := b.Reconcile(ctx(t), []executor.Handle{h})
+	if err != nil || len(evs) != 1 || evs[0].Kind != executor.Finished || evs[0].Ref != ev.Ref {
+		t.Fatalf("reconcile of the first handle: %+v %v", evs, err)
+	}
+	if err := e.ex.Release(ctx(t), []executor.Handle{h}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{h.Ref, ev.Ref} {
+		if e.srv.Job(c) != nil {
+			t.Errorf("%s left after Release", c)
+		}
+	}
+	if e.srv.Variable(nomadjob.CallVariablePath("", s.CallID)) != nil {
+		t.Error("record left after Release")
+	}
+}

@@ -228,6 +228,10 @@ func (s *Server) run(ctx context.Context, id string, job *nomad.Job, task *nomad
 			})
 			return
 		}
+		if s.takeCrash() {
+			fail(taskEvent("Terminated", "Exit Code: 2", map[string]string{"exit_code": "2"}))
+			return
+		}
 		local["payload"] = envelope
 		callID = warmCallID(envelope)
 	}

@@ -176,3 +176,23 @@ func (s *Server) HideVariables(on bool) {
 	s.bump()
 	s.mu.Unlock()
 }
+
+// CrashWarmTasks makes the next n warm tasks that get their envelope exit
+// at once without running it (no .started, no result), as a sandbox that
+// dies between its claim and the shim's start.
+func (s *Server) CrashWarmTasks(n int) {
+	s.mu.Lock()
+	s.crashWarm = n
+	s.mu.Unlock()
+}
+
+// takeCrash reports whether this warm task is one to crash.
+func (s *Server) takeCrash() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.crashWarm > 0 {
+		s.crashWarm--
+		return true
+	}
+	return false
+}
