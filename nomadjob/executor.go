@@ -62,9 +62,9 @@ type call struct {
 	warm        bool // a warm child: collected as soon as result.json exists
 	// spec of a warm call this executor started: it is placed again if its
 	// sandbox dies before the call reaches it.
-	spec *executor.Spec
-	collecting  bool
-	done        bool
+	spec       *executor.Spec
+	collecting bool
+	done       bool
 }
 
 // Option changes New's defaults.
