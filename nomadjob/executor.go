@@ -297,6 +297,16 @@ func (e *Executor) finishCall(c *call) bool {
 }
 
 func (e *Executor) finishLocked(c *call) bool {
+	if !e.unwatchLocked(c) {
+		return false
+	}
+	e.markReported(c.id, c.child)
+	return true
+}
+
+// unwatchLocked marks c done and takes it off the watch list; false when
+// it was done already. e.mu held.
+func (e *Executor) unwatchLocked(c *call) bool {
 	if c.done {
 		return false
 	}
@@ -307,7 +317,6 @@ func (e *Executor) finishLocked(c *call) bool {
 	if e.byChild[c.child] == c {
 		delete(e.byChild, c.child)
 	}
-	e.markReported(c.id, c.child)
 	return true
 }
 

@@ -407,19 +407,12 @@ func (e *Executor) replaceUndelivered(ctx context.Context, c *call, allocID stri
 		}
 	}
 	e.mu.Lock()
-	if c.done {
-		e.mu.Unlock()
+	// Off the watch list without a report: the call goes on elsewhere.
+	fresh := e.unwatchLocked(c)
+	e.mu.Unlock()
+	if !fresh {
 		return true
 	}
-	// Off the watch list without a report: the call goes on elsewhere.
-	c.done = true
-	if e.calls[c.id] == c {
-		delete(e.calls, c.id)
-	}
-	if e.byChild[c.child] == c {
-		delete(e.byChild, c.child)
-	}
-	e.mu.Unlock()
 	e.log.Warn("warm call: its sandbox ended before the call reached it; placing it again", "call", c.id, "job", c.child)
 	backoff := e.cfg.StreamBackoffMin
 	for {
