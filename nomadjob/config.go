@@ -61,6 +61,9 @@ type Config struct {
 	StreamBackoffMax time.Duration // default 10s
 	RecheckInterval  time.Duration // safety re-check of watched calls, default 1m
 	CollectTimeout   time.Duration // per Nomad request while collecting, default 30s
+	// WarmDeliverTimeout bounds a warm claim to the shim's start of the
+	// call (default 1m): past it the call fails and the sandbox is stopped.
+	WarmDeliverTimeout time.Duration
 }
 
 // TLSConfig is the client TLS of the Nomad connection.
@@ -131,6 +134,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CollectTimeout <= 0 {
 		c.CollectTimeout = 30 * time.Second
+	}
+	if c.WarmDeliverTimeout <= 0 {
+		c.WarmDeliverTimeout = time.Minute
 	}
 	c.ArtifactBaseURL = strings.TrimRight(c.ArtifactBaseURL, "/")
 	return c

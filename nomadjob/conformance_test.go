@@ -240,7 +240,47 @@ func runConformance(t *testing.T, addr, shimVolume, image string) []answer {
 	g.waitAlloc(next)
 	g.do("purge child 2", "DELETE", "/v1/job/"+url.PathEscape(next)+"?purge=true", nil)
 	g.expect(200, "json", "*")
+	variableExchanges(g, job)
 	return g.ans
+}
+
+// variableExchanges: the Nomad variable endpoints as the warm claim uses
+// them (warm_claim.go), and the ACL endpoint on an agent without ACLs.
+func variableExchanges(g *target, job string) {
+	path := "nomad/jobs/" + job + "/dispatch-conformance"
+	vbody := func(items map[string]string) []byte {
+		b, _ := json.Marshal(nomad.Variable{Path: path, Items: items})
+		return b
+	}
+	defer g.do("variable cleanup", "DELETE", "/v1/var/"+path, nil)
+	g.do("variable read missing", "GET", "/v1/var/"+path, nil)
+	g.expect(404, "text", "variable not found")
+	g.do("variable create (cas=0)", "PUT", "/v1/var/"+path+"?cas=0", vbody(map[string]string{"envelope": "{}", "call_id": "a"}))
+	g.expect(200, "json", "CreateIndex,CreateTime,Items,ModifyIndex,ModifyTime,Namespace,Path")
+	// The conflict's body is the existing variable's JSON, sent as
+	// text/plain: compared after decoding.
+	_, b := g.do("variable create again (cas=0): conflict", "PUT", "/v1/var/"+path+"?cas=0", vbody(map[string]string{"envelope": "{}", "call_id": "b"}))
+	g.ans[len(g.ans)-1].Body = "<variable>"
+	g.expect(409, "text", "<variable>")
+	var conflict nomad.Variable
+	if err := json.Unmarshal(b, &conflict); err != nil || conflict.Items["call_id"] != "a" {
+		g.t.Errorf("conflict answer: %s (%v), want the first writer's variable", b, err)
+	}
+	g.do("variable read", "GET", "/v1/var/"+path, nil)
+	g.expect(200, "json", "CreateIndex,CreateTime,Items,ModifyIndex,ModifyTime,Namespace,Path")
+	g.do("variables list by prefix", "GET", "/v1/vars?prefix="+url.QueryEscape("nomad/jobs/"+job), nil)
+	g.expect(200, "json", "[]interface {}")
+	g.do("variable over 64 KiB", "PUT", "/v1/var/"+path, vbody(map[string]string{"envelope": strings.Repeat("x", 70000)}))
+	g.expect(500, "text", "variables are limited to 64KiB in total size")
+	long := "hyperfunc/" + strings.Repeat("a", 130)
+	g.do("variable path over 128 characters", "PUT", "/v1/var/"+long, vbody(map[string]string{"a": "b"}))
+	g.expect(500, "text", `invalid path "`+long+`"`)
+	g.do("variable delete", "DELETE", "/v1/var/"+path, nil)
+	g.expect(204, "text", "")
+	g.do("variable delete missing", "DELETE", "/v1/var/"+path, nil)
+	g.expect(204, "text", "")
+	g.do("ACL policy without ACLs", "PUT", "/v1/acl/policy/hf-conformance", []byte(`{"Name":"hf-conformance","Rules":"namespace \"default\" {}"}`))
+	g.expect(400, "text", "ACL support disabled")
 }
 
 func TestConformance(t *testing.T) {

@@ -82,6 +82,8 @@ var permanentBodies = []string{
 	"parameterized job not found",
 	"job not found",
 	"payload exceeds maximum size",
+	"variables are limited to",
+	"invalid path",
 	"unpermitted metadata keys",
 	"did not provide required meta keys",
 	"not a parameterized job",

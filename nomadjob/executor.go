@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
@@ -40,6 +41,11 @@ type Executor struct {
 	// CleanOrphans: it keeps a call from being reported twice by this
 	// process and gives Release the child of a handle without Ref.
 	reported map[string]string
+
+	// wp is the warm pools (warm.go).
+	wp warmState
+	// noRecord: Nomad refused a call's record (warm_claim.go); logged once.
+	noRecord atomic.Bool
 }
 
 // maxReported bounds the reported set of calls nobody releases (leadership
@@ -53,8 +59,12 @@ type call struct {
 	child       string
 	stdoutLimit int64
 	running     bool // Running was reported
-	collecting  bool
-	done        bool
+	warm        bool // a warm child: collected as soon as result.json exists
+	// spec of a warm call this executor started: it is placed again if its
+	// sandbox dies before the call reaches it.
+	spec       *executor.Spec
+	collecting bool
+	done       bool
 }
 
 // Option changes New's defaults.
@@ -80,6 +90,7 @@ func New(cfg Config, opts ...Option) (*Executor, error) {
 		byChild:  map[string]*call{},
 		kick:     make(chan struct{}, 1),
 		reported: map[string]string{},
+		wp:       newWarmState(),
 	}
 	for _, o := range opts {
 		o(e)
@@ -93,8 +104,9 @@ func New(cfg Config, opts ...Option) (*Executor, error) {
 	}
 	e.log = e.log.With("executor", "nomad")
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.wg.Add(1)
+	e.wg.Add(2)
 	go e.watchLoop()
+	go e.warmLoop()
 	return e, nil
 }
 
@@ -138,13 +150,17 @@ func (e *Executor) Register(ctx context.Context, fn executor.Function) error {
 	return nil
 }
 
-// Deregister purges the function's parameterized jobs. Running children are
-// separate jobs and finish on their own.
+// Deregister purges the function's parameterized jobs (the warm one too).
+// Running children are separate jobs and finish on their own; unclaimed
+// warm children go when the leader's SetWarm drains the pool.
 func (e *Executor) Deregister(ctx context.Context, fn executor.Function) error {
-	for _, id := range []string{JobID(e.cfg.ClusterID, fn), BigJobID(e.cfg.ClusterID, fn)} {
+	for _, id := range []string{JobID(e.cfg.ClusterID, fn), BigJobID(e.cfg.ClusterID, fn), WarmJobID(e.cfg.ClusterID, fn)} {
 		if err := e.n.DeregisterJob(ctx, id, true); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
+	}
+	if err := e.n.DeletePolicy(ctx, WarmPolicyName(e.cfg.ClusterID, fn)); err != nil && !IsACLDisabled(err) && !errors.Is(err, ErrNotFound) {
+		e.log.Warn("deleting the warm job's ACL policy failed", "function", fn.ID, "err", err)
 	}
 	return nil
 }
@@ -155,6 +171,7 @@ func (e *Executor) Deregister(ctx context.Context, fn executor.Function) error {
 // executor already reported gets its handle back and nothing else: its
 // outcome went through Events once (Reconcile answers it again).
 func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Handle, error) {
+	start := time.Now()
 	e.mu.Lock()
 	if c := e.calls[spec.CallID]; c != nil {
 		e.mu.Unlock()
@@ -170,6 +187,11 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Hand
 	if spec.StdoutLimit > 0 {
 		limit = spec.StdoutLimit
 	}
+	return e.startRecorded(ctx, spec, limit, start)
+}
+
+// dispatch starts the call cold: a child of the function's job (or -big).
+func (e *Executor) dispatch(ctx context.Context, spec executor.Spec, limit int64, start time.Time) (executor.Handle, error) {
 	payload, big, err := payloadFor(spec, limit)
 	if err != nil {
 		return executor.Handle{}, err
@@ -193,6 +215,7 @@ func (e *Executor) Start(ctx context.Context, spec executor.Spec) (executor.Hand
 	if err != nil {
 		return executor.Handle{}, err
 	}
+	e.observeStart(false, start)
 	c := e.watch(spec.CallID, child, limit)
 	// The allocation may have moved before the call was in the watch list:
 	// look once now; the event stream covers what comes after.
@@ -274,6 +297,16 @@ func (e *Executor) finishCall(c *call) bool {
 }
 
 func (e *Executor) finishLocked(c *call) bool {
+	if !e.unwatchLocked(c) {
+		return false
+	}
+	e.markReported(c.id, c.child)
+	return true
+}
+
+// unwatchLocked marks c done and takes it off the watch list; false when
+// it was done already. e.mu held.
+func (e *Executor) unwatchLocked(c *call) bool {
 	if c.done {
 		return false
 	}
@@ -284,7 +317,6 @@ func (e *Executor) finishLocked(c *call) bool {
 	if e.byChild[c.child] == c {
 		delete(e.byChild, c.child)
 	}
-	e.markReported(c.id, c.child)
 	return true
 }
 

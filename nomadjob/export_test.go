@@ -24,3 +24,24 @@ func (e *Executor) CollectAlloc(ctx context.Context, callID, child, allocID stri
 
 // ErrNotTerminal is errNotTerminal.
 var ErrNotTerminal = errNotTerminal
+
+// WarmJob exposes the warm job for validation by a real Nomad.
+func (e *Executor) WarmJob(fn executor.Function) *nomad.Job { return e.warmJob(fn) }
+
+// WarmChildren lists the ready sandboxes' child jobs of a function.
+func (e *Executor) WarmChildren(fnID string) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	if p := e.wp.pools[fnID]; p != nil {
+		for _, sb := range p.ready {
+			out = append(out, sb.child)
+		}
+	}
+	return out
+}
+
+// CatFile reads a file of an allocation through the executor's client.
+func (e *Executor) CatFile(ctx context.Context, allocID, path string) ([]byte, error) {
+	return e.n.Cat(ctx, allocID, path, 1<<20)
+}

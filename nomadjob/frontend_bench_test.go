@@ -38,6 +38,8 @@ type benchEnv struct {
 	nc        *nomad.Client
 	fn        executor.Function
 	exec      *nomadjob.Executor
+	cfg       nomadjob.Config
+	image     string
 	jobID     string // the function's parameterized job
 }
 
@@ -124,7 +126,7 @@ func setupBench(b *testing.B, mode string) *benchEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := &benchEnv{nomadAddr: addr, client: client, nc: nc, exec: ex,
+	e := &benchEnv{nomadAddr: addr, client: client, nc: nc, exec: ex, cfg: cfg, image: image,
 		fn: executor.Function{ID: server.DefaultUser + "/" + f.Name, Owner: server.DefaultUser, Name: f.Name}}
 	// The raw calls dispatch the very job the frontend registered (found by
 	// its meta: the server may tag job IDs with its cluster).
@@ -133,7 +135,7 @@ func setupBench(b *testing.B, mode string) *benchEnv {
 		b.Fatal(err)
 	}
 	for _, s := range stubs {
-		if s.ParentID != "" || strings.HasSuffix(s.ID, nomadjob.BigSuffix) {
+		if s.ParentID != "" || strings.HasSuffix(s.ID, nomadjob.BigSuffix) || strings.HasSuffix(s.ID, nomadjob.WarmSuffix) {
 			continue
 		}
 		if j, _, err := nc.Jobs().Info(s.ID, nil); err == nil && j.Meta[nomadjob.MetaFunction] == e.fn.ID {

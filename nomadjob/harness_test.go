@@ -144,8 +144,14 @@ func isFinal(k executor.Kind) bool { return k == executor.Finished || k == execu
 // final waits (polling, with a deadline) for the call's final event.
 func (c *collector) final(t *testing.T, callID string) executor.Event {
 	t.Helper()
+	return c.finalWithin(t, 15*time.Second, callID)
+}
+
+// finalWithin is final with the deadline d.
+func (c *collector) finalWithin(t *testing.T, d time.Duration, callID string) executor.Event {
+	t.Helper()
 	var ev executor.Event
-	waitFor(t, 15*time.Second, "final event of "+callID, func() bool {
+	waitFor(t, d, "final event of "+callID, func() bool {
 		for _, e := range c.events(callID) {
 			if isFinal(e.Kind) {
 				ev = e

@@ -34,6 +34,28 @@ type Nomad interface {
 	// EventStream subscribes to the Allocation topic from index on.
 	EventStream(ctx context.Context, index uint64) (<-chan *nomad.Events, error)
 	Leader(ctx context.Context) (string, error)
+
+	// CreateVariable writes the variable at path only if none exists
+	// (check-and-set index 0). created false: one existed; it comes back
+	// and nothing was written. created true: the new one comes back.
+	CreateVariable(ctx context.Context, path string, items map[string]string) (cur VarState, created bool, err error)
+	// UpdateVariable replaces the variable at path only if its
+	// ModifyIndex is still index. updated false: it had changed (or is
+	// gone); what is there now comes back (zero VarState: nothing).
+	UpdateVariable(ctx context.Context, path string, items map[string]string, index uint64) (cur VarState, updated bool, err error)
+	// ReadVariable returns the items of the variable at path; nil, nil when
+	// there is none.
+	ReadVariable(ctx context.Context, path string) (map[string]string, error)
+	// DeleteVariable removes the variable at path (none: no error).
+	DeleteVariable(ctx context.Context, path string) error
+	// ListVariables returns the paths of the variables under prefix.
+	ListVariables(ctx context.Context, prefix string) ([]string, error)
+	// ApplyJobPolicy writes the ACL policy name with rules, attached to the
+	// job jobID of namespace (its workload identity gets it). A Nomad
+	// without ACLs answers 400 "ACL support disabled" (IsACLDisabled).
+	ApplyJobPolicy(ctx context.Context, name, namespace, jobID, rules string) error
+	// DeletePolicy removes the ACL policy name.
+	DeletePolicy(ctx context.Context, name string) error
 }
 
 // apiNomad implements Nomad with the official client.

@@ -37,6 +37,8 @@ type realEnv struct {
 	fe *nomadtest.Frontend
 	ex *nomadjob.Executor
 	co *collector
+	// cluster is the executor's ClusterID.
+	cluster string
 }
 
 func realImage() string {
@@ -82,7 +84,7 @@ func newRealEnv(t *testing.T, shimVolume, cluster string) *realEnv {
 	addr := nomadtest.RealAddr(t)
 	fe := nomadtest.NewFrontend(t, nomadjob.DefaultShimArtifactPath, realShimArchive(t))
 	ex, err := nomadjob.New(nomadjob.Config{
-		Address: addr, ArtifactBaseURL: fe.URL, ShimSHA256: fe.ShimSHA256,
+		Address: addr, Token: os.Getenv("NOMAD_TOKEN"), ArtifactBaseURL: fe.URL, ShimSHA256: fe.ShimSHA256,
 		ShimVolume: shimVolume, ClusterID: cluster,
 		RecheckInterval: 5 * time.Second,
 	})
@@ -93,11 +95,23 @@ func newRealEnv(t *testing.T, shimVolume, cluster string) *realEnv {
 	t.Cleanup(func() { _ = ex.Close(); co.stop() })
 	cfg := nomad.DefaultConfig()
 	cfg.Address = addr
+	cfg.SecretID = os.Getenv("NOMAD_TOKEN")
 	nc, err := nomad.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &realEnv{t: t, nc: nc, fe: fe, ex: ex, co: co}
+	// The calls' records (where each ran) go with the test: these tests
+	// do not Release every call.
+	t.Cleanup(func() {
+		vs, _, err := nc.Variables().PrefixList(nomadjob.CallRecordPrefix(cluster), nil)
+		if err != nil {
+			return
+		}
+		for _, v := range vs {
+			_, _ = nc.Variables().Delete(v.Path, nil)
+		}
+	})
+	return &realEnv{t: t, nc: nc, fe: fe, ex: ex, co: co, cluster: cluster}
 }
 
 func (r *realEnv) validate(job *nomad.Job) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
@@ -27,10 +28,30 @@ func (e *Executor) Reconcile(ctx context.Context, hs []executor.Handle) ([]execu
 	out := make([]executor.Event, 0, len(hs))
 	for _, h := range hs {
 		child := h.Ref
+		if isWarmChild(child) {
+			// Placed again since (its sandbox died before the call
+			// reached it)? The record says where it went.
+			rec, err := e.n.ReadVariable(ctx, CallVariablePath(e.cfg.ClusterID, h.CallID))
+			if err != nil && IsUnavailable(err) {
+				return nil, err
+			}
+			if moved := rec[ItemChild]; moved != "" && moved != child {
+				child = ""
+			}
+		}
+		if child == "" {
+			var err error
+			if child, err = e.recordedChild(ctx, h.CallID); err != nil {
+				return nil, err
+			}
+		}
 		if child == "" {
 			if byCall == nil {
 				var err error
 				if byCall, err = e.childrenByCall(ctx); err != nil {
+					return nil, err
+				}
+				if err := e.warmClaims(ctx, byCall); err != nil {
 					return nil, err
 				}
 			}
@@ -136,7 +157,7 @@ func (e *Executor) childrenByCall(ctx context.Context) (map[string]string, error
 		if err != nil {
 			return nil, err
 		}
-		if id := callIDOf(job); id != "" && e.ownJob(job) {
+		if id := callIDOf(job); id != "" && e.ownJob(job) && !isWarmChild(s.ID) {
 			out[id] = s.ID
 		}
 	}
@@ -159,4 +180,56 @@ func (e *Executor) ChildrenOf(ctx context.Context, fn executor.Function) ([]stri
 		}
 	}
 	return ids, nil
+}
+
+// recordedChild is the warm child the call's record names when that child
+// took the call (its variable names it); "" otherwise: the record says
+// cold (found by meta as before), or names a child that never got the
+// call (its next Start follows the record, so NotFound is safe).
+func (e *Executor) recordedChild(ctx context.Context, callID string) (string, error) {
+	rec, err := e.n.ReadVariable(ctx, CallVariablePath(e.cfg.ClusterID, callID))
+	if err != nil && IsUnavailable(err) {
+		return "", err
+	}
+	child := rec[ItemChild]
+	if child == "" || child == coldTarget {
+		return "", nil
+	}
+	items, err := e.n.ReadVariable(ctx, WarmVariablePath(child))
+	if err != nil {
+		if IsUnavailable(err) {
+			return "", err
+		}
+		return "", nil
+	}
+	if items[ItemCallID] == callID {
+		return child, nil
+	}
+	return "", nil
+}
+
+// warmClaims adds to byCall the warm children that took a call: their
+// variable (nomad/jobs/<child>) names it. A warm child's meta never
+// changes, so this is where a new leader learns which call it runs.
+func (e *Executor) warmClaims(ctx context.Context, byCall map[string]string) error {
+	paths, err := e.n.ListVariables(ctx, "nomad/jobs/"+e.listPrefix())
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		child := strings.TrimPrefix(p, "nomad/jobs/")
+		if !isWarmChild(child) {
+			continue
+		}
+		items, err := e.n.ReadVariable(ctx, p)
+		if err != nil {
+			return err
+		}
+		if id := items[ItemCallID]; id != "" {
+			if _, ok := byCall[id]; !ok {
+				byCall[id] = child
+			}
+		}
+	}
+	return nil
 }

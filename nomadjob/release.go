@@ -30,25 +30,30 @@ const releaseParallel = 8
 // end is recorded already). A failed purge only leaves a dead child for
 // CleanOrphans; the error says how many failed.
 func (e *Executor) Release(ctx context.Context, hs []executor.Handle) error {
-	var children []string
+	type release struct{ child, callID string }
+	var children []release
 	e.mu.Lock()
 	for _, h := range hs {
 		child := h.Ref
-		if child == "" {
-			child = e.reported[h.CallID]
-		}
+		// A warm call placed again (its sandbox died before it) ran in
+		// another child than the Ref the dispatcher knows: both go.
+		other := e.reported[h.CallID]
 		if c := e.calls[h.CallID]; c != nil {
-			if child == "" {
-				child = c.child
-			}
+			other = c.child
 			c.done = true
 			delete(e.calls, h.CallID)
 			delete(e.byChild, c.child)
 		}
-		delete(e.reported, h.CallID)
-		if child != "" {
-			children = append(children, child)
+		if child == "" {
+			child, other = other, ""
 		}
+		if other != "" && other != child {
+			children = append(children, release{child: other, callID: h.CallID})
+		}
+		delete(e.reported, h.CallID)
+		// Every handle: a call without a known child may still have its
+		// record (where it runs) to delete.
+		children = append(children, release{child: child, callID: h.CallID})
 	}
 	e.mu.Unlock()
 	if len(children) == 0 {
@@ -67,7 +72,7 @@ func (e *Executor) Release(ctx context.Context, hs []executor.Handle) error {
 		wg     sync.WaitGroup
 		sem    = make(chan struct{}, releaseParallel)
 	)
-	for _, child := range children {
+	for _, r := range children {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -82,12 +87,18 @@ func (e *Executor) Release(ctx context.Context, hs []executor.Handle) error {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := e.purge(ctx, child); err != nil {
+			if r.child == "" {
+				e.forgetCall(ctx, r.callID)
+				return
+			}
+			if err := e.purge(ctx, r.child); err != nil {
 				mu.Lock()
 				failed++
 				first = cmp.Or(first, err)
 				mu.Unlock()
+				return
 			}
+			e.forgetCall(ctx, r.callID)
 		}()
 	}
 	wg.Wait()
@@ -132,6 +143,21 @@ func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bo
 			return n, err
 		}
 		id := callIDOf(job)
+		if isWarmChild(s.ID) {
+			// A warm child's call is in its variable; one that died
+			// unclaimed has none and no call to keep.
+			items, err := e.n.ReadVariable(ctx, WarmVariablePath(s.ID))
+			if err != nil {
+				return n, err
+			}
+			id = items[ItemCallID]
+			if id == "" && e.ownJob(job) {
+				if err := e.purge(ctx, s.ID); err != nil && IsUnavailable(err) {
+					return n, err
+				}
+				continue
+			}
+		}
 		if id == "" || !e.ownJob(job) || keep(id) {
 			continue
 		}
@@ -142,6 +168,10 @@ func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bo
 			failed = append(failed, s.ID+": "+err.Error())
 			continue
 		}
+		if isWarmChild(s.ID) {
+			_ = e.n.DeleteVariable(ctx, WarmVariablePath(s.ID))
+		}
+		e.forgetCall(ctx, id) // the call's record, which Release did not delete
 		e.mu.Lock()
 		if e.reported[id] == s.ID {
 			delete(e.reported, id)
@@ -170,6 +200,14 @@ func callIDOf(job *nomad.Job) string {
 	return deref(job.DispatchIdempotencyToken)
 }
 
+// forgetCall deletes the call's record (where it ran), once its end is
+// recorded and its child purged. A failure leaves it to CleanOrphans.
+func (e *Executor) forgetCall(ctx context.Context, callID string) {
+	if err := e.n.DeleteVariable(ctx, CallVariablePath(e.cfg.ClusterID, callID)); err != nil && ctx.Err() == nil {
+		e.log.Warn("deleting a call's record failed; CleanOrphans sweeps it", "call", callID, "err", err)
+	}
+}
+
 // purge deletes a child job, retrying a few times while Nomad is
 // unavailable; a child already gone is fine.
 func (e *Executor) purge(ctx context.Context, child string) error {
@@ -178,6 +216,13 @@ func (e *Executor) purge(ctx context.Context, child string) error {
 	for range 10 {
 		err = e.n.DeregisterJob(ctx, child, true)
 		if err == nil || errors.Is(err, ErrNotFound) {
+			if isWarmChild(child) {
+				// Its claim goes after it: the child can render nothing
+				// more. A leftover variable only takes room.
+				if derr := e.n.DeleteVariable(ctx, WarmVariablePath(child)); derr != nil {
+					e.log.Warn("deleting a warm child's variable failed", "job", child, "err", derr)
+				}
+			}
 			return nil
 		}
 		if !IsUnavailable(err) || !sleep(ctx, backoff) {

@@ -83,8 +83,15 @@ func (e *Executor) handleEvent(ev *nomad.Event) {
 	if len(ev.FilterKeys) > 0 {
 		e.mu.Lock()
 		c = e.byChild[ev.FilterKeys[0]]
+		pooled := e.wp.sandboxes[ev.FilterKeys[0]] != nil
 		e.mu.Unlock()
+		if c == nil && !pooled {
+			return
+		}
 		if c == nil {
+			if alloc, err := DecodeAllocationEvent(ev); err == nil {
+				e.warmEvent(alloc.JobID, alloc.ClientStatus)
+			}
 			return
 		}
 	}
@@ -232,6 +239,12 @@ func startedAt(ts map[string]*nomad.TaskState) time.Time {
 // and reports it once. The child stays until Release: a leader that dies
 // before recording the result leaves it for the next leader's Reconcile.
 func (e *Executor) collectLoop(ctx context.Context, c *call, allocID string) {
+	e.mu.Lock()
+	warm := c.warm
+	e.mu.Unlock()
+	if warm && e.replaceUndelivered(ctx, c, allocID) {
+		return
+	}
 	backoff := e.cfg.StreamBackoffMin
 	var ev executor.Event
 	for {

@@ -52,6 +52,11 @@ if [[ (-z $ONLY || $ONLY == nomad) && -z ${NOMAD_ADDR:-} ]]; then
 	fi
 fi
 run nomad -bench 'NomadLatency|NomadThroughput' -benchtime 20x -timeout 10m ./nomadjob/
+# 6w: a sync call with --warm 2 vs a raw dispatch (issue 13), real Nomad only:
+# the double's tasks take milliseconds, there is no boot to save.
+if [[ -n ${NOMAD_ADDR:-} ]]; then
+	run nomad -bench 'NomadWarm' -benchtime 20x -timeout 15m ./nomadjob/
+fi
 
 # 7: memory per node and Raft entry sizes (issue 12), 3 agent processes. A
 # test, not a benchmark, so its phases share one cluster; it prints MEM lines.
@@ -138,6 +143,11 @@ if [[ -z $ONLY || $ONLY == nomad ]]; then
 		t="^nomadjob:BenchmarkNomadThroughput/$mode-"
 		row "shim $mode: calls/s at concurrency 10, raw / hyperfunc" "$(metric "$t" raw-calls/s) / $(metric "$t" frontend-calls/s), ratio $(metric "$t" ratio)"
 	done
+	w="^nomadjob:BenchmarkNomadWarm-"
+	if [[ -n $(metric "$w" ratio) ]]; then
+		row "warm (--warm 2): p50 raw dispatch / sync call through hyperfunc (goal ratio <= 0.3)" "$(metric "$w" raw-p50-ms) / $(metric "$w" warm-p50-ms) ms, ratio $(metric "$w" ratio) ($(metric "$w" hits) hits, $(metric "$w" misses) misses)"
+		row "warm breakdown p50: claim / deliver (render + SIGUSR1) / command / collect" "$(metric "$w" claim-p50-ms) / $(metric "$w" deliver-p50-ms) / $(metric "$w" command-p50-ms) / $(metric "$w" collect-p50-ms) ms"
+	fi
 fi
 if [[ -z $ONLY || $ONLY == memory ]]; then
 	echo "7. memory and Raft entry sizes, 3 agent processes (issue 12; docs/BENCHMARKS.md explains the lines)"

@@ -488,7 +488,7 @@ func TestWaitForSeesALaterFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "envelope.json")
 	done := make(chan error, 1)
-	go func() { done <- WaitFor(path, time.Millisecond, nil, nil) }()
+	go func() { done <- WaitFor(path, time.Millisecond, nil, nil, nil) }()
 	if err := os.WriteFile(path, []byte("{}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -512,7 +512,7 @@ func waitDone(t *testing.T, done <-chan error, hang string) {
 func TestWaitForStopsOnSignal(t *testing.T) {
 	stop := make(chan os.Signal, 1)
 	stop <- syscall.SIGTERM
-	if err := WaitFor(filepath.Join(t.TempDir(), "never"), time.Millisecond, nil, stop); !errors.Is(err, ErrWaitStopped) {
+	if err := WaitFor(filepath.Join(t.TempDir(), "never"), time.Millisecond, nil, nil, stop); !errors.Is(err, ErrWaitStopped) {
 		t.Fatalf("WaitFor = %v, want ErrWaitStopped", err)
 	}
 }
@@ -527,7 +527,7 @@ func TestWaitForDoorbell(t *testing.T) {
 	}
 	defer pw.Close()
 	done := make(chan error, 1)
-	go func() { done <- WaitFor(path, time.Hour, pr, nil) }()
+	go func() { done <- WaitFor(path, time.Hour, pr, nil, nil) }()
 	if err := os.WriteFile(path, []byte("{}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -535,4 +535,36 @@ func TestWaitForDoorbell(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDone(t, done, "the doorbell did not end the wait")
+}
+
+// SIGUSR1 (a Nomad template's change_signal) wakes the wait at once, and
+// an empty file (the template rendered before its variable existed) is no
+// envelope: with an hour's poll, only the signal after the content can end
+// it.
+func TestWaitForSignalAndEmptyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "envelope.json")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wake := make(chan os.Signal, 1)
+	done := make(chan error, 1)
+	go func() { done <- WaitFor(path, time.Hour, nil, wake, nil) }()
+	// The empty file and a first wake do not end it: a second wake after
+	// the content does (the channel holds one signal, so the second send
+	// waits for the first to be taken).
+	wake <- syscall.SIGUSR1
+	wake <- syscall.SIGUSR1
+	select {
+	case err := <-done:
+		t.Fatalf("WaitFor returned %v on an empty file", err)
+	default:
+	}
+	if err := os.WriteFile(path+".tmp", []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		t.Fatal(err)
+	}
+	wake <- syscall.SIGUSR1
+	waitDone(t, done, "SIGUSR1 did not end the wait")
 }

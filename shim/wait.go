@@ -13,18 +13,23 @@ import (
 // every few milliseconds would find it fast but costs gVisor's sentry a
 // wakeup each time (two sandboxes polling at 5 ms made a concurrent
 // `docker run` ~70% slower on two cores), so the agent rings a doorbell
-// (a byte on the container's stdin) after writing it, and the poll only
-// covers a doorbell that never rang (a leader that died in between).
+// (a byte on the container's stdin, or SIGUSR1 from a Nomad template's
+// change_signal) after writing it, and the poll only covers a doorbell
+// that never rang (a leader that died in between, a signal lost).
 const WaitPoll = 250 * time.Millisecond
 
 // ErrWaitStopped: a signal came before the envelope did (docker stop or
 // kill of a warm container): nothing ran and nothing is written.
 var ErrWaitStopped = errors.New("stopped before the call's envelope arrived")
 
-// WaitFor blocks until path exists (the agent writes it atomically, so
-// existence means complete) or a signal arrives on stop. It looks at each
-// byte read from bell (the doorbell; nil or EOF: none) and every poll.
-func WaitFor(path string, poll time.Duration, bell io.Reader, stop <-chan os.Signal) error {
+// WaitFor blocks until path exists with some content, or a signal arrives
+// on stop. Both writers replace the file whole (the local agent links it in,
+// Nomad's template renders to a temporary file and renames it), so content
+// means complete; an empty file is a Nomad template rendered before its
+// variable existed. It looks at each byte read from bell (the local
+// doorbell; nil or EOF: none), each signal on wake (SIGUSR1, Nomad's
+// doorbell; nil: none) and every poll.
+func WaitFor(path string, poll time.Duration, bell io.Reader, wake <-chan os.Signal, stop <-chan os.Signal) error {
 	if poll <= 0 {
 		poll = WaitPoll
 	}
@@ -46,13 +51,14 @@ func WaitFor(path string, poll time.Duration, bell io.Reader, stop <-chan os.Sig
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
-		if _, err := os.Lstat(path); err == nil {
+		if fi, err := os.Lstat(path); err == nil && fi.Size() > 0 {
 			return nil
 		}
 		select {
 		case <-stop:
 			return ErrWaitStopped
 		case <-rang:
+		case <-wake:
 		case <-t.C:
 		}
 	}

@@ -208,6 +208,33 @@ func (s *Server) run(ctx context.Context, id string, job *nomad.Job, task *nomad
 	})
 	meta := job.Meta
 	callID := meta["call_id"]
+	if isWarmTask(task) {
+		// The shim is up and waits for its envelope (hf-shim -wait -ready).
+		s.mu.Lock()
+		s.allocs[id].files["alloc/data/.hf-ready"] = []byte{}
+		s.bump()
+		s.mu.Unlock()
+		envelope, ok := s.warmEnvelope(ctx, deref(job.ID))
+		if !ok {
+			// Stopped before its call: the shim exits without running
+			// anything (ErrWaitStopped).
+			s.update(id, func(a *nomad.Allocation, ts *nomad.TaskState) {
+				term := taskEvent("Terminated", "Exit Code: 126", map[string]string{"exit_code": "126"})
+				term.ExitCode = 126
+				ts.Events = append(ts.Events, taskEvent("Killing", "Sent interrupt. Waiting 5s before force killing", nil), term, taskEvent("Killed", "Task successfully killed", nil))
+				ts.State, ts.FinishedAt = "dead", time.Now().UTC()
+				a.DesiredStatus, a.DesiredDescription = "stop", "alloc not needed due to job update"
+				a.ClientStatus, a.ClientDescription = "complete", "All tasks have completed"
+			})
+			return
+		}
+		if s.takeCrash() {
+			fail(taskEvent("Terminated", "Exit Code: 2", map[string]string{"exit_code": "2"}))
+			return
+		}
+		local["payload"] = envelope
+		callID = warmCallID(envelope)
+	}
 	s.mu.Lock()
 	if callID != "" {
 		s.runs[callID]++

@@ -91,7 +91,7 @@ func DefaultRunner(ctx context.Context, t *Task) Result {
 		return Result{ExitCode: shim.ExitShimError, Stderr: []byte(err.Error())}
 	}
 	out := Result{ExitCode: res.ExitCode, Files: map[string][]byte{}}
-	for _, f := range []string{shim.StdoutFile, shim.ResultFile} {
+	for _, f := range []string{shim.StdoutFile, shim.StderrFile, shim.ResultFile} {
 		if b, err := os.ReadFile(filepath.Join(data, f)); err == nil {
 			out.Files["alloc/data/"+f] = b
 		}

@@ -48,17 +48,20 @@ type Server struct {
 	// Heartbeat is the event stream's {} interval (Nomad: 10s).
 	Heartbeat time.Duration
 
-	mu       sync.Mutex
-	index    uint64
-	changed  chan struct{}
-	jobs     map[string]*nomad.Job
-	allocs   map[string]*allocRec
-	byJob    map[string][]string
-	events   []eventLine // buffer for index replays
-	subs     map[*subscriber]struct{}
-	seq      int
-	runs     map[string]int // executions per call_id
-	requests map[string]int // per route kind
+	mu        sync.Mutex
+	index     uint64
+	changed   chan struct{}
+	jobs      map[string]*nomad.Job
+	allocs    map[string]*allocRec
+	byJob     map[string][]string
+	events    []eventLine // buffer for index replays
+	subs      map[*subscriber]struct{}
+	seq       int
+	runs      map[string]int // executions per call_id
+	requests  map[string]int // per route kind
+	vars      map[string]*nomad.Variable
+	hideVars  bool
+	crashWarm int
 
 	// faults
 	down         bool
@@ -107,6 +110,7 @@ func New(t interface {
 		subs:       map[*subscriber]struct{}{},
 		runs:       map[string]int{},
 		requests:   map[string]int{},
+		vars:       map[string]*nomad.Variable{},
 		failNext:   map[string]int{},
 		failPull:   map[string]string{},
 		cancels:    map[string]context.CancelFunc{},
@@ -257,6 +261,18 @@ func (s *Server) Job(id string) *nomad.Job {
 	return &cp
 }
 
+// AllocStatus is the ClientStatus of a job's last allocation ("" when
+// it has none).
+func (s *Server) AllocStatus(jobID string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := s.byJob[jobID]
+	if len(ids) == 0 {
+		return ""
+	}
+	return s.allocs[ids[len(ids)-1]].a.ClientStatus
+}
+
 // JobIDs lists the jobs that exist (not purged), sorted.
 func (s *Server) JobIDs() []string {
 	s.mu.Lock()
@@ -353,6 +369,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case len(segs) == 5 && segs[0] == "v1" && segs[1] == "client" && segs[2] == "fs":
 		s.count("fs/" + segs[3])
 		s.fs(w, r, segs[3], segs[4])
+	case len(segs) >= 3 && segs[0] == "v1" && segs[1] == "var":
+		s.variable(w, r, strings.Join(segs[2:], "/"))
+	case len(segs) == 4 && segs[0] == "v1" && segs[1] == "acl" && segs[2] == "policy":
+		// The double runs without ACLs, as the dev agent does.
+		s.count("acl/policy")
+		textError(w, http.StatusBadRequest, "ACL support disabled")
+	case len(segs) == 2 && segs[0] == "v1" && segs[1] == "vars":
+		s.listVariables(w, r)
 	case len(segs) == 3 && segs[0] == "v1" && segs[1] == "event" && segs[2] == "stream":
 		s.count("stream")
 		s.stream(w, r)

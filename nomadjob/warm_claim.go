@@ -1,0 +1,431 @@
+package nomadjob
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+
+	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/executor"
+	"github.com/hyperfunc/hyperfunc/shim"
+)
+
+// Where a call runs is recorded before it runs there, in the variable
+// hyperfunc/calls/<cluster tag>/<call ID> (CallVariablePath), item
+// "child": a warm child's job ID, or "cold" (the dispatch, whose
+// idempotency token is the call ID). Every Start of a call, by this
+// executor or another leader's, creates that record (check-and-set 0) or
+// follows the one there, so two leaders never run one call in two places:
+// a stale leader's warm claim and the new leader's cold dispatch of the
+// same call meet at the record. Following a warm record means claiming
+// that child for the call (its variable, check-and-set 0): the owner's
+// claim and the follower's are the same envelope, the second finds its
+// own call there. When the recorded child took another call (its variable
+// names another), the record moves on with check-and-set on its index, to
+// the next sandbox or to cold.
+
+// ItemChild is the call record's item: where the call runs.
+const (
+	ItemChild  = "child"
+	coldTarget = "cold"
+)
+
+// CallVariablePath is the variable that records where a call runs. A
+// call ID that Nomad would refuse in a path (characters other than
+// letters, digits, "-" and "_", or too long; the server's IDs are UUIDs)
+// is named by 32 hex of its sha256, the same for every leader.
+func CallVariablePath(clusterID, callID string) string {
+	if !pathSafe(callID) || len(callID) > 64 {
+		sum := sha256.Sum256([]byte(callID))
+		callID = "h-" + hex.EncodeToString(sum[:16])
+	}
+	return CallRecordPrefix(clusterID) + callID
+}
+
+// CallRecordPrefix is the path prefix of the cluster's call records.
+func CallRecordPrefix(clusterID string) string {
+	tag := ClusterTag(clusterID)
+	if tag == "" {
+		tag = "none"
+	}
+	return "hyperfunc/calls/" + tag + "/"
+}
+
+func pathSafe(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// startRecorded records the call's place and starts it there. Errors: as
+// Start's; Nomad unavailable in the middle leaves the record, which the
+// call's next Start follows.
+func (e *Executor) startRecorded(ctx context.Context, spec executor.Spec, limit int64, start time.Time) (executor.Handle, error) {
+	return e.place(ctx, spec, limit, start, "")
+}
+
+// place is startRecorded; a record naming avoid (a sandbox that died
+// before the call reached it) is moved on as if that sandbox ran another
+// call.
+func (e *Executor) place(ctx context.Context, spec executor.Spec, limit int64, start time.Time, avoid string) (executor.Handle, error) {
+	envelope := e.warmEnvelope(spec, limit)
+	e.mu.Lock()
+	pooled := e.wp.pools[spec.Function.ID] != nil
+	e.mu.Unlock()
+	path := CallVariablePath(e.cfg.ClusterID, spec.CallID)
+	sb := e.pick(ctx, spec, envelope)
+	cur, created, err := e.n.CreateVariable(ctx, path, map[string]string{ItemChild: target(sb), ItemCallID: spec.CallID})
+	if err != nil {
+		e.unpick(sb)
+		if IsUnavailable(err) {
+			return executor.Handle{}, err
+		}
+		// Refused (a token without variable write): no record, so no
+		// warm path either; cold as before, guarded by its token alone.
+		if e.noRecord.CompareAndSwap(false, true) {
+			e.log.Error("cannot record where calls run (Nomad variables under hyperfunc/calls/): every call starts cold, without warm sandboxes; give the executor's token variable write there (jobspecs/README.md)", "call", spec.CallID, "err", err)
+		}
+		return e.startCold(ctx, spec, limit, start, pooled)
+	}
+	if !created {
+		e.unpick(sb) // another Start recorded a place first: follow it
+	}
+	for range 64 {
+		child := cur.Items[ItemChild]
+		if child == coldTarget || child == "" || envelope == nil {
+			if child != coldTarget && child != "" {
+				// Recorded warm, but this envelope cannot go warm (it is
+				// the same call: cannot happen unless limits differ).
+				if _, _, err := e.n.UpdateVariable(ctx, path, map[string]string{ItemChild: coldTarget, ItemCallID: spec.CallID}, cur.ModifyIndex); err != nil {
+					return executor.Handle{}, err
+				}
+			}
+			return e.startCold(ctx, spec, limit, start, pooled)
+		}
+		taken := false
+		if child != avoid {
+			if taken, err = e.claimSandbox(ctx, child, spec.CallID, envelope); err != nil {
+				return executor.Handle{}, err
+			}
+		}
+		if taken {
+			e.countWarm(true)
+			h, _, err := e.warmTaken(ctx, spec, child, limit)
+			e.observeStart(true, start)
+			return h, err
+		}
+		// The recorded sandbox runs another call: move the record on.
+		next := e.pick(ctx, spec, envelope)
+		moved, updated, err := e.n.UpdateVariable(ctx, path, map[string]string{ItemChild: target(next), ItemCallID: spec.CallID}, cur.ModifyIndex)
+		if err != nil || !updated {
+			e.unpick(next)
+		}
+		if err != nil {
+			return executor.Handle{}, err
+		}
+		if moved.Items == nil {
+			// The record is gone (released meanwhile): nothing to follow.
+			return executor.Handle{}, &Error{Op: "record call " + spec.CallID, Retryable: true, Err: errors.New("the call's record vanished while starting it")}
+		}
+		cur = moved
+	}
+	return executor.Handle{}, &Error{Op: "record call " + spec.CallID, Retryable: true, Err: errors.New("no place found for the call after 64 tries")}
+}
+
+func target(sb *sandbox) string {
+	if sb == nil {
+		return coldTarget
+	}
+	return sb.child
+}
+
+// startCold dispatches the call (its ID is the idempotency token).
+func (e *Executor) startCold(ctx context.Context, spec executor.Spec, limit int64, start time.Time, pooled bool) (executor.Handle, error) {
+	if pooled {
+		e.countWarm(false)
+	}
+	return e.dispatch(ctx, spec, limit, start)
+}
+
+// warmEnvelope is the call's envelope for a warm sandbox, nil when it is
+// over MaxWarmEnvelope (the call goes cold).
+func (e *Executor) warmEnvelope(spec executor.Spec, limit int64) []byte {
+	en := BuildEnvelope(spec, limit, true)
+	en.StderrPreview = warmStderrPreview
+	// The shim marks alloc/data/.started when the envelope reaches it: a
+	// claim whose envelope never arrives is told from a long call.
+	en.Once = true
+	b, err := json.Marshal(en)
+	if err != nil || len(b) > MaxWarmEnvelope {
+		return nil
+	}
+	return b
+}
+
+// pick takes a ready sandbox of the call's function version whose
+// allocation still runs (one GET), or nil: none, or no envelope.
+func (e *Executor) pick(ctx context.Context, spec executor.Spec, envelope []byte) *sandbox {
+	if envelope == nil {
+		return nil
+	}
+	version := SpecHash(spec.Function)
+	for {
+		sb := e.takeSandbox(spec.Function.ID, version)
+		if sb == nil {
+			return nil
+		}
+		e.kickWarm() // refill
+		if a, err := e.n.Allocation(ctx, sb.alloc); err == nil && a.ClientStatus == nomad.AllocClientStatusRunning {
+			return sb
+		}
+		// Ended before its call (the stream had not said so yet), or
+		// unknown: never hand a call to it.
+		e.spawn(func(ctx context.Context) { e.stopSandbox(ctx, sb.child) })
+	}
+}
+
+// unpick puts an unused sandbox back in its pool (or stops it when the
+// pool no longer wants it).
+func (e *Executor) unpick(sb *sandbox) {
+	if sb == nil {
+		return
+	}
+	e.mu.Lock()
+	p := e.wp.pools[sb.fnID]
+	back := p != nil && p.spec == sb.spec && len(p.ready) < p.target.N
+	if back {
+		p.ready = append([]*sandbox{sb}, p.ready...)
+		e.wp.sandboxes[sb.child] = sb
+	}
+	e.mu.Unlock()
+	if !back {
+		e.spawn(func(ctx context.Context) { e.stopSandbox(ctx, sb.child) })
+	}
+}
+
+// claimSandbox hands the call to a warm child: its variable created with
+// check-and-set 0. taken: the variable names this call (created now, or by
+// another Start of it). false: it names another call, or Nomad refused the
+// write (nothing written): the child is not this call's.
+func (e *Executor) claimSandbox(ctx context.Context, child, callID string, envelope []byte) (bool, error) {
+	cur, created, err := e.n.CreateVariable(ctx, WarmVariablePath(child), map[string]string{ItemEnvelope: string(envelope), ItemCallID: callID})
+	if err != nil {
+		if IsUnavailable(err) {
+			return false, err
+		}
+		e.log.Warn("warm pools: claim refused; the call goes elsewhere", "call", callID, "job", child, "err", err)
+		e.spawn(func(ctx context.Context) { e.stopSandbox(ctx, child) })
+		return false, nil
+	}
+	return created || cur.Items[ItemCallID] == callID, nil
+}
+
+// takeSandbox pops a ready sandbox of fnID's version; those of another
+// version are stopped on sight, so a call never runs on an old image.
+func (e *Executor) takeSandbox(fnID, version string) *sandbox {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.wp.pools[fnID]
+	for p != nil && len(p.ready) > 0 {
+		sb := p.ready[0]
+		p.ready = p.ready[1:]
+		e.forgetLocked(sb)
+		if sb.spec == version {
+			return sb
+		}
+		e.wp.stop = append(e.wp.stop, sb.child)
+	}
+	return nil
+}
+
+func (e *Executor) countWarm(hit bool) {
+	e.mu.Lock()
+	if hit {
+		e.wp.hits++
+	} else {
+		e.wp.misses++
+	}
+	e.mu.Unlock()
+}
+
+// warmTaken watches a call handed to a warm child: collected as soon as
+// its result.json exists, or from the allocation's end as a cold call.
+func (e *Executor) warmTaken(ctx context.Context, spec executor.Spec, child string, limit int64) (executor.Handle, bool, error) {
+	callID := spec.CallID
+	c := e.watch(callID, child, limit)
+	e.mu.Lock()
+	c.warm = true
+	c.spec = &spec
+	c.running = true // the allocation ran before the call: no Running event comes
+	e.mu.Unlock()
+	// Its allocation may have ended before the call was in the watch list
+	// (the stream's news of it went to the pool): look once now, as a cold
+	// Start does.
+	e.spawn(func(ctx context.Context) { e.check(ctx, c) })
+	e.spawn(func(ctx context.Context) { e.collectWarm(ctx, c) })
+	return executor.Handle{CallID: callID, Ref: child}, true, nil
+}
+
+// collectWarm polls (host side, through the fs endpoint) for the shim's
+// result.json and collects the call from alloc/data at once, without
+// waiting for the sandbox's teardown and Nomad's status update (gVisor
+// takes ~100-200 ms after the command). The poll starts fast and slows
+// down for long calls; the stream's end of the allocation still collects
+// a call whose shim left no result.
+func (e *Executor) collectWarm(ctx context.Context, c *call) {
+	allocs, _, err := e.n.JobAllocations(ctx, c.child, 0, 0)
+	a := latest(allocs)
+	if err != nil || a == nil {
+		e.check(ctx, c)
+		return
+	}
+	poll := 5 * time.Millisecond
+	delivered := false
+	lastCheck := time.Now()
+	for start := time.Now(); ; {
+		e.mu.Lock()
+		stop := c.done || c.collecting
+		e.mu.Unlock()
+		if stop {
+			return
+		}
+		if ok, _ := e.exists(ctx, a.ID, ResultFilePath); ok {
+			rctx, cancel := context.WithTimeout(ctx, e.cfg.CollectTimeout)
+			ev, err := e.collectEarly(rctx, c, a.ID)
+			cancel()
+			if err != nil {
+				e.log.Warn("warm call: early collection failed; collecting at the allocation's end", "call", c.id, "err", err)
+				return
+			}
+			if e.finishCall(c) {
+				e.emit(ev)
+			}
+			return
+		}
+		if time.Since(start) > time.Second {
+			poll = min(poll*2, 250*time.Millisecond)
+		}
+		if time.Since(lastCheck) > time.Second {
+			// An allocation that ended without a result (the sandbox died
+			// under its call) is collected by its end, as a cold one.
+			e.check(ctx, c)
+			lastCheck = time.Now()
+		}
+		if !delivered && time.Since(start) > e.cfg.WarmDeliverTimeout {
+			if delivered = e.undelivered(ctx, c, a.ID); !delivered {
+				return
+			}
+		}
+		if !sleep(ctx, poll) {
+			return
+		}
+	}
+}
+
+// undelivered checks a warm call whose shim did not start it within
+// Config.WarmDeliverTimeout (the template renders within milliseconds of
+// the variable's write, a blocking query, so a minute means it never will:
+// a variable the task may not read, an ACL): true when it has started
+// after all. Otherwise the call is reported Failed (executor) and the
+// child stopped: its shim never got the envelope, so nothing ran (a late
+// one could: the report and the stop come first, and it is a failed call,
+// never a second run).
+func (e *Executor) undelivered(ctx context.Context, c *call, allocID string) bool {
+	ok, err := e.exists(ctx, allocID, "alloc/data/"+shim.StartedFile)
+	if ok || err != nil {
+		return true // started, or unknown: look again later
+	}
+	if e.finishCall(c) {
+		e.emit(executor.Event{
+			CallID: c.id, Kind: executor.Failed, Ref: c.child, Reason: api.ReasonExecutor, EndedAt: time.Now(),
+			Message: fmt.Sprintf("the warm sandbox %s did not receive its call within %s (can its task read the Nomad variable %s? with ACLs it needs the warm job's policy)", c.child, e.cfg.WarmDeliverTimeout, WarmVariablePath(c.child)),
+		})
+	}
+	if err := e.n.DeregisterJob(ctx, c.child, false); err != nil && !errors.Is(err, ErrNotFound) {
+		e.log.Warn("stopping an undelivered warm sandbox failed", "job", c.child, "err", err)
+	}
+	return false
+}
+
+// errNoResult: result.json vanished or is unreadable (collect at the end).
+var errNoResult = errors.New("no readable result.json")
+
+// collectEarly reads a warm call's outcome from alloc/data: result.json,
+// stdout and the shim's stderr preview.
+func (e *Executor) collectEarly(ctx context.Context, c *call, allocID string) (executor.Event, error) {
+	alloc, err := e.n.Allocation(ctx, allocID)
+	if err != nil {
+		return executor.Event{}, err
+	}
+	res, stdout, err := e.readResult(ctx, allocID, c.stdoutLimit)
+	if err != nil {
+		return executor.Event{}, err
+	}
+	if res == nil {
+		return executor.Event{}, errNoResult
+	}
+	ev := Outcome(alloc, res, stdout, c.stdoutLimit)
+	ev.CallID, ev.Ref = c.id, c.child
+	path := "alloc/data/" + shim.StderrFile
+	if ok, err := e.exists(ctx, allocID, path); err != nil {
+		return executor.Event{}, err
+	} else if ok {
+		b, err := e.n.Cat(ctx, allocID, path, executor.StderrPreviewBytes)
+		if err != nil {
+			return executor.Event{}, err
+		}
+		ev.Stderr = preview(b)
+	}
+	return ev, nil
+}
+
+// replaceUndelivered places again a warm call whose allocation ended
+// before its shim started it (no .started, no result.json: nothing ran),
+// when this executor has the call's spec (it started it): the record
+// moves on from the dead child to another sandbox or to cold, and the call
+// is watched there. true: re-placed (or already done); false: report the
+// end as it is (the shim started, unknown, or no spec).
+func (e *Executor) replaceUndelivered(ctx context.Context, c *call, allocID string) bool {
+	e.mu.Lock()
+	spec := c.spec
+	e.mu.Unlock()
+	if spec == nil {
+		return false
+	}
+	for _, f := range []string{"alloc/data/" + shim.StartedFile, ResultFilePath} {
+		if ok, err := e.exists(ctx, allocID, f); ok || err != nil {
+			return false
+		}
+	}
+	e.mu.Lock()
+	// Off the watch list without a report: the call goes on elsewhere.
+	fresh := e.unwatchLocked(c)
+	e.mu.Unlock()
+	if !fresh {
+		return true
+	}
+	e.log.Warn("warm call: its sandbox ended before the call reached it; placing it again", "call", c.id, "job", c.child)
+	backoff := e.cfg.StreamBackoffMin
+	for {
+		_, err := e.place(ctx, *spec, c.stdoutLimit, time.Now(), c.child)
+		if err == nil {
+			return true
+		}
+		if !IsUnavailable(err) || !sleep(ctx, backoff) {
+			if ctx.Err() == nil && e.finish(c.id, c.child) {
+				e.emit(lostEvent(c, "its warm sandbox ended before the call reached it, and placing it again failed: "+err.Error()))
+			}
+			return true
+		}
+		backoff = min(backoff*2, e.cfg.StreamBackoffMax)
+	}
+}
