@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -27,6 +28,12 @@ type dispatcher struct {
 	events chan executor.Event // from start goroutines, merged with exec.Events()
 
 	canceling map[string]bool
+	// asked holds, per call ID, when its Start was asked, until its
+	// RUNNING is recorded: the executor's end of a short call can reach
+	// collect before the Running event of the Start that is still
+	// returning, and land in an earlier batch; record then writes the
+	// RUNNING first, so a call's log never lacks it.
+	asked sync.Map
 }
 
 func newDispatcher(s *Server) *dispatcher {
@@ -271,6 +278,7 @@ func (d *dispatcher) start(ctx context.Context, c *fsm.Call) {
 	// warm call may end before Start returns, and its log must not show
 	// RUNNING after FINISHED.
 	asked := now()
+	d.asked.Store(c.ID, asked)
 	h, err := d.exec.Start(sctx, spec)
 	timedOut := err != nil && sctx.Err() != nil && ctx.Err() == nil
 	cancel()
@@ -285,6 +293,7 @@ func (d *dispatcher) start(ctx context.Context, c *fsm.Call) {
 		// Leadership ended mid-start; the next leader reconciles this call.
 		d.log.Debug("leadership ended while the executor started call", "call", c.ID)
 	case errors.Is(err, executor.ErrUnavailable):
+		d.asked.Delete(c.ID)
 		d.log.Warn("executor unavailable; call queued again", "call", c.ID, "error", err)
 		d.s.metrics.executorErrors.Inc()
 		sleepCtx(ctx, time.Second)
@@ -292,6 +301,7 @@ func (d *dispatcher) start(ctx context.Context, c *fsm.Call) {
 			d.log.Warn("requeue failed", "call", c.ID, "error", err)
 		}
 	default:
+		d.asked.Delete(c.ID) // it never ran: no RUNNING
 		d.log.Debug("executor refused call", "call", c.ID, "error", err)
 		d.send(ctx, executor.Event{CallID: c.ID, Kind: executor.Failed, Reason: api.ReasonExecutor, Message: err.Error()})
 	}
@@ -362,7 +372,14 @@ func (d *dispatcher) record(ctx context.Context, batch []executor.Event) {
 				t = now()
 			}
 			run.Running = append(run.Running, fsm.CallRunning{ID: ev.CallID, Ref: ev.Ref, Time: t})
+			d.asked.Delete(ev.CallID)
 		case executor.Finished, executor.Failed:
+			// An end that overtook its Running event: RUNNING first
+			// (CallRunning is applied before CallFinish, and a second
+			// CallRunning of the call is a no-op).
+			if t, ok := d.asked.LoadAndDelete(ev.CallID); ok {
+				run.Running = append(run.Running, fsm.CallRunning{ID: ev.CallID, Ref: ev.Ref, Time: t.(time.Time)})
+			}
 			r := resultOf(ev)
 			// A canceled call that the executor saw die of its stop signal
 			// is CANCELED, whatever reason the executor gave.

@@ -283,7 +283,7 @@ func knowsMember(s, m *server.Server) bool {
 // WaitForVoters waits until server i's Raft configuration has n voters.
 func (c *Cluster) WaitForVoters(i, n int) {
 	c.t.Helper()
-	Eventually(c.t, 10*time.Second, func() error {
+	Eventually(c.t, 60*time.Second, func() error {
 		s := c.Server(i)
 		if s == nil {
 			return fmt.Errorf("server %d is down", i)
