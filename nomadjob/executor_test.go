@@ -5,6 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -477,5 +480,33 @@ func TestPull(t *testing.T) {
 	err := e.ex.Pull(ctx(t), "hf/nope:1")
 	if err == nil || !strings.Contains(err.Error(), "Failed to pull `hf/nope:1`") {
 		t.Fatalf("failed pull: %v", err)
+	}
+}
+
+// TestLinkedOutputNotRead: a task that leaves its stdout, stderr preview or
+// result.json as a link to a host file (the real client's fs/cat follows
+// links, as root) fails with a message, and the host file's content is in
+// no part of the outcome.
+func TestLinkedOutputNotRead(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "host-secret")
+	if err := os.WriteFile(secret, []byte("HOST-SECRET-CONTENT"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"stdout", "stderr", "result.json"} {
+		e := newEnv(t)
+		f := fn("link-"+strings.TrimSuffix(name, ".json"), nomadtest.LinkCommand, name, secret)
+		ev := e.run(f, spec("c-link-"+strings.TrimSuffix(name, ".json"), f, ""))
+		if ev.Kind != executor.Failed || !strings.Contains(ev.Message, "link or a special file") || !strings.Contains(ev.Message, "alloc/data/"+name) {
+			t.Fatalf("%s as a link: %+v", name, ev)
+		}
+		if strings.Contains(fmt.Sprintf("%+v %s %s", ev, ev.Stdout, ev.Stderr), "HOST-SECRET") {
+			t.Fatalf("%s as a link: the host file reached the outcome: %+v", name, ev)
+		}
+	}
+	// The same call without the link reads its outputs.
+	e := newEnv(t)
+	f := fn("plain", "cat")
+	if ev := e.run(f, spec("c-plain", f, "ok")); ev.Kind != executor.Finished || string(ev.Stdout) != "ok" {
+		t.Fatalf("plain call: %+v", ev)
 	}
 }

@@ -45,3 +45,6 @@ func (e *Executor) WarmChildren(fnID string) []string {
 func (e *Executor) CatFile(ctx context.Context, allocID, path string) ([]byte, error) {
 	return e.n.Cat(ctx, allocID, path, 1<<20)
 }
+
+// IsWarmChild reports whether a child job ID is a warm sandbox's.
+func IsWarmChild(child string) bool { return isWarmChild(child) }

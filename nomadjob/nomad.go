@@ -27,6 +27,9 @@ type Nomad interface {
 	JobAllocations(ctx context.Context, jobID string, waitIndex uint64, wait time.Duration) ([]*nomad.AllocationListStub, uint64, error)
 	Allocation(ctx context.Context, allocID string) (*nomad.Allocation, error)
 	Stat(ctx context.Context, allocID, path string) (*nomad.AllocFileInfo, error)
+	// List lists a directory of the allocation (fs/ls): the only fs
+	// endpoint that shows a symbolic link as one (FileMode "L...").
+	List(ctx context.Context, allocID, path string) ([]*nomad.AllocFileInfo, error)
 	// Cat reads at most limit bytes of a file in the allocation directory.
 	Cat(ctx context.Context, allocID, path string, limit int64) ([]byte, error)
 	// Logs reads at most limit bytes of a task's stdout or stderr (plain).
@@ -126,6 +129,15 @@ func (n *apiNomad) Stat(ctx context.Context, allocID, path string) (*nomad.Alloc
 		return nil, classify("stat "+path+" of allocation "+allocID, err)
 	}
 	return &fi, nil
+}
+
+func (n *apiNomad) List(ctx context.Context, allocID, path string) ([]*nomad.AllocFileInfo, error) {
+	var out []*nomad.AllocFileInfo
+	_, err := n.c.Raw().Query("/v1/client/fs/ls/"+url.PathEscape(allocID)+"?path="+url.QueryEscape(path), &out, qo(ctx))
+	if err != nil {
+		return nil, classify("list "+path+" of allocation "+allocID, err)
+	}
+	return out, nil
 }
 
 func (n *apiNomad) Cat(ctx context.Context, allocID, path string, limit int64) ([]byte, error) {

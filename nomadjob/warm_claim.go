@@ -275,12 +275,11 @@ func (e *Executor) warmTaken(ctx context.Context, spec executor.Spec, child stri
 	return executor.Handle{CallID: callID, Ref: child}, true, nil
 }
 
-// collectWarm polls (host side, through the fs endpoint) for the shim's
-// result.json and collects the call from alloc/data at once, without
-// waiting for the sandbox's teardown and Nomad's status update (gVisor
-// takes ~100-200 ms after the command). The poll starts fast and slows
-// down for long calls; the stream's end of the allocation still collects
-// a call whose shim left no result.
+// collectWarm watches a claimed warm call until its command is done (the
+// shim's result.json, polled through the fs endpoint: fast at first, then
+// slower for long calls), failing a call whose envelope never reached its
+// shim. The call itself is collected at the allocation's end by the watch,
+// as a cold one (allocfs.go says why not at result.json).
 func (e *Executor) collectWarm(ctx context.Context, c *call) {
 	allocs, _, err := e.n.JobAllocations(ctx, c.child, 0, 0)
 	a := latest(allocs)
@@ -299,16 +298,10 @@ func (e *Executor) collectWarm(ctx context.Context, c *call) {
 			return
 		}
 		if ok, _ := e.exists(ctx, a.ID, ResultFilePath); ok {
-			rctx, cancel := context.WithTimeout(ctx, e.cfg.CollectTimeout)
-			ev, err := e.collectEarly(rctx, c, a.ID)
-			cancel()
-			if err != nil {
-				e.log.Warn("warm call: early collection failed; collecting at the allocation's end", "call", c.id, "err", err)
-				return
-			}
-			if e.finishCall(c) {
-				e.emit(ev)
-			}
+			// The command is done. Its files are read once the allocation
+			// has ended, as a cold call's (allocfs.go: before that the
+			// task could swap one for a link to a host file between the
+			// check and the read); the watch collects it then.
 			return
 		}
 		if time.Since(start) > time.Second {
@@ -354,38 +347,6 @@ func (e *Executor) undelivered(ctx context.Context, c *call, allocID string) boo
 		e.log.Warn("stopping an undelivered warm sandbox failed", "job", c.child, "err", err)
 	}
 	return false
-}
-
-// errNoResult: result.json vanished or is unreadable (collect at the end).
-var errNoResult = errors.New("no readable result.json")
-
-// collectEarly reads a warm call's outcome from alloc/data: result.json,
-// stdout and the shim's stderr preview.
-func (e *Executor) collectEarly(ctx context.Context, c *call, allocID string) (executor.Event, error) {
-	alloc, err := e.n.Allocation(ctx, allocID)
-	if err != nil {
-		return executor.Event{}, err
-	}
-	res, stdout, err := e.readResult(ctx, allocID, c.stdoutLimit)
-	if err != nil {
-		return executor.Event{}, err
-	}
-	if res == nil {
-		return executor.Event{}, errNoResult
-	}
-	ev := Outcome(alloc, res, stdout, c.stdoutLimit)
-	ev.CallID, ev.Ref = c.id, c.child
-	path := "alloc/data/" + shim.StderrFile
-	if ok, err := e.exists(ctx, allocID, path); err != nil {
-		return executor.Event{}, err
-	} else if ok {
-		b, err := e.n.Cat(ctx, allocID, path, executor.StderrPreviewBytes)
-		if err != nil {
-			return executor.Event{}, err
-		}
-		ev.Stderr = preview(b)
-	}
-	return ev, nil
 }
 
 // replaceUndelivered places again a warm call whose allocation ended

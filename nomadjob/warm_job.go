@@ -16,8 +16,12 @@ import (
 // Names of the warm sandboxes (warm.go).
 const (
 	// WarmSuffix ends the ID of a function's warm job, whose children are
-	// the pre-started sandboxes.
-	WarmSuffix = "-warm"
+	// the pre-started sandboxes. A cold job's ID ends with its function's
+	// name (letters, digits, dashes) or a hash, never with "_": with
+	// "-warm", a function named x-warm had its cold children taken for
+	// x's sandboxes (stopped at a take-over, lost at Reconcile, run twice
+	// after CleanOrphans) and its job overwrote x's warm job.
+	WarmSuffix = "_warm"
 	// MetaWarm is the dispatch meta of a warm child: its sandbox ID. A
 	// warm child carries no call: the call it takes is in its variable.
 	MetaWarm = "hf_warm"

@@ -29,7 +29,7 @@ func TestRealNomadWarm(t *testing.T) {
 	for i := range 3 {
 		s := spec(fmt.Sprintf("warm-%d-%s", i, cluster), f, "in")
 		ev := r.run(f, s)
-		if ev.Kind != executor.Finished || string(ev.Stdout) != "v1 "+s.CallID+"\nin" || !strings.Contains(ev.Ref, "-warm/dispatch-") || ev.Stderr != "err\n" {
+		if ev.Kind != executor.Finished || string(ev.Stdout) != "v1 "+s.CallID+"\nin" || !strings.Contains(ev.Ref, nomadjob.WarmSuffix+"/dispatch-") || ev.Stderr != "err\n" {
 			t.Fatalf("warm call %d: %+v %q", i, ev, ev.Stdout)
 		}
 		if err := r.ex.Release(ctx(t), []executor.Handle{{CallID: s.CallID, Ref: ev.Ref}}); err != nil {
@@ -54,7 +54,7 @@ func TestRealNomadWarm(t *testing.T) {
 	r.ex.SetWarm([]executor.WarmTarget{{Function: f2, N: 1}})
 	waitFor(t, 3*time.Minute, "a sandbox of the new version", func() bool { return r.ex.Warm().Ready[f.ID] == 1 })
 	s = spec("warm-v2-"+cluster, f2, "")
-	if ev := r.run(f2, s); ev.Kind != executor.Finished || string(ev.Stdout) != "v2\n" || !strings.Contains(ev.Ref, "-warm/") {
+	if ev := r.run(f2, s); ev.Kind != executor.Finished || string(ev.Stdout) != "v2\n" || !strings.Contains(ev.Ref, nomadjob.WarmSuffix+"/") {
 		t.Fatalf("warm call of the new version: %+v %q", ev, ev.Stdout)
 	}
 }

@@ -172,7 +172,7 @@ func TestWarmUpdateNeverRunsOldVersion(t *testing.T) {
 	})
 	waitReady(t, e.ex, v2.ID, 2)
 	s = spec("c-upd-2", v2, "")
-	if ev := e.startFinal(s); ev.Kind != executor.Finished || string(ev.Stdout) != "v2\n" || !strings.Contains(ev.Ref, "-warm/") {
+	if ev := e.startFinal(s); ev.Kind != executor.Finished || string(ev.Stdout) != "v2\n" || !strings.Contains(ev.Ref, nomadjob.WarmSuffix+"/") {
 		t.Fatalf("warm call of the new version: %+v %q", ev, ev.Stdout)
 	}
 	for _, c := range old {
@@ -204,7 +204,7 @@ func TestWarmDeadSandboxReplaced(t *testing.T) {
 		return len(got) == 1 && got[0] != dead
 	})
 	s = spec("c-dead-2", f, "")
-	if ev := e.startFinal(s); ev.Kind != executor.Finished || !strings.Contains(ev.Ref, "-warm/") {
+	if ev := e.startFinal(s); ev.Kind != executor.Finished || !strings.Contains(ev.Ref, nomadjob.WarmSuffix+"/") {
 		t.Fatalf("call on the replacement: %+v", ev)
 	}
 }
@@ -256,7 +256,7 @@ func TestWarmPoolBounded(t *testing.T) {
 		n := 0
 		for _, id := range e.srv.JobIDs() {
 			j := e.srv.Job(id)
-			if strings.Contains(id, "-warm/dispatch-") && !deref(j.Stop) && deref(j.Status) != "dead" && e.srv.Variable(nomadjob.WarmVariablePath(id)) == nil {
+			if strings.Contains(id, nomadjob.WarmSuffix+"/dispatch-") && !deref(j.Stop) && deref(j.Status) != "dead" && e.srv.Variable(nomadjob.WarmVariablePath(id)) == nil {
 				n++
 			}
 		}
@@ -300,7 +300,7 @@ func TestWarmPathTooLongGoesCold(t *testing.T) {
 		t.Fatalf("a pool for a function too long for variable paths: %+v", st.Ready)
 	}
 	s := spec("c-long", f, "")
-	if ev := e.startFinal(s); ev.Kind != executor.Finished || string(ev.Stdout) != "cold\n" || strings.Contains(ev.Ref, "-warm/") {
+	if ev := e.startFinal(s); ev.Kind != executor.Finished || string(ev.Stdout) != "cold\n" || strings.Contains(ev.Ref, nomadjob.WarmSuffix+"/") {
 		t.Fatalf("%+v", ev)
 	}
 }
@@ -386,7 +386,7 @@ func TestWarmOneCallTwoLeaders(t *testing.T) {
 			}
 			rec := e.srv.Variable(nomadjob.CallVariablePath("", s.CallID))
 			want := "cold"
-			if strings.Contains(hw.Ref, "-warm/") {
+			if strings.Contains(hw.Ref, nomadjob.WarmSuffix+"/") {
 				want = hw.Ref
 			}
 			if rec[nomadjob.ItemChild] != want {
@@ -427,7 +427,7 @@ func TestWarmSandboxDiesUnderItsCall(t *testing.T) {
 func TestWarmCallIDNotPathSafe(t *testing.T) {
 	e, f := newWarmEnv(t, 1, "odd", "echo", "odd")
 	s := spec("c.odd/1", f, "")
-	if ev := e.startFinal(s); ev.Kind != executor.Finished || !strings.Contains(ev.Ref, "-warm/") {
+	if ev := e.startFinal(s); ev.Kind != executor.Finished || !strings.Contains(ev.Ref, nomadjob.WarmSuffix+"/") {
 		t.Fatalf("%+v", ev)
 	}
 	path := nomadjob.CallVariablePath("", s.CallID)
@@ -474,5 +474,30 @@ func TestWarmUndeliveredPlacedAgain(t *testing.T) {
 	}
 	if e.srv.Variable(nomadjob.CallVariablePath("", s.CallID)) != nil {
 		t.Error("record left after Release")
+	}
+}
+
+// TestWarmSuffixIsNoFunctionName: the cold job of a function named
+// "<x>-warm" (or anything else) is never taken for x's warm job or its
+// children, whatever the names.
+func TestWarmSuffixIsNoFunctionName(t *testing.T) {
+	x := executor.Function{ID: "alice/x", Owner: "alice", Name: "x"}
+	for _, name := range []string{"x-warm", "warm", "x-warm-big", "w"} {
+		other := executor.Function{ID: "alice/" + name, Owner: "alice", Name: name}
+		cold := nomadjob.JobID("cluster", other)
+		if cold == nomadjob.WarmJobID("cluster", x) {
+			t.Fatalf("function %q's job is x's warm job %s", name, cold)
+		}
+		if nomadjob.IsWarmChild(cold + "/dispatch-1-abc") {
+			t.Fatalf("a cold child of %q (%s) is taken for a warm one", name, cold)
+		}
+	}
+	// Across owners too: user alice-x's function "warm".
+	ax := executor.Function{ID: "alice-x/warm", Owner: "alice-x", Name: "warm"}
+	if nomadjob.JobID("cluster", ax) == nomadjob.WarmJobID("cluster", x) || nomadjob.IsWarmChild(nomadjob.JobID("cluster", ax)+"/dispatch-1-abc") {
+		t.Fatal("alice-x/warm's job collides with alice/x's warm job")
+	}
+	if !nomadjob.IsWarmChild(nomadjob.WarmJobID("cluster", x) + "/dispatch-1-abc") {
+		t.Fatal("x's warm child is not recognised")
 	}
 }

@@ -181,7 +181,7 @@ func unclaimedSet(t *testing.T, names ...string) map[string]bool {
 
 func unclaimedOf(t *testing.T, name string) map[string]bool {
 	out := map[string]bool{}
-	for _, j := range nomadJobs(t, name+"-") {
+	for _, j := range nomadJobs(t, name+nomadjob.WarmSuffix+"/") {
 		if !strings.Contains(j.ID, nomadjob.WarmSuffix+"/dispatch-") || j.Status != "running" {
 			continue
 		}

@@ -40,7 +40,12 @@ type Result struct {
 	Stderr   []byte
 	// Files are written into the allocation directory, by alloc-relative
 	// path ("alloc/data/stdout").
-	Files     map[string][]byte
+	Files map[string][]byte
+	// Links are symbolic links a hostile task left, by alloc-relative
+	// path, to a host file whose content is given: the real client's
+	// fs/stat and fs/cat follow them (stat shows the target's mode), only
+	// fs/ls shows an "L" mode.
+	Links     map[string][]byte
 	OOMKilled bool
 	// DriverError fails the task before it starts (Driver Failure).
 	DriverError string
@@ -263,6 +268,13 @@ func (s *Server) run(ctx context.Context, id string, job *nomad.Job, task *nomad
 	rec.stderr = append(rec.stderr, res.Stderr...)
 	for p, b := range res.Files {
 		rec.files[p] = b
+	}
+	for p, b := range res.Links {
+		rec.files[p] = b
+		if rec.links == nil {
+			rec.links = map[string]bool{}
+		}
+		rec.links[p] = true
 	}
 	s.mu.Unlock()
 	details := map[string]string{

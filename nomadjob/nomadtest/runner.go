@@ -21,6 +21,10 @@ const (
 	// NoShimCommand prints its arguments to the container's stdout and
 	// exits 0 without a result file, as a task not run through the shim.
 	NoShimCommand = "hf-test-noshim"
+	// LinkCommand NAME TARGET runs as `true` through the shim, then leaves
+	// alloc/data/NAME as a symbolic link to TARGET, as a hostile task can
+	// (the double's fs endpoints then follow it as the real client does).
+	LinkCommand = "hf-test-link"
 )
 
 // DefaultRunner runs the task as the shim would inside the container: it
@@ -42,6 +46,10 @@ func DefaultRunner(ctx context.Context, t *Task) Result {
 		return Result{ExitCode: 137, Signal: 9, OOMKilled: true, Stderr: []byte("Killed\n")}
 	case NoShimCommand:
 		return Result{Stdout: []byte(strings.Join(en.Argv[1:], " ") + "\n")}
+	}
+	var link []string
+	if en.Argv[0] == LinkCommand && len(en.Argv) == 3 {
+		link, en.Argv = en.Argv[1:], []string{"true"}
 	}
 	dir, err := os.MkdirTemp("", "nomadtest-alloc-")
 	if err != nil {
@@ -90,9 +98,23 @@ func DefaultRunner(ctx context.Context, t *Task) Result {
 	if err := shim.WriteResult(data, res); err != nil {
 		return Result{ExitCode: shim.ExitShimError, Stderr: []byte(err.Error())}
 	}
-	out := Result{ExitCode: res.ExitCode, Files: map[string][]byte{}}
+	if link != nil {
+		p := filepath.Join(data, link[0])
+		_ = os.Remove(p)
+		if err := os.Symlink(link[1], p); err != nil {
+			return Result{DriverError: err.Error()}
+		}
+	}
+	out := Result{ExitCode: res.ExitCode, Files: map[string][]byte{}, Links: map[string][]byte{}}
 	for _, f := range []string{shim.StdoutFile, shim.StderrFile, shim.ResultFile} {
-		if b, err := os.ReadFile(filepath.Join(data, f)); err == nil {
+		p := filepath.Join(data, f)
+		b, err := os.ReadFile(p) // follows a link, as the real client does
+		if err != nil {
+			continue
+		}
+		if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			out.Links["alloc/data/"+f] = b
+		} else {
 			out.Files["alloc/data/"+f] = b
 		}
 	}

@@ -80,6 +80,7 @@ type Server struct {
 type allocRec struct {
 	a      *nomad.Allocation
 	files  map[string][]byte
+	links  map[string]bool // paths in files that are symlinks
 	stdout []byte
 	stderr []byte
 }
@@ -712,6 +713,10 @@ func (s *Server) fs(w http.ResponseWriter, r *http.Request, op, allocID string) 
 	var file []byte
 	var exists bool
 	var logs []byte
+	var listing []nomad.AllocFileInfo
+	if rec != nil && op == "ls" {
+		listing = rec.list(strings.Trim(q.Get("path"), "/"))
+	}
 	if rec != nil {
 		file, exists = rec.files[strings.TrimPrefix(q.Get("path"), "/")]
 		switch q.Get("type") {
@@ -745,6 +750,12 @@ func (s *Server) fs(w http.ResponseWriter, r *http.Request, op, allocID string) 
 			Name: q.Get("path")[strings.LastIndex(q.Get("path"), "/")+1:], Size: int64(len(file)),
 			FileMode: "-rw-r--r--", ModTime: time.Now().UTC(), ContentType: "text/plain; charset=utf-8",
 		}, false)
+	case "ls":
+		if listing == nil {
+			textError(w, http.StatusNotFound, missing)
+			return
+		}
+		writeJSON(w, 0, listing, false)
 	case "cat":
 		// Nomad answers 200 with the error text for a missing file (fixture 16).
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -771,6 +782,58 @@ func (s *Server) fs(w http.ResponseWriter, r *http.Request, op, allocID string) 
 	default:
 		textError(w, http.StatusNotFound, "Invalid URL")
 	}
+}
+
+// list is fs/ls of dir (alloc-relative): its files and the directories
+// they imply, as the real client lists them (fixture 17); a link shows as
+// "L". The log files are listed under alloc/logs. nil: no such directory.
+func (rec *allocRec) list(dir string) []nomad.AllocFileInfo {
+	seen := map[string]bool{}
+	var out []nomad.AllocFileInfo
+	add := func(p string, size int) {
+		rest, ok := strings.CutPrefix(p, dir+"/")
+		if !ok {
+			return
+		}
+		name, _, isDir := strings.Cut(rest, "/")
+		if seen[name] {
+			return
+		}
+		seen[name] = true
+		fi := nomad.AllocFileInfo{Name: name, FileMode: "-rw-r--r--", Size: int64(size), ModTime: time.Now().UTC()}
+		switch {
+		case isDir:
+			fi.IsDir, fi.FileMode, fi.Size = true, "drwxrwxrwx", 4096
+		case rec.links[p]:
+			fi.FileMode, fi.Size = "Lrwxrwxrwx", 20
+		}
+		out = append(out, fi)
+	}
+	for p, b := range rec.files {
+		add(p, len(b))
+	}
+	task := "fn"
+	if len(rec.a.TaskStates) > 0 {
+		for name := range rec.a.TaskStates {
+			task = name
+		}
+	}
+	add("alloc/logs/"+task+".stdout.0", len(rec.stdout))
+	add("alloc/logs/"+task+".stderr.0", len(rec.stderr))
+	// The directories Nomad makes are there, empty or not.
+	for _, d := range []string{"alloc/data", "alloc/logs", "alloc/tmp"} {
+		if strings.HasPrefix(d, dir+"/") {
+			add(d+"/", 0)
+		}
+	}
+	if len(out) == 0 && dir != "alloc/data" && dir != "alloc/logs" && dir != "alloc/tmp" {
+		return nil
+	}
+	if out == nil {
+		out = []nomad.AllocFileInfo{}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 // stream serves /v1/event/stream: NDJSON, {} heartbeats, replay from index.
