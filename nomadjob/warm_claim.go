@@ -349,6 +349,16 @@ func (e *Executor) undelivered(ctx context.Context, c *call, allocID string) boo
 	return false
 }
 
+// delivered reports whether the task's template was re-rendered (its
+// variable written, the change signal sent): Nomad's Signaling task event.
+func delivered(a *nomad.Allocation) bool {
+	if a == nil {
+		return false
+	}
+	ts := a.TaskStates[TaskName]
+	return ts != nil && findEvent(ts, nomad.TaskSignaling) != nil
+}
+
 // replaceUndelivered places again a warm call whose allocation ended
 // before its shim started it (no .started, no result.json: nothing ran),
 // when this executor has the call's spec (it started it): the record
@@ -360,6 +370,14 @@ func (e *Executor) replaceUndelivered(ctx context.Context, c *call, allocID stri
 	spec := c.spec
 	e.mu.Unlock()
 	if spec == nil {
+		return false
+	}
+	// Whether the envelope reached the task is Nomad's to say, not the
+	// task's: a function can remove .started and crash its shim, and would
+	// then run again in the next sandbox. The client's template re-render
+	// leaves a Signaling event; after it, the call may have run.
+	alloc, err := e.n.Allocation(ctx, allocID)
+	if err != nil || delivered(alloc) {
 		return false
 	}
 	for _, f := range []string{"alloc/data/" + shim.StartedFile, ResultFilePath} {

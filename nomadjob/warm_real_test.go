@@ -2,11 +2,15 @@ package nomadjob_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	nomad "github.com/hashicorp/nomad/api"
 	"github.com/hyperfunc/hyperfunc/executor"
 	"github.com/hyperfunc/hyperfunc/nomadjob"
 	"github.com/hyperfunc/hyperfunc/nomadjob/nomadtest"
@@ -31,6 +35,12 @@ func TestRealNomadWarm(t *testing.T) {
 		ev := r.run(f, s)
 		if ev.Kind != executor.Finished || string(ev.Stdout) != "v1 "+s.CallID+"\nin" || !strings.Contains(ev.Ref, nomadjob.WarmSuffix+"/dispatch-") || ev.Stderr != "err\n" {
 			t.Fatalf("warm call %d: %+v %q", i, ev, ev.Stdout)
+		}
+		// The executor trusts Nomad's Signaling event (the template's
+		// re-render) to tell a delivered call from one that never reached
+		// its sandbox: the real client must record it.
+		if !signaled(t, ev.Ref) {
+			t.Fatalf("warm call %d: no %q task event on %s", i, nomad.TaskSignaling, ev.Ref)
 		}
 		if err := r.ex.Release(ctx(t), []executor.Handle{{CallID: s.CallID, Ref: ev.Ref}}); err != nil {
 			t.Fatal(err)
@@ -182,4 +192,29 @@ func cleanWarm(t *testing.T, r *realEnv, f executor.Function, exs ...*nomadjob.E
 		_, _, _ = r.nc.Jobs().Deregister(s.ID, true, nil)
 		_, _ = r.nc.Variables().Delete(nomadjob.WarmVariablePath(s.ID), nil)
 	}
+}
+
+// signaled reports whether the child job's allocation has a Signaling
+// task event, read from the real agent.
+func signaled(t *testing.T, child string) bool {
+	t.Helper()
+	resp, err := http.Get(nomadtest.RealAddr(t) + "/v1/job/" + url.PathEscape(child) + "/allocations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var allocs []*nomad.AllocationListStub
+	if err := json.NewDecoder(resp.Body).Decode(&allocs); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range allocs {
+		if ts := a.TaskStates[nomadjob.TaskName]; ts != nil {
+			for _, e := range ts.Events {
+				if e.Type == nomad.TaskSignaling {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

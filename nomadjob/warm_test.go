@@ -501,3 +501,24 @@ func TestWarmSuffixIsNoFunctionName(t *testing.T) {
 		t.Fatal("x's warm child is not recognised")
 	}
 }
+
+// A sandbox that ends after its envelope was delivered (Nomad's Signaling
+// event), with no .started and no result, may have run the call: a
+// function can remove .started and crash its shim. The call is not placed
+// again (it would run twice); it ends failed, having run once.
+func TestWarmDeliveredCrashNotPlacedAgain(t *testing.T) {
+	e, f := newWarmEnv(t, 2, "crashed", "sh", "-c", "echo $HYPER_CALL_ID")
+	e.srv.CrashWarmTasksDelivered(1)
+	s := spec("c-crashed", f, "")
+	h, err := e.ex.Start(ctx(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := e.warmFinal(e.col, s.CallID)
+	if ev.Kind != executor.Failed || ev.Ref != h.Ref {
+		t.Fatalf("%+v (its child %s): want it failed where it was", ev, h.Ref)
+	}
+	if n := e.srv.Executions(s.CallID); n != 1 {
+		t.Fatalf("ran %d times", n)
+	}
+}

@@ -233,8 +233,25 @@ func (s *Server) run(ctx context.Context, id string, job *nomad.Job, task *nomad
 			})
 			return
 		}
-		if s.takeCrash() {
+		crash, delivered := s.takeCrash()
+		if crash && !delivered {
+			// Died before the template rendered: no Signaling event.
 			fail(taskEvent("Terminated", "Exit Code: 2", map[string]string{"exit_code": "2"}))
+			return
+		}
+		// The client re-rendered the template and sent its change signal.
+		s.update(id, func(a *nomad.Allocation, ts *nomad.TaskState) {
+			ts.Events = append(ts.Events, taskEvent(nomad.TaskSignaling, "Template re-rendered", nil))
+		})
+		if crash {
+			// Died after the signal: the function may have run, or
+			// crashed its shim and removed .started itself.
+			s.mu.Lock()
+			if cid := warmCallID(envelope); cid != "" {
+				s.runs[cid]++
+			}
+			s.mu.Unlock()
+			fail(taskEvent("Terminated", "Exit Code: 134", map[string]string{"exit_code": "134"}))
 			return
 		}
 		local["payload"] = envelope

@@ -48,20 +48,21 @@ type Server struct {
 	// Heartbeat is the event stream's {} interval (Nomad: 10s).
 	Heartbeat time.Duration
 
-	mu        sync.Mutex
-	index     uint64
-	changed   chan struct{}
-	jobs      map[string]*nomad.Job
-	allocs    map[string]*allocRec
-	byJob     map[string][]string
-	events    []eventLine // buffer for index replays
-	subs      map[*subscriber]struct{}
-	seq       int
-	runs      map[string]int // executions per call_id
-	requests  map[string]int // per route kind
-	vars      map[string]*nomad.Variable
-	hideVars  bool
-	crashWarm int
+	mu             sync.Mutex
+	index          uint64
+	changed        chan struct{}
+	jobs           map[string]*nomad.Job
+	allocs         map[string]*allocRec
+	byJob          map[string][]string
+	events         []eventLine // buffer for index replays
+	subs           map[*subscriber]struct{}
+	seq            int
+	runs           map[string]int // executions per call_id
+	requests       map[string]int // per route kind
+	vars           map[string]*nomad.Variable
+	hideVars       bool
+	crashWarm      int
+	crashDelivered int
 
 	// faults
 	down         bool

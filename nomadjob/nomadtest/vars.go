@@ -179,20 +179,35 @@ func (s *Server) HideVariables(on bool) {
 
 // CrashWarmTasks makes the next n warm tasks that get their envelope exit
 // at once without running it (no .started, no result), as a sandbox that
-// dies between its claim and the shim's start.
+// dies between its claim and the template's render.
 func (s *Server) CrashWarmTasks(n int) {
 	s.mu.Lock()
 	s.crashWarm = n
 	s.mu.Unlock()
 }
 
-// takeCrash reports whether this warm task is one to crash.
-func (s *Server) takeCrash() bool {
+// CrashWarmTasksDelivered makes the next n warm tasks exit after the
+// template delivered their envelope (the Signaling event is there), with
+// no .started and no result: a function that removed .started and crashed
+// its shim. The double counts it as a run.
+func (s *Server) CrashWarmTasksDelivered(n int) {
+	s.mu.Lock()
+	s.crashDelivered = n
+	s.mu.Unlock()
+}
+
+// takeCrash reports whether this warm task is one to crash, and whether
+// after the delivery.
+func (s *Server) takeCrash() (crash, delivered bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.crashWarm > 0 {
 		s.crashWarm--
-		return true
+		return true, false
 	}
-	return false
+	if s.crashDelivered > 0 {
+		s.crashDelivered--
+		return true, true
+	}
+	return false, false
 }
