@@ -27,7 +27,7 @@ import (
 
 // errUnsafeFile: the task left a link or a special file where the
 // executor reads.
-var errUnsafeFile = errors.New("the function left a link or a special file in its allocation directory; its outputs are not read")
+var errUnsafeFile = errors.New("the function left a link, a special file or too many files in its allocation directory; its outputs are not read")
 
 // readFrom names, per directory the executor reads, the entries that must
 // be regular files when present (a prefix ends in ".").
@@ -42,6 +42,9 @@ var readFrom = map[string][]string{
 // reads is not a regular file; other errors are Nomad's.
 func (e *Executor) checkAllocFiles(ctx context.Context, allocID string) error {
 	top, err := e.n.List(ctx, allocID, "alloc")
+	if errors.Is(err, ErrListingTooLarge) {
+		return fmt.Errorf("%w (%v)", errUnsafeFile, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -54,6 +57,9 @@ func (e *Executor) checkAllocFiles(ctx context.Context, allocID string) error {
 		list, err := e.n.List(ctx, allocID, dir)
 		if errors.Is(err, ErrNotFound) {
 			continue
+		}
+		if errors.Is(err, ErrListingTooLarge) {
+			return fmt.Errorf("%w (%v)", errUnsafeFile, err)
 		}
 		if err != nil {
 			return err

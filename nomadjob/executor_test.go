@@ -496,7 +496,7 @@ func TestLinkedOutputNotRead(t *testing.T) {
 		e := newEnv(t)
 		f := fn("link-"+strings.TrimSuffix(name, ".json"), nomadtest.LinkCommand, name, secret)
 		ev := e.run(f, spec("c-link-"+strings.TrimSuffix(name, ".json"), f, ""))
-		if ev.Kind != executor.Failed || !strings.Contains(ev.Message, "link or a special file") || !strings.Contains(ev.Message, "alloc/data/"+name) {
+		if ev.Kind != executor.Failed || !strings.Contains(ev.Message, "a link, a special file") || !strings.Contains(ev.Message, "alloc/data/"+name) {
 			t.Fatalf("%s as a link: %+v", name, ev)
 		}
 		if strings.Contains(fmt.Sprintf("%+v %s %s", ev, ev.Stdout, ev.Stderr), "HOST-SECRET") {
@@ -508,5 +508,18 @@ func TestLinkedOutputNotRead(t *testing.T) {
 	f := fn("plain", "cat")
 	if ev := e.run(f, spec("c-plain", f, "ok")); ev.Kind != executor.Finished || string(ev.Stdout) != "ok" {
 		t.Fatalf("plain call: %+v", ev)
+	}
+}
+
+// TestManyFilesNotListed: a task that fills alloc/data with names makes
+// fs/ls answer megabytes; the executor reads at most MaxListing of it and
+// fails the call instead of decoding the rest.
+func TestManyFilesNotListed(t *testing.T) {
+	e := newEnv(t)
+	n := nomadjob.MaxListing/200 + 100
+	f := fn("many", nomadtest.ManyFilesCommand, fmt.Sprint(n))
+	ev := e.run(f, spec("c-many", f, ""))
+	if ev.Kind != executor.Failed || !strings.Contains(ev.Message, "directory listing too large") {
+		t.Fatalf("%d files: %+v", n, ev)
 	}
 }

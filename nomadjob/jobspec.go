@@ -153,6 +153,17 @@ func (e *Executor) dockerTask(fn executor.Function, image, callLabel, envelope s
 			"mount": []map[string]any{{
 				"type": "tmpfs", "target": "/tmp", "readonly": false,
 				"tmpfs_options": map[string]any{"size": TmpBytes},
+			}, {
+				// The task's view of /alloc/logs is an empty tmpfs. The
+				// host's alloc/logs is world-writable and Nomad's logmon
+				// writes and rotates the task's logs there as root,
+				// following links (os.OpenFile O_CREATE|O_APPEND): a task
+				// that left fn.stderr.1 -> /etc/passwd and wrote 2 MB to
+				// stderr appended to that host file (found by a review,
+				// TestRealNomadLogsOutOfReach). Its stdout and stderr
+				// still reach logmon through their FIFOs.
+				"type": "tmpfs", "target": "/alloc/logs", "readonly": false,
+				"tmpfs_options": map[string]any{"size": 64 << 10},
 			}},
 		},
 		RestartPolicy: noRestart(),

@@ -2,6 +2,8 @@ package nomadjob
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -131,11 +133,29 @@ func (n *apiNomad) Stat(ctx context.Context, allocID, path string) (*nomad.Alloc
 	return &fi, nil
 }
 
+// MaxListing bounds the fs/ls answer List reads, in bytes (~300 bytes an
+// entry): the task writes the directories listed, and could fill them
+// with enough names to make each collection decode hundreds of MiB.
+const MaxListing = 1 << 20
+
+// ErrListingTooLarge: a directory listing past MaxListing.
+var ErrListingTooLarge = errors.New("directory listing too large")
+
 func (n *apiNomad) List(ctx context.Context, allocID, path string) ([]*nomad.AllocFileInfo, error) {
-	var out []*nomad.AllocFileInfo
-	_, err := n.c.Raw().Query("/v1/client/fs/ls/"+url.PathEscape(allocID)+"?path="+url.QueryEscape(path), &out, qo(ctx))
+	r, err := n.c.Raw().Response("/v1/client/fs/ls/"+url.PathEscape(allocID)+"?path="+url.QueryEscape(path), qo(ctx))
 	if err != nil {
 		return nil, classify("list "+path+" of allocation "+allocID, err)
+	}
+	b, err := readLimited(r, MaxListing)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxListing {
+		return nil, fmt.Errorf("%w: %s of allocation %s is past %d bytes", ErrListingTooLarge, path, allocID, MaxListing)
+	}
+	var out []*nomad.AllocFileInfo
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("list %s of allocation %s: %w", path, allocID, err)
 	}
 	return out, nil
 }

@@ -15,11 +15,14 @@ func checkDataDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("data dir %s: %w", dir, err)
 	}
-	probe := filepath.Join(dir, ".probe")
-	if err := os.WriteFile(probe, nil, 0o600); err != nil {
+	// A probe of its own: two agents starting at once on one dir must
+	// not remove each other's (the second is refused by the lock next).
+	probe, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
 		return fmt.Errorf("data dir %s is not writable: %w", dir, err)
 	}
-	return os.Remove(probe)
+	probe.Close()
+	return os.Remove(probe.Name())
 }
 
 // ErrDataDirInUse means another agent (or another server in this process)

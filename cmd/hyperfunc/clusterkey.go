@@ -50,7 +50,29 @@ func resolveClusterKey(f *agentFlags) (string, error) {
 	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 		return "", fmt.Errorf("data dir: %w", err)
 	}
-	if err := os.WriteFile(p, []byte(key+"\n"), 0o600); err != nil {
+	// Written whole to a temporary file, then linked into place, which
+	// fails if the file exists: of two agents started at once on one
+	// dir, both end up with the one key on disk (the second is then
+	// refused by the data dir's lock), never with one the file lost.
+	tmp, err := os.CreateTemp(f.dataDir, clusterKeyFile+".*")
+	if err != nil {
+		return "", fmt.Errorf("cluster key file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(key + "\n")
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("cluster key file: %w", err)
+	}
+	if err := os.Link(tmp.Name(), p); errors.Is(err, fs.ErrExist) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", fmt.Errorf("cluster key file: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	} else if err != nil {
 		return "", fmt.Errorf("cluster key file: %w", err)
 	}
 	return key, nil

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -48,6 +49,36 @@ func TestStandaloneKeyKept(t *testing.T) {
 	st, err := os.Stat(filepath.Join(dir, clusterKeyFile))
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("key file: %v %v", st, err)
+	}
+}
+
+// Agents starting at once on one fresh dir all get the key the file
+// keeps (one was written over another's before, 2 of 40 races), and no
+// temporary file stays.
+func TestStandaloneKeyOneUnderRace(t *testing.T) {
+	dir := t.TempDir()
+	keys := make([]string, 8)
+	errs := make([]error, 8)
+	var wg sync.WaitGroup
+	for i := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			keys[i], errs[i] = resolveClusterKey(&agentFlags{dataDir: dir, bootstrapExpect: 1})
+		}()
+	}
+	wg.Wait()
+	b, err := os.ReadFile(filepath.Join(dir, clusterKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range keys {
+		if errs[i] != nil || keys[i] != strings.TrimSpace(string(b)) {
+			t.Fatalf("agent %d: key %q (%v), the file keeps %q", i, keys[i], errs[i], b)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, clusterKeyFile+".*")); len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
 	}
 }
 

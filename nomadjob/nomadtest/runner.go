@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -25,6 +26,9 @@ const (
 	// alloc/data/NAME as a symbolic link to TARGET, as a hostile task can
 	// (the double's fs endpoints then follow it as the real client does).
 	LinkCommand = "hf-test-link"
+	// ManyFilesCommand N runs as `true` through the shim, then leaves N
+	// empty files with 200-character names in alloc/data.
+	ManyFilesCommand = "hf-test-many"
 )
 
 // DefaultRunner runs the task as the shim would inside the container: it
@@ -50,6 +54,11 @@ func DefaultRunner(ctx context.Context, t *Task) Result {
 	var link []string
 	if en.Argv[0] == LinkCommand && len(en.Argv) == 3 {
 		link, en.Argv = en.Argv[1:], []string{"true"}
+	}
+	many := 0
+	if en.Argv[0] == ManyFilesCommand && len(en.Argv) == 2 {
+		many, _ = strconv.Atoi(en.Argv[1])
+		en.Argv = []string{"true"}
 	}
 	dir, err := os.MkdirTemp("", "nomadtest-alloc-")
 	if err != nil {
@@ -106,6 +115,9 @@ func DefaultRunner(ctx context.Context, t *Task) Result {
 		}
 	}
 	out := Result{ExitCode: res.ExitCode, Files: map[string][]byte{}, Links: map[string][]byte{}}
+	for i := range many {
+		out.Files[fmt.Sprintf("alloc/data/%0200d", i)] = nil
+	}
 	for _, f := range []string{shim.StdoutFile, shim.StderrFile, shim.ResultFile} {
 		p := filepath.Join(data, f)
 		b, err := os.ReadFile(p) // follows a link, as the real client does
