@@ -154,13 +154,27 @@ func (s *Server) blocking(c *gin.Context, read func(ws memdb.WatchSet) (uint64, 
 		wait = min(d, 10*time.Minute)
 	}
 	deadline := time.Now().Add(wait)
-	for {
+	for reads := 1; ; reads++ {
 		ws := memdb.NewWatchSet()
 		ws.Add(s.store.AbandonCh())
+		// A read takes its data and its index from different moments: a
+		// change applied between them could give an index newer than the
+		// data, and a client that then waits past that index never hears
+		// of the change. So the store's latest index is taken first; an
+		// index past it means something changed during the read: read
+		// again (a few times under churn, then answer the older index,
+		// which at worst wakes the client once more).
+		pre := s.store.LatestIndex()
 		idx, val, err := read(ws)
 		if err != nil {
 			writeError(c, err)
 			return
+		}
+		if idx > pre {
+			if reads < 5 {
+				continue
+			}
+			idx = pre
 		}
 		if minIndex == 0 || idx > minIndex || !time.Now().Before(deadline) {
 			c.Header(api.HeaderIndex, strconv.FormatUint(idx, 10))
