@@ -286,6 +286,11 @@ func (d *dispatcher) start(ctx context.Context, c *fsm.Call) {
 		err = fmt.Errorf("%w: the executor did not start the call within %s: %v", executor.ErrUnavailable, timeout, err)
 	}
 	switch {
+	case err == nil && h.Ref == "":
+		// Refused, its end to come as an event (a missing image):
+		// never confirmed (executor.Handle), so no RUNNING.
+		d.asked.Delete(c.ID)
+		d.log.Debug("executor refused call; its end follows", "call", c.ID)
 	case err == nil:
 		d.log.Debug("executor started call", "call", c.ID, "ref", h.Ref)
 		d.send(ctx, executor.Event{CallID: c.ID, Kind: executor.Running, Ref: h.Ref, StartedAt: asked})
@@ -377,7 +382,8 @@ func (d *dispatcher) record(ctx context.Context, batch []executor.Event) {
 			// An end that overtook its Running event: RUNNING first
 			// (CallRunning is applied before CallFinish, and a second
 			// CallRunning of the call is a no-op).
-			if t, ok := d.asked.LoadAndDelete(ev.CallID); ok {
+			// An end without a Ref is of a call never confirmed started.
+			if t, ok := d.asked.LoadAndDelete(ev.CallID); ok && ev.Ref != "" {
 				run.Running = append(run.Running, fsm.CallRunning{ID: ev.CallID, Ref: ev.Ref, Time: t.(time.Time)})
 			}
 			r := resultOf(ev)

@@ -288,6 +288,14 @@ func (e *Engine) start(ctx context.Context, x *FakeExecutor, spec executor.Spec)
 	if commandWord(spec.Function) == "fail-start" {
 		return executor.Handle{}, ErrFailStart
 	}
+	if commandWord(spec.Function) == "refuse-start" {
+		// As localexec refuses a missing image: a handle without a Ref
+		// (never confirmed), the end as an event without one.
+		now := time.Now().UTC()
+		ev := executor.Event{CallID: spec.CallID, Kind: executor.Failed, Reason: api.ReasonImage, Message: "no such image", StartedAt: now, EndedAt: now}
+		go x.deliver(ev)
+		return executor.Handle{CallID: spec.CallID}, nil
+	}
 	b := e.behaviour(spec.Function)
 	e.seq++
 	r := &run{spec: spec, ref: fmt.Sprintf("fake-%d", e.seq), release: make(chan struct{}), watcher: x}
