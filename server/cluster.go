@@ -58,8 +58,8 @@ func (s *Server) hasState() bool {
 // joinCluster bootstraps a new cluster once BootstrapExpect servers know of
 // each other, or joins one that already runs. It retries until it is part
 // of a cluster or the agent stops.
-func (s *Server) joinCluster() {
-	ctx, cancel := context.WithCancel(context.Background())
+func (s *Server) joinCluster(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
 	go func() { <-s.shutdownCh; cancel() }()
 	defer cancel()
 	if s.cfg.Discovery != nil {

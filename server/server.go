@@ -190,6 +190,11 @@ type Server struct {
 	// stopRequests ends every request's context with errShuttingDown, so
 	// long polls and sync calls answer at once when the server stops.
 	stopRequests context.CancelCauseFunc
+	// stopJoin ends the join loop, joinDone closes when it has: a server
+	// that leaves must not have a join request in flight, or the leader
+	// may add it back right after removing it.
+	stopJoin context.CancelFunc
+	joinDone chan struct{}
 
 	shutdownCh chan struct{}
 	wg         sync.WaitGroup
@@ -303,7 +308,9 @@ func (s *Server) Start() error {
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.runForwarder() }()
 	s.wg.Add(1)
-	go func() { defer s.wg.Done(); s.joinCluster() }()
+	jctx, stopJoin := context.WithCancel(context.Background())
+	s.stopJoin, s.joinDone = stopJoin, make(chan struct{})
+	go func() { defer s.wg.Done(); defer close(s.joinDone); s.joinCluster(jctx) }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.runCompactor() }()
 	s.log.Info("agent started", "node", s.cfg.NodeID, "http", s.cfg.AdvertiseHTTP, "raft", s.self.RaftAddr, "executor", s.exec.Name())
@@ -340,6 +347,10 @@ func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
 // as a SIGTERM'd server should.
 func (s *Server) Shutdown(leave bool) error {
 	s.savePeers() // for the restart, which may find no leader to call it
+	if s.stopJoin != nil {
+		s.stopJoin()
+		<-s.joinDone
+	}
 	if leave {
 		if err := s.leave(); err != nil {
 			s.log.Warn("leaving the cluster failed", "error", err)
