@@ -276,8 +276,7 @@ func (e *Executor) warmTaken(ctx context.Context, spec executor.Spec, child stri
 }
 
 // collectWarm watches a claimed warm call until its command is done (the
-// shim's result.json, polled through the fs endpoint: fast at first, then
-// slower for long calls), failing a call whose envelope never reached its
+// shim's result.json, polled through the fs endpoint), failing a call whose envelope never reached its
 // shim. The call itself is collected at the allocation's end by the watch,
 // as a cold one (allocfs.go says why not at result.json).
 func (e *Executor) collectWarm(ctx context.Context, c *call) {
@@ -287,7 +286,10 @@ func (e *Executor) collectWarm(ctx context.Context, c *call) {
 		e.check(ctx, c)
 		return
 	}
-	poll := 5 * time.Millisecond
+	// Nothing is read at result.json any more (allocfs.go): seeing it
+	// sooner only ends this watch sooner, so no fast first second of
+	// fs/stat requests to the client.
+	const poll = 250 * time.Millisecond
 	delivered := false
 	lastCheck := time.Now()
 	for start := time.Now(); ; {
@@ -303,9 +305,6 @@ func (e *Executor) collectWarm(ctx context.Context, c *call) {
 			// task could swap one for a link to a host file between the
 			// check and the read); the watch collects it then.
 			return
-		}
-		if time.Since(start) > time.Second {
-			poll = min(poll*2, 250*time.Millisecond)
 		}
 		if time.Since(lastCheck) > time.Second {
 			// An allocation that ended without a result (the sandbox died
