@@ -64,6 +64,15 @@ type Config struct {
 	// WarmDeliverTimeout bounds a warm claim to the shim's start of the
 	// call (default 1m): past it the call fails and the sandbox is stopped.
 	WarmDeliverTimeout time.Duration
+
+	// NoSeal runs every task wholly as its function's user without any
+	// capability, for Nomad clients whose docker plugin allow_caps leaves
+	// out setuid, setgid or kill. By default the shim of a function whose
+	// user is a numeric non-root UID:GID runs as root with those three
+	// capabilities and drops to the user for the command, so that it can
+	// seal the sandbox (shim/seal.go) and a warm call is read before its
+	// allocation ends. With NoSeal warm calls wait for the end (~0.5 s).
+	NoSeal bool
 }
 
 // TLSConfig is the client TLS of the Nomad connection.

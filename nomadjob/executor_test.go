@@ -43,8 +43,13 @@ func TestRegisterUpdateDeregister(t *testing.T) {
 		if task.Driver != "docker" || task.Config["runtime"] != "runsc" || task.Config["network_mode"] != "none" || task.Config["image"] != "busybox:1.36" {
 			t.Fatalf("job %s: task config %v", jid, task.Config)
 		}
-		if ep, _ := task.Config["entrypoint"].([]any); len(ep) != 3 || ep[0] != "/local/hf-shim" || ep[2] != "/local/payload" {
-			t.Fatalf("job %s: entrypoint %v", jid, task.Config["entrypoint"])
+		// The default user (nobody) is sealed: the shim runs as root with
+		// three capabilities and starts the command as nobody.
+		if ep := fmt.Sprint(task.Config["entrypoint"]); ep != "[/local/hf-shim -as 65534:65534 -envelope /local/payload]" {
+			t.Fatalf("job %s: entrypoint %v", jid, ep)
+		}
+		if task.User != "0:0" || fmt.Sprint(task.Config["cap_add"]) != "[SETUID SETGID KILL]" || fmt.Sprint(task.Config["cap_drop"]) != "[ALL]" {
+			t.Fatalf("job %s: user %q, cap_add %v, cap_drop %v", jid, task.User, task.Config["cap_add"], task.Config["cap_drop"])
 		}
 		if task.DispatchPayload.File != "payload" || *task.Resources.CPU != 100 || *task.Resources.MemoryMB != 64 {
 			t.Fatalf("job %s: payload/resources", jid)

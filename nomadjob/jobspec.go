@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -113,10 +114,12 @@ func noRestart() *nomad.RestartPolicy {
 
 // dockerTask is the task every job runs: the function's image under the
 // shim, hardened as the local executor hardens its containers: gVisor
-// (Config.Runtime), no network, every capability dropped (the shim needs
-// none: it writes into the world-writable alloc/data as the function's
-// user), no-new-privileges, a pids limit, the function's user (nobody by
-// default), a read-only root with a 64 MiB tmpfs /tmp. The labels say which cluster and executor the container
+// (Config.Runtime), no network, every capability dropped,
+// no-new-privileges, a pids limit, the function's user (nobody by
+// default), a read-only root with a 64 MiB tmpfs /tmp. A sealable
+// function's shim (sealAs) runs as root with CAP_SETUID, CAP_SETGID and
+// CAP_KILL and starts the command as the function's user, which then has
+// no capability, as before; any other runs wholly as its user. The labels say which cluster and executor the container
 // belongs to, so that a local-engine agent on the same dockerd leaves it
 // alone; the docker driver wants them as a list of maps (a map fails every
 // task with "Failed Validation").
@@ -130,10 +133,6 @@ func (e *Executor) dockerTask(fn executor.Function, image, callLabel, envelope s
 	if callLabel != "" {
 		labels[executor.LabelCall] = callLabel
 	}
-	shimPath := ShimPath
-	if e.cfg.ShimVolume != "" {
-		shimPath = ShimVolumePath
-	}
 	task := &nomad.Task{
 		Name:   TaskName,
 		Driver: "docker",
@@ -142,7 +141,7 @@ func (e *Executor) dockerTask(fn executor.Function, image, callLabel, envelope s
 			"image":        image,
 			"runtime":      e.cfg.Runtime,
 			"network_mode": "none",
-			"entrypoint":   []string{shimPath, "-envelope", envelope},
+			"entrypoint":   e.entrypoint(fn, "-envelope", envelope),
 			"labels":       []map[string]string{labels},
 			"cap_drop":     []string{"ALL"},
 			"security_opt": []string{"no-new-privileges"},
@@ -169,6 +168,10 @@ func (e *Executor) dockerTask(fn executor.Function, image, callLabel, envelope s
 		RestartPolicy: noRestart(),
 		KillTimeout:   ptr(5 * time.Second),
 	}
+	if e.sealAs(fn) != "" {
+		task.User = "0:0"
+		task.Config["cap_add"] = sealCaps
+	}
 	if e.cfg.ShimVolume != "" {
 		task.VolumeMounts = []*nomad.VolumeMount{{
 			Volume: ptr(shimVolumeName), Destination: ptr(ShimVolumeDir), ReadOnly: ptr(true),
@@ -177,6 +180,41 @@ func (e *Executor) dockerTask(fn executor.Function, image, callLabel, envelope s
 		task.Artifacts = []*nomad.TaskArtifact{e.shimArtifact()}
 	}
 	return task
+}
+
+// sealCaps are what a sealing shim needs: to start the command as the
+// function's user (setgroups, setresgid, setresuid) and to kill what it
+// left (kill(-1) reaches another uid's processes only with CAP_KILL). All
+// three are in the Nomad docker plugin's default allow_caps.
+var sealCaps = []string{"SETUID", "SETGID", "KILL"}
+
+// sealAs is the numeric "UID:GID" a sealing shim runs fn's command as, or
+// "" when fn's task is not sealed: Config.NoSeal, a user given by name
+// (the image's /etc/passwd says who it is, which only Docker reads), or a
+// uid or gid 0 (the command could then act as the shim: shim/seal.go).
+func (e *Executor) sealAs(fn executor.Function) string {
+	if e.cfg.NoSeal {
+		return ""
+	}
+	u, g, ok := strings.Cut(fn.RunAs(), ":")
+	uid, err1 := strconv.ParseUint(u, 10, 32)
+	gid, err2 := strconv.ParseUint(g, 10, 32)
+	if !ok || err1 != nil || err2 != nil || uid == 0 || gid == 0 {
+		return ""
+	}
+	return fn.RunAs()
+}
+
+// entrypoint is the shim with args, and -as when fn is sealed.
+func (e *Executor) entrypoint(fn executor.Function, args ...string) []string {
+	ep := []string{ShimPath}
+	if e.cfg.ShimVolume != "" {
+		ep[0] = ShimVolumePath
+	}
+	if as := e.sealAs(fn); as != "" {
+		ep = append(ep, "-as", as)
+	}
+	return append(ep, args...)
 }
 
 // group wraps the task; with Config.ShimVolume it asks for the client's

@@ -260,8 +260,19 @@ func checkContainer(t *testing.T, callID, cluster string) {
 	if h.PidsLimit == nil || *h.PidsLimit != executor.DefaultPidsLimit {
 		t.Errorf("PidsLimit %v", h.PidsLimit)
 	}
-	if h.Runtime != "runsc" || string(h.NetworkMode) != "none" || c.Config.User != executor.DefaultUser {
-		t.Errorf("runtime %q network %q user %q", h.Runtime, h.NetworkMode, c.Config.User)
+	// The default user is sealed: the shim runs as root with three
+	// capabilities and starts the command as nobody (the calls above
+	// print nobody's ids).
+	if h.Runtime != "runsc" || string(h.NetworkMode) != "none" || c.Config.User != "0:0" ||
+		!strings.Contains(strings.Join(c.Config.Entrypoint, " "), " -as "+executor.DefaultUser+" ") {
+		t.Errorf("runtime %q network %q user %q entrypoint %v", h.Runtime, h.NetworkMode, c.Config.User, c.Config.Entrypoint)
+	}
+	var added []string
+	for _, c := range h.CapAdd {
+		added = append(added, strings.TrimPrefix(strings.ToUpper(c), "CAP_"))
+	}
+	if slices.Sort(added); !slices.Equal(added, []string{"KILL", "SETGID", "SETUID"}) {
+		t.Errorf("CapAdd %v, want KILL, SETGID and SETUID only", h.CapAdd)
 	}
 	if !h.ReadonlyRootfs || len(c.Mounts) == 0 {
 		t.Errorf("read-only root %v, mounts %v", h.ReadonlyRootfs, c.Mounts)

@@ -275,10 +275,12 @@ func (e *Executor) warmTaken(ctx context.Context, spec executor.Spec, child stri
 	return executor.Handle{CallID: callID, Ref: child}, true, nil
 }
 
-// collectWarm watches a claimed warm call until its command is done (the
-// shim's result.json, polled through the fs endpoint), failing a call whose envelope never reached its
-// shim. The call itself is collected at the allocation's end by the watch,
-// as a cold one (allocfs.go says why not at result.json).
+// collectWarm watches a claimed warm call until its command is done,
+// failing a call whose envelope never reached its shim. A sealed
+// function's call is collected at its seal (warm_seal.go); any other's
+// watch ends at the shim's result.json and the call is collected at the
+// allocation's end by the watch, as a cold one (allocfs.go says why not at
+// result.json).
 func (e *Executor) collectWarm(ctx context.Context, c *call) {
 	allocs, _, err := e.n.JobAllocations(ctx, c.child, 0, 0)
 	a := latest(allocs)
@@ -286,10 +288,15 @@ func (e *Executor) collectWarm(ctx context.Context, c *call) {
 		e.check(ctx, c)
 		return
 	}
-	// Nothing is read at result.json any more (allocfs.go): seeing it
-	// sooner only ends this watch sooner, so no fast first second of
-	// fs/stat requests to the client.
-	const poll = 250 * time.Millisecond
+	e.mu.Lock()
+	seal := c.spec != nil && e.sealAs(c.spec.Function) != ""
+	e.mu.Unlock()
+	// Unsealed, nothing is read at result.json: seeing it sooner only
+	// ends this watch sooner, so no fast first second of requests.
+	poll := func(time.Duration) time.Duration { return 250 * time.Millisecond }
+	if seal {
+		poll = sealPoll
+	}
 	delivered := false
 	lastCheck := time.Now()
 	for start := time.Now(); ; {
@@ -299,7 +306,13 @@ func (e *Executor) collectWarm(ctx context.Context, c *call) {
 		if stop {
 			return
 		}
-		if ok, _ := e.exists(ctx, a.ID, ResultFilePath); ok {
+		if seal && e.sealedBy(ctx, a.ID, c.id) {
+			if e.collectSealed(ctx, c, a.ID) {
+				return
+			}
+			seal = false
+		}
+		if ok, _ := e.exists(ctx, a.ID, ResultFilePath); ok && !seal {
 			// The command is done. Its files are read once the allocation
 			// has ended, as a cold call's (allocfs.go: before that the
 			// task could swap one for a link to a host file between the
@@ -317,7 +330,7 @@ func (e *Executor) collectWarm(ctx context.Context, c *call) {
 				return
 			}
 		}
-		if !sleep(ctx, poll) {
+		if !sleep(ctx, poll(time.Since(start))) {
 			return
 		}
 	}

@@ -130,8 +130,7 @@ func (e *Executor) warmJob(fn executor.Function) *nomad.Job {
 	job.ParameterizedJob = &nomad.ParameterizedJobConfig{Payload: "forbidden", MetaRequired: []string{MetaWarm}}
 	task := job.TaskGroups[0].Tasks[0]
 	task.DispatchPayload = nil
-	ep := task.Config["entrypoint"].([]string)
-	task.Config["entrypoint"] = []string{ep[0], "-wait", "-ready", WarmReadyPath, "-envelope", WarmEnvelopePath}
+	task.Config["entrypoint"] = e.entrypoint(fn, "-wait", "-ready", WarmReadyPath, "-envelope", WarmEnvelopePath)
 	labels := task.Config["labels"].([]map[string]string)
 	delete(labels[0], executor.LabelCall)
 	task.Templates = []*nomad.Template{{

@@ -39,9 +39,9 @@ func TestRealNomadWarm(t *testing.T) {
 		// The executor trusts Nomad's Signaling event (the template's
 		// re-render) to tell a delivered call from one that never reached
 		// its sandbox: the real client must record it.
-		if !signaled(t, ev.Ref) {
-			t.Fatalf("warm call %d: no %q task event on %s", i, nomad.TaskSignaling, ev.Ref)
-		}
+		// A sealed call is read before the client's next update of its
+		// allocation: wait for the event.
+		waitFor(t, 3*time.Minute, fmt.Sprintf("warm call %d: a %q task event on %s", i, nomad.TaskSignaling, ev.Ref), func() bool { return signaled(t, ev.Ref) })
 		if err := r.ex.Release(ctx(t), []executor.Handle{{CallID: s.CallID, Ref: ev.Ref}}); err != nil {
 			t.Fatal(err)
 		}

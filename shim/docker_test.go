@@ -264,3 +264,94 @@ func TestDockerScratchImage(t *testing.T) {
 		}
 	})
 }
+
+// TestDockerSeal runs the shim as root with only CAP_SETUID, CAP_SETGID and
+// CAP_KILL, the command as nobody, as the Nomad executor runs a sealable
+// sandbox: the command cannot write to the shim's stdout (its forged seal
+// never shows) nor kill it, what it left in another session is ended
+// before the seal (the seal is printed only when no process is left), and
+// the seal is the shim's stdout's only line.
+func TestDockerSeal(t *testing.T) {
+	requireDocker(t)
+	image := buildScratchImage(t)
+	sealable := []string{"--user", "0:0", "--cap-drop", "ALL", "--cap-add", "SETUID", "--cap-add", "SETGID",
+		"--cap-add", "KILL", "--security-opt", "no-new-privileges"}
+	run := func(t *testing.T, c *call, dockerArgs []string, as string) (stdout, stderr string) {
+		t.Helper()
+		stdout, stderr, err := runAs(c, image, dockerArgs, as)
+		if err != nil {
+			t.Fatalf("docker run: %v\nstderr: %s", err, stderr)
+		}
+		return stdout, stderr
+	}
+
+	t.Run("hostile-command", func(t *testing.T) {
+		c := newCall(t, &Envelope{CallID: "sealcall", Argv: []string{"hftestfn", "hostile"}, StdoutLimit: 1 << 20}, nil)
+		stdout, stderr := run(t, c, sealable, "65534:65534")
+		if stdout != SealLine("sealcall") {
+			t.Fatalf("the container's stdout is %q, want only the seal %q (stderr: %s)", stdout, SealLine("sealcall"), stderr)
+		}
+		for _, want := range []string{"forge /proc/1/fd/1: open /proc/1/fd/1: permission denied", "kill 1: operation not permitted"} {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("stderr lacks %q: %s", want, stderr)
+			}
+		}
+		res, out := c.result()
+		// The lingering process held the stdout pipe: it was ended, so
+		// its forged lines after the command's exit are not in the
+		// output, and the command's own line is.
+		if res.ExitCode != 0 || !strings.HasPrefix(string(out), "uid=65534 gid=65534\n") {
+			t.Fatalf("result %+v, stdout %q", res, out)
+		}
+	})
+	t.Run("home", func(t *testing.T) {
+		// Docker gave the root container HOME=/root; the command gets
+		// what Docker gives its user: "/" when the image's /etc/passwd
+		// (none here) does not list it.
+		c := newCall(t, &Envelope{CallID: "home", Argv: []string{"hftestfn", "env", "HOME"}, StdoutLimit: 100}, nil)
+		if stdout, _ := run(t, c, sealable, "65534:65534"); stdout != SealLine("home") {
+			t.Fatalf("stdout %q", stdout)
+		}
+		if _, out := c.result(); string(out) != "/\n" {
+			t.Fatalf("HOME %q, want /", out)
+		}
+	})
+	t.Run("root-command-no-seal", func(t *testing.T) {
+		// A command of the shim's own uid could forge anything: no seal.
+		c := newCall(t, &Envelope{CallID: "rootcall", Argv: []string{"hftestfn", "env", "HOME"}, StdoutLimit: 100}, nil)
+		stdout, _ := run(t, c, sealable, "0:0")
+		if stdout != "" {
+			t.Fatalf("stdout %q, want nothing", stdout)
+		}
+		if res, _ := c.result(); res.ExitCode != 0 {
+			t.Fatalf("result %+v", res)
+		}
+	})
+	t.Run("not-root-no-seal", func(t *testing.T) {
+		// A shim that is not root cannot set groups: the call fails,
+		// visibly, and nothing is sealed.
+		c := newCall(t, &Envelope{CallID: "userx", Argv: []string{"hftestfn", "env", "HOME"}, StdoutLimit: 100}, nil)
+		if err := os.Chmod(filepath.Join(c.dir, "out"), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		stdout, _, _ := runAs(c, image, []string{"--user", "65534:65534", "--cap-drop", "ALL"}, "65534:65534")
+		if stdout != "" {
+			t.Fatalf("stdout %q, want nothing", stdout)
+		}
+		if res, _ := c.result(); res.ExitCode != ExitCannotExec || !strings.Contains(res.Error, "operation not permitted") {
+			t.Fatalf("result %+v", res)
+		}
+	})
+}
+
+// runAs runs c's container with dockerArgs and hf-shim -as as, and
+// returns the container's stdout and stderr apart.
+func runAs(c *call, image string, dockerArgs []string, as string) (stdout, stderr string, err error) {
+	args := c.dockerArgs(image, append([]string{"--rm"}, dockerArgs...)...)
+	args = append(args[:len(args)-2], "-as", as, "-envelope", "/hf/payload")
+	var o, e bytes.Buffer
+	cmd := exec.Command("docker", args...)
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	return o.String(), e.String(), err
+}

@@ -39,6 +39,17 @@ type Runner struct {
 	Reap bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Credential, when set, is the user the command runs as (the shim
+	// itself then runs as root: seal.go says why).
+	Credential *syscall.Credential
+	// EndOthers, when set, is called once the command has exited, before
+	// anything is written: EndAll in a sandbox the shim is PID 1 of. Its
+	// true makes RunFile print the seal on Seal after result.json.
+	EndOthers func() bool
+	// Seal receives the seal line (seal.go); nil: none is printed.
+	Seal io.Writer
+
+	alone bool // EndOthers answered true
 }
 
 // RunFile reads the envelope at path, runs it, writes the result and returns
@@ -76,6 +87,11 @@ func (r *Runner) RunFile(path string) int {
 	if err := WriteResult(env.ResultDir, res); err != nil {
 		r.logf("%v", err)
 		return ExitShimError
+	}
+	if r.alone && r.Seal != nil {
+		if _, err := io.WriteString(r.Seal, SealLine(env.CallID)); err != nil {
+			r.logf("printing the seal: %v", err)
+		}
 	}
 	return res.ExitCode
 }
@@ -138,7 +154,7 @@ func (r *Runner) run(env *Envelope) (*Result, error) {
 	}
 	defer stdin.Close()
 
-	out, err := os.OpenFile(joinPath(env.ResultDir, StdoutFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	out, err := os.OpenFile(joinPath(env.ResultDir, StdoutFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return res, fmt.Errorf("creating stdout file: %w", err)
 	}
@@ -158,7 +174,7 @@ func (r *Runner) run(env *Envelope) (*Result, error) {
 		Dir:   env.Workdir,
 		Env:   environ,
 		Files: []*os.File{stdin, pw, errOut},
-		Sys:   &syscall.SysProcAttr{Setpgid: true},
+		Sys:   &syscall.SysProcAttr{Setpgid: true, Credential: r.Credential},
 	})
 	_ = pw.Close() // the child holds its own copy
 	if tee != nil {
@@ -227,6 +243,11 @@ loop:
 	// The call ends with its main process: stop whatever it left behind in
 	// its process group, then collect the rest of the pipe.
 	kill(syscall.SIGKILL)
+	if r.EndOthers != nil {
+		// And whatever left the group (setsid, a double fork), before the
+		// shim writes anything: nothing of the function outlives its call.
+		r.alone = r.EndOthers()
+	}
 	// One drain deadline for both pipes.
 	drained := time.Now().Add(drainDelay)
 	var copyErr error

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -78,7 +79,7 @@ func (t *stderrTee) write(dir string) error {
 	t.mu.Lock()
 	keep := append([]byte(nil), t.keep...)
 	t.mu.Unlock()
-	f, err := os.OpenFile(joinPath(dir, StderrFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(joinPath(dir, StderrFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return fmt.Errorf("writing the stderr preview: %w", err)
 	}

@@ -6,6 +6,9 @@
 //	hf-shim -envelope /local/payload   (or HF_ENVELOPE=/local/payload hf-shim)
 //	hf-shim -wait -envelope FILE       (warm: wait for FILE to appear, then run it)
 //	hf-shim -wait -ready R -envelope F (warm on Nomad: create R once SIGUSR1 is caught)
+//	hf-shim -as UID:GID ...            (run the command as UID:GID; as PID 1 and root,
+//	                                    end every other process after it and print the
+//	                                    seal on stdout: package shim, seal.go)
 package main
 
 import (
@@ -13,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/hyperfunc/hyperfunc/shim"
@@ -32,6 +36,7 @@ func main() {
 	envelope := flags.String("envelope", os.Getenv("HF_ENVELOPE"), "path of the call envelope (default $HF_ENVELOPE)")
 	wait := flags.Bool("wait", false, "wait for the envelope file to appear (a pre-started, warm sandbox)")
 	ready := flags.String("ready", "", "with -wait: create this file once the doorbells are set up (the agent hands no call before)")
+	as := flags.String("as", "", "run the command as numeric UID:GID (the shim runs as root)")
 	if err := flags.Parse(os.Args[1:]); err != nil || *envelope == "" || flags.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "usage: hf-shim -envelope FILE (or HF_ENVELOPE=FILE)")
 		os.Exit(shim.ExitShimError)
@@ -57,5 +62,30 @@ func main() {
 		}
 	}
 	r := &shim.Runner{Signals: sigs, Reap: os.Getpid() == 1}
+	if *as != "" {
+		cred, err := shim.ParseUser(*as)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "hf-shim:", err)
+			os.Exit(shim.ExitShimError)
+		}
+		r.Credential = cred
+		// Docker set root's HOME (the container runs as root); the
+		// command gets its own user's, as Docker would have given it.
+		home := shim.ForUser("", cred)
+		if h, ok := os.LookupEnv("HOME"); !ok || h == "/root" {
+			env := []string{"HOME=" + home}
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "HOME=") {
+					env = append(env, kv)
+				}
+			}
+			r.BaseEnv = env
+		}
+		// Only PID 1 reaches every process with kill(-1), and only root
+		// (CAP_KILL) kills another uid's; elsewhere there is no seal.
+		if os.Getpid() == 1 && os.Getuid() == 0 && cred.Uid != 0 {
+			r.EndOthers, r.Seal = shim.EndAll, os.Stdout
+		}
+	}
 	os.Exit(r.RunFile(*envelope))
 }

@@ -38,6 +38,7 @@ type agentFlags struct {
 	nomadRuntime    string
 	nomadDCs        string
 	nomadShimVolume string
+	nomadNoSeal     bool
 	acl             bool
 	bootstrapToken  string
 	clusterKey      string
@@ -86,6 +87,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	fs.StringVar(&f.nomadRuntime, "nomad-runtime", "runsc", "docker runtime of function jobs on Nomad")
 	fs.StringVar(&f.nomadDCs, "nomad-datacenters", "dc1", "comma-separated datacenters of function jobs")
 	fs.StringVar(&f.nomadShimVolume, "nomad-shim-volume", "", "Nomad host volume on the clients holding hf-shim, mounted instead of downloading the shim per call (default: the shim artifact)")
+	fs.BoolVar(&f.nomadNoSeal, "nomad-no-seal", false, "run function tasks wholly as their user, without the shim's setuid, setgid and kill capabilities (for clients whose docker allow_caps lacks them); warm calls then wait for their allocation's end")
 	fs.BoolVar(&f.acl, "acl", false, "require tokens (a new cluster creates an admin token)")
 	fs.StringVar(&f.bootstrapToken, "bootstrap-token", os.Getenv("HYPERFUNC_BOOTSTRAP_TOKEN"), "secret of the first admin token (generated into <data-dir>/bootstrap-token when empty)")
 	fs.StringVar(&f.clusterKey, "cluster-key", os.Getenv("HYPERFUNC_CLUSTER_KEY"), "secret every server of the cluster shares (>= 16 bytes): Raft's mutual TLS and server-to-server requests (a standalone server makes its own in <data-dir>/cluster-key)")

@@ -50,6 +50,7 @@ func buildExecutor(ctx context.Context, f *agentFlags, logger hclog.Logger) (ser
 	cfg.Datacenters = splitList(f.nomadDCs)
 	cfg.StdoutLimit = f.maxStdout
 	cfg.ShimVolume = f.nomadShimVolume
+	cfg.NoSeal = f.nomadNoSeal
 	// The cluster ID is derived from the key, so the executor knows its
 	// cluster before the first function: the pull job and the first orphan
 	// sweep after a restart are scoped to it too.

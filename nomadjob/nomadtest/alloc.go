@@ -293,7 +293,14 @@ func (s *Server) run(ctx context.Context, id string, job *nomad.Job, task *nomad
 		}
 		rec.links[p] = true
 	}
+	holdEnd := s.holdEnds
 	s.mu.Unlock()
+	if holdEnd != nil {
+		select {
+		case <-holdEnd:
+		case <-ctx.Done():
+		}
+	}
 	details := map[string]string{
 		"exit_code": fmt.Sprint(res.ExitCode), "oom_killed": fmt.Sprint(res.OOMKilled), "signal": fmt.Sprint(res.Signal),
 	}
@@ -329,6 +336,10 @@ func (s *Server) run(ctx context.Context, id string, job *nomad.Job, task *nomad
 		ts.State, ts.FinishedAt = "dead", time.Now().UTC()
 		a.ClientStatus, a.ClientDescription = "complete", "All tasks have completed"
 	})
+}
+
+func terminal(status string) bool {
+	return status == "complete" || status == "failed" || status == "lost"
 }
 
 // fetchArtifact downloads an artifact as a Nomad client would: meta

@@ -29,7 +29,33 @@ const (
 	// ManyFilesCommand N runs as `true` through the shim, then leaves N
 	// empty files with 200-character names in alloc/data.
 	ManyFilesCommand = "hf-test-many"
+	// ForgeSealCommand runs as `true` through the shim and prints the
+	// call's seal line on the container's stdout, as a function of the
+	// shim's own uid can (through /proc/1/fd/1).
+	ForgeSealCommand = "hf-test-forge-seal"
 )
+
+// sealing: the task's shim runs its command as another, non-root user
+// (hf-shim -as UID:GID with a uid other than 0).
+func sealing(cfg map[string]any) bool {
+	var ep []string
+	switch v := cfg["entrypoint"].(type) {
+	case []string:
+		ep = v
+	case []any:
+		for _, a := range v {
+			s, _ := a.(string)
+			ep = append(ep, s)
+		}
+	}
+	for i := 0; i+1 < len(ep); i++ {
+		if ep[i] == "-as" {
+			uid, _, _ := strings.Cut(ep[i+1], ":")
+			return uid != "0"
+		}
+	}
+	return false
+}
 
 // DefaultRunner runs the task as the shim would inside the container: it
 // decodes the envelope from local/payload and runs its argv as a local
@@ -54,6 +80,10 @@ func DefaultRunner(ctx context.Context, t *Task) Result {
 	var link []string
 	if en.Argv[0] == LinkCommand && len(en.Argv) == 3 {
 		link, en.Argv = en.Argv[1:], []string{"true"}
+	}
+	forge := en.Argv[0] == ForgeSealCommand
+	if forge {
+		en.Argv = []string{"true"}
 	}
 	many := 0
 	if en.Argv[0] == ManyFilesCommand && len(en.Argv) == 2 {
@@ -115,6 +145,11 @@ func DefaultRunner(ctx context.Context, t *Task) Result {
 		}
 	}
 	out := Result{ExitCode: res.ExitCode, Files: map[string][]byte{}, Links: map[string][]byte{}}
+	if forge || sealing(t.Config) {
+		// The real shim, PID 1 and root, prints it once every process of
+		// the command has ended (shim/seal.go): here, once it has run.
+		out.Stdout = []byte(shim.SealLine(en.CallID))
+	}
 	for i := range many {
 		out.Files[fmt.Sprintf("alloc/data/%0200d", i)] = nil
 	}

@@ -73,6 +73,8 @@ type Server struct {
 	failPull     map[string]string // image -> driver error
 	loseAllocs   bool
 	holdAllocs   chan struct{} // when non-nil, tasks wait for it before running
+	holdEnds     chan struct{} // when non-nil, tasks that ran wait for it before they end
+	earlyReads   int           // fs/ls and fs/cat of alloc while the allocation ran
 	cancels      map[string]context.CancelFunc
 	wg           sync.WaitGroup
 	closed       bool
@@ -240,7 +242,35 @@ func (s *Server) Release() {
 	s.mu.Unlock()
 }
 
+// HoldEnds makes tasks that ran (their files and logs in place) stay
+// running until ReleaseEnds: a sealed sandbox whose teardown is slow.
+func (s *Server) HoldEnds() {
+	s.mu.Lock()
+	if s.holdEnds == nil {
+		s.holdEnds = make(chan struct{})
+	}
+	s.mu.Unlock()
+}
+
+// ReleaseEnds lets held tasks end.
+func (s *Server) ReleaseEnds() {
+	s.mu.Lock()
+	if s.holdEnds != nil {
+		close(s.holdEnds)
+		s.holdEnds = nil
+	}
+	s.mu.Unlock()
+}
+
 // ---- inspection ----
+
+// EarlyReads counts fs/ls and fs/cat requests under alloc while their
+// allocation was not terminal (safe only in a sealed sandbox).
+func (s *Server) EarlyReads() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.earlyReads
+}
 
 // Executions is how many times the task of call_id ran.
 func (s *Server) Executions(callID string) int {
@@ -287,7 +317,8 @@ func (s *Server) JobIDs() []string {
 	return ids
 }
 
-// Requests counts the requests of a kind ("dispatch", "register", ...).
+// Requests counts the requests of a kind ("dispatch", "register", ...;
+// "fs/stat PATH" counts the stats that found PATH).
 func (s *Server) Requests(kind string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -720,6 +751,13 @@ func (s *Server) fs(w http.ResponseWriter, r *http.Request, op, allocID string) 
 	}
 	if rec != nil {
 		file, exists = rec.files[strings.TrimPrefix(q.Get("path"), "/")]
+		path := strings.Trim(q.Get("path"), "/")
+		if (op == "cat" || op == "ls") && (path == "alloc" || strings.HasPrefix(path, "alloc/")) && !terminal(rec.a.ClientStatus) {
+			s.earlyReads++
+		}
+		if op == "stat" && exists {
+			s.requests["fs/stat "+path]++
+		}
 		switch q.Get("type") {
 		case "stdout":
 			logs = append([]byte(nil), rec.stdout...)
