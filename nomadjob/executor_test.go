@@ -84,8 +84,42 @@ func TestRegisterUpdateDeregister(t *testing.T) {
 func TestJobIDSanitize(t *testing.T) {
 	a := nomadjob.JobID("", executor.Function{ID: "Bob.X/f", Owner: "Bob.X", Name: "f"})
 	b := nomadjob.JobID("", executor.Function{ID: "bob_x/f", Owner: "bob_x", Name: "f"})
-	if !strings.HasPrefix(a, "hf-bob-x-f-") || a == b {
+	if !strings.HasPrefix(a, "hf-bob-x-f_") || a == b {
 		t.Fatalf("sanitize: %q %q", a, b)
+	}
+}
+
+// TestJobIDOneToOne: user alice-x's function y and user alice's x-y were
+// both hf-alice-x-y, one job for two tenants (the last registration's
+// image ran both users' calls, with their stdin). Every pair of valid
+// owners and names gets its own job, and the other user's calls run in
+// their own image.
+func TestJobIDOneToOne(t *testing.T) {
+	seen := map[string]string{}
+	for _, owner := range []string{"alice", "alice-x", "alice-x-y", "a", "a-b"} {
+		for _, name := range []string{"y", "x-y", "x-y-z", "b-y", "b", "warm", "x-warm"} {
+			f := executor.Function{ID: owner + "/" + name, Owner: owner, Name: name}
+			for _, cluster := range []string{"", "c1"} {
+				id := nomadjob.JobID(cluster, f)
+				if prev, ok := seen[id]; ok {
+					t.Fatalf("%s and %s share the job %s", prev, f.ID, id)
+				}
+				seen[id] = f.ID
+				if !strings.Contains(owner, "-") && strings.Contains(id, "_") {
+					t.Fatalf("%s: %s (no suffix without a dash in the owner)", f.ID, id)
+				}
+			}
+		}
+	}
+	e := newEnv(t)
+	a := executor.Function{ID: "alice-x/y", Owner: "alice-x", Name: "y", Image: "image-of-alice-x", Command: []string{"cat"}, CPU: 100, MemoryMB: 64}
+	b := executor.Function{ID: "alice/x-y", Owner: "alice", Name: "x-y", Image: "image-of-alice", Command: []string{"cat"}, CPU: 100, MemoryMB: 64}
+	e.register(a)
+	e.register(b)
+	for _, f := range []executor.Function{a, b} {
+		if img := e.srv.Job(nomadjob.JobID("", f)).TaskGroups[0].Tasks[0].Config["image"]; img != f.Image {
+			t.Fatalf("%s's job runs %v", f.ID, img)
+		}
 	}
 }
 

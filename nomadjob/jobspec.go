@@ -42,11 +42,15 @@ const (
 	StdoutFilePath = "alloc/data/" + shim.StdoutFile
 )
 
-// JobID is the parameterized job of a function: hf-<owner>-<name>, reduced
-// to the characters Nomad and DNS like, or hf-<cluster tag>-<owner>-<name>
-// in the cluster clusterID (may be empty), so that two hyperfunc clusters
-// sharing one Nomad never register over each other's jobs. When sanitizing
-// changed anything, a short hash of the original keeps two functions apart.
+// JobID is the parameterized job of a function: hf-<owner>-<name>, or
+// hf-<cluster tag>-<owner>-<name> in the cluster clusterID (may be
+// empty), so that two hyperfunc clusters sharing one Nomad never register
+// over each other's jobs. It is one-to-one: when the owner holds a "-"
+// (user alice-x's function y and user alice's x-y were both hf-alice-x-y:
+// one user's calls ran in the other's image, with its stdin) or sanitizing
+// to the characters Nomad and DNS like changed anything, "_" and 12 hex of
+// the sha256 of the function follow. Names never hold "_", so a name cannot
+// be chosen to match another function's suffixed ID.
 func JobID(clusterID string, fn executor.Function) string {
 	owner, name := fn.Owner, fn.Name
 	if owner == "" && name == "" {
@@ -54,9 +58,9 @@ func JobID(clusterID string, fn executor.Function) string {
 	}
 	raw := owner + "-" + name
 	clean := sanitize(raw)
-	if clean != raw {
+	if clean != raw || strings.Contains(owner, "-") {
 		sum := sha256.Sum256([]byte(fn.Owner + "/" + fn.Name + "/" + fn.ID))
-		clean += "-" + hex.EncodeToString(sum[:3])
+		clean += "_" + hex.EncodeToString(sum[:6])
 	}
 	return jobPrefix(clusterID) + clean
 }
@@ -84,11 +88,13 @@ func jobPrefix(clusterID string) string {
 	return "hf-"
 }
 
+// sanitize maps s to lower-case letters, digits and "-" ("_" is JobID's
+// and WarmSuffix's).
 func sanitize(s string) string {
 	var b strings.Builder
 	for _, r := range strings.ToLower(s) {
 		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_':
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
 			b.WriteRune(r)
 		default:
 			b.WriteByte('-')
