@@ -95,7 +95,7 @@ func (e *Executor) SetWarm(targets []executor.WarmTarget) {
 			continue
 		}
 		want[t.Function.ID] = true
-		spec := SpecHash(t.Function)
+		spec := e.warmSpec(t.Function)
 		p := e.wp.pools[t.Function.ID]
 		if p != nil && p.spec != spec {
 			e.drainLocked(p)

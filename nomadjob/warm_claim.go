@@ -177,7 +177,7 @@ func (e *Executor) pick(ctx context.Context, spec executor.Spec, envelope []byte
 	if envelope == nil {
 		return nil
 	}
-	version := SpecHash(spec.Function)
+	version := e.warmSpec(spec.Function)
 	for {
 		sb := e.takeSandbox(spec.Function.ID, version)
 		if sb == nil {
@@ -291,6 +291,15 @@ func (e *Executor) collectWarm(ctx context.Context, c *call) {
 	e.mu.Lock()
 	seal := c.spec != nil && e.sealAs(c.spec.Function) != ""
 	e.mu.Unlock()
+	if seal {
+		// Whether the seal counts is how the sandbox was built, as its
+		// own job (written by an executor, never by the function) says:
+		// one built with NoSeal or before seals existed, adopted or
+		// recorded by another leader, runs the command as the shim's uid,
+		// which forges the seal at will.
+		job, err := e.n.JobInfo(ctx, c.child)
+		seal = err == nil && job != nil && sealedSandbox(job.Meta[MetaSpec])
+	}
 	// Unsealed, nothing is read at result.json: seeing it sooner only
 	// ends this watch sooner, so no fast first second of requests.
 	poll := func(time.Duration) time.Duration { return 250 * time.Millisecond }

@@ -118,6 +118,29 @@ func SpecHash(fn executor.Function) string {
 	return hex.EncodeToString(sum[:6])
 }
 
+// sealedSpec ends the pool version (MetaSpec) of a sandbox built sealed
+// (sealAs): its shim runs as root and the command as another uid.
+const sealedSpec = "+sealed"
+
+// warmSpec is the version of fn's sandboxes as this executor builds them:
+// SpecHash, and sealedSpec when they are sealed. A sandbox's seal is
+// trusted only when it was built sealed, which its own job's meta says
+// (written by the executor, out of the function's reach): one built by an
+// executor with NoSeal, or by a version without seals, runs the command
+// as the shim's own uid, which can forge the seal through /proc/1/fd/1.
+// Keyed by it, such a sandbox is never adopted into a sealed pool, nor
+// taken for a sealed call.
+func (e *Executor) warmSpec(fn executor.Function) string {
+	if e.sealAs(fn) != "" {
+		return SpecHash(fn) + sealedSpec
+	}
+	return SpecHash(fn)
+}
+
+// sealedSandbox: the sandbox's version (its job's MetaSpec) says it was
+// built sealed.
+func sealedSandbox(spec string) bool { return strings.HasSuffix(spec, sealedSpec) }
+
 // warmJob is functionJob's task, unchanged in image, runtime, network,
 // user, limits and labels, waiting for its call: the shim runs with -wait
 // on the envelope the template renders, which rings SIGUSR1 when the
@@ -126,7 +149,7 @@ func (e *Executor) warmJob(fn executor.Function) *nomad.Job {
 	job := e.functionJob(fn, false)
 	id := WarmJobID(e.cfg.ClusterID, fn)
 	job.ID, job.Name = ptr(id), ptr(id)
-	job.Meta[MetaSpec] = SpecHash(fn)
+	job.Meta[MetaSpec] = e.warmSpec(fn)
 	job.ParameterizedJob = &nomad.ParameterizedJobConfig{Payload: "forbidden", MetaRequired: []string{MetaWarm}}
 	task := job.TaskGroups[0].Tasks[0]
 	task.DispatchPayload = nil

@@ -137,3 +137,55 @@ func (e *env) executorWith(mod func(*nomadjob.Config)) *nomadjob.Executor {
 	e.t.Cleanup(func() { _ = ex.Close() })
 	return ex
 }
+
+// TestWarmUnsealedSandboxSealNotTrusted: a sandbox built unsealed (by an
+// executor with NoSeal, or by a version without seals) runs the command as
+// the shim's own uid, which forges the seal. A sealing executor that takes
+// the pool over (a restart with another -nomad-no-seal, a new leader, an
+// upgrade) must never read such a sandbox at its seal: it would read
+// alloc/data while the function can still swap a file for a link to a host
+// file (found in review: /root/hf-secret came back as a call's stdout on
+// the real agent).
+func TestWarmUnsealedSandboxSealNotTrusted(t *testing.T) {
+	e := newEnv(t)
+	f := fn("forger-adopted", nomadtest.ForgeSealCommand)
+	unsealed := e.executorWith(func(c *nomadjob.Config) { c.NoSeal = true })
+	if err := unsealed.Register(ctx(t), f); err != nil {
+		t.Fatal(err)
+	}
+	unsealed.SetWarm([]executor.WarmTarget{{Function: f, N: 1}})
+	waitReady(t, unsealed, f.ID, 1)
+	child := unsealed.WarmChildren(f.ID)[0]
+	// The unsealed executor goes away, its sandbox stays; the sealing one
+	// takes the pool over.
+	unsealed.DropWarm()
+	_ = unsealed.Close()
+	e.register(f)
+	e.ex.SetWarm([]executor.WarmTarget{{Function: f, N: 1}})
+	waitReady(t, e.ex, f.ID, 1)
+	e.srv.HoldEnds()
+	t.Cleanup(e.srv.ReleaseEnds)
+	s := spec("c-forger-adopted", f, "")
+	h, err := e.ex.Start(ctx(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Ref != child {
+		// Not adopted: the call ran in a sandbox built sealed.
+		e.srv.ReleaseEnds()
+		if ev := e.warmFinal(e.col, s.CallID); ev.Kind != executor.Finished {
+			t.Fatalf("forger: %+v", ev)
+		}
+		return
+	}
+	waitFor(t, hang, "the watch to see result.json", func() bool {
+		return e.srv.Requests("fs/stat "+nomadjob.ResultFilePath) > 0 || e.col.finals(s.CallID) > 0
+	})
+	if n := e.srv.EarlyReads(); n != 0 || e.col.finals(s.CallID) != 0 {
+		t.Fatalf("an unsealed sandbox was read at a forged seal while it ran (%d early reads, %d finals)", n, e.col.finals(s.CallID))
+	}
+	e.srv.ReleaseEnds()
+	if ev := e.warmFinal(e.col, s.CallID); ev.Kind != executor.Finished {
+		t.Fatalf("forger: %+v", ev)
+	}
+}
