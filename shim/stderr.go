@@ -79,9 +79,17 @@ func (t *stderrTee) write(dir string) error {
 	t.mu.Lock()
 	keep := append([]byte(nil), t.keep...)
 	t.mu.Unlock()
-	f, err := os.OpenFile(joinPath(dir, StderrFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
+	// O_NONBLOCK: a FIFO the command left at that name (nobody reads it
+	// any more) fails the open (ENXIO) instead of blocking the shim for
+	// ever, with no result.json and past the call's timeout; anything but
+	// a regular file is refused.
+	f, err := os.OpenFile(joinPath(dir, StderrFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o644)
 	if err != nil {
 		return fmt.Errorf("writing the stderr preview: %w", err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		_ = f.Close()
+		return fmt.Errorf("writing the stderr preview: %s is not a regular file", StderrFile)
 	}
 	_, err = f.Write(keep)
 	if err == nil {

@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // The stderr preview keeps exactly StderrPreview bytes (at the limit and
@@ -71,5 +73,28 @@ func TestStderrPreviewBound(t *testing.T) {
 	env.StderrPreview = MaxStderrPreview + 1
 	if err := env.Validate(); err == nil || !strings.Contains(err.Error(), "stderr_preview") {
 		t.Fatalf("past the bound: %v", err)
+	}
+}
+
+// TestStderrPreviewFIFONoHang: a FIFO the command left where the preview
+// goes (nobody reads it once the command is dead) must not block the shim
+// for ever: it wrote no result.json and the call outlived its timeout
+// (found in review: hftestfn-style mkfifo /alloc/data/stderr hung a sealed
+// container on runsc indefinitely).
+func TestStderrPreviewFIFONoHang(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(dir, StderrFile), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	tee := &stderrTee{keep: []byte("err\n")}
+	done := make(chan error, 1)
+	go func() { done <- tee.write(dir) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("wrote the preview into a FIFO")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("writing the stderr preview blocked on a FIFO")
 	}
 }
