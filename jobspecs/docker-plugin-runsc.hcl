@@ -30,9 +30,12 @@ plugin "docker" {
   config {
     allow_runtimes = ["runc", "runsc"]
 
-    # No allow_caps needed: function tasks only drop capabilities
-    # (cap_drop = ["ALL"]), with security_opt no-new-privileges, a pids
-    # limit and the function's user (nobody unless it says root).
+    # allow_caps may stay Nomad's default: function tasks drop every
+    # capability (cap_drop = ["ALL"]), with security_opt no-new-privileges,
+    # a pids limit and the function's user (nobody unless it says root);
+    # a sealed task (numeric non-root UID:GID) adds back SETUID, SETGID and
+    # KILL for the shim only, all three in the default list. A narrower
+    # allow_caps fails those tasks: run the servers with -nomad-no-seal.
 
     # Function containers never need privileges or host mounts.
     allow_privileged = false

@@ -111,8 +111,8 @@ client {
 plugin "docker" {
   config {
     allow_runtimes = ["runc", "runsc"]
-    # No allow_caps: the hardened task only drops capabilities (cap_drop
-    # ALL), which any allow list permits.
+    # No allow_caps: Nomad's default list holds the SETUID, SETGID and
+    # KILL a sealed task adds back for its shim (cap_drop ALL otherwise).
     allow_privileged = false
     volumes {
       enabled = false
