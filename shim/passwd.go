@@ -65,11 +65,16 @@ func ForUser(root string, cred *syscall.Credential) (home string) {
 // eachLine calls f with the ":"-separated fields of each line of path
 // (at most maxEtcFile bytes) until f returns false.
 func eachLine(path string, f func([]string) bool) {
-	file, err := os.Open(path)
+	// O_NONBLOCK and a regular file only: the image is the function
+	// author's, and a FIFO there would hold the shim for ever.
+	file, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return
 	}
 	defer file.Close()
+	if fi, err := file.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return
+	}
 	sc := bufio.NewScanner(io.LimitReader(file, maxEtcFile))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())

@@ -165,6 +165,18 @@ func TestForUser(t *testing.T) {
 	if home := ForUser(root, c); home != "/" || len(c.Groups) != 0 {
 		t.Fatalf("unlisted: home %q groups %v", home, c.Groups)
 	}
+	// A FIFO for /etc/passwd (the image is the function author's) is
+	// not read: no hang, and "/" as for an unlisted uid.
+	if err := os.Remove(filepath.Join(root, "etc", "passwd")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(root, "etc", "passwd"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c = &syscall.Credential{Uid: 1000, Gid: 1000, Groups: []uint32{}}
+	if home := ForUser(root, c); home != "/" || len(c.Groups) != 0 {
+		t.Fatalf("FIFO passwd: home %q groups %v", home, c.Groups)
+	}
 	// No /etc at all (a scratch image).
 	if home := ForUser(filepath.Join(root, "none"), c); home != "/" {
 		t.Fatalf("no /etc: home %q", home)
