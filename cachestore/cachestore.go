@@ -63,7 +63,7 @@ type Usage struct {
 // Tables returns the schemas of the memdb tables of the caches, to be
 // merged into the state store's schema.
 func Tables() map[string]*memdb.TableSchema {
-	return map[string]*memdb.TableSchema{TableUsage: usageTable()}
+	return map[string]*memdb.TableSchema{TableUsage: usageTable(), TableStdin: stdinTable()}
 }
 
 func usageTable() *memdb.TableSchema {

@@ -39,6 +39,10 @@ type DB struct {
 	// Writing reads the leaves it changes through the mapping, so it maps
 	// about as much as it writes (see trim.go).
 	written atomic.Int64
+	// held counts the bytes of stdin kept in memdb (stdin.go), as of the
+	// last commit; heldMax bounds it.
+	held    atomic.Int64
+	heldMax int64
 }
 
 // Open creates an empty store at path, removing what a previous process
@@ -69,7 +73,7 @@ func Open(path string) (*DB, error) {
 		b.Close()
 		return nil, fmt.Errorf("cache store %s: %w", path, err)
 	}
-	return &DB{bolt: b, path: path}, nil
+	return &DB{bolt: b, path: path, heldMax: DefaultHeldStdinMax}, nil
 }
 
 // Path is the file's path.
@@ -102,6 +106,9 @@ type Txn struct {
 	*memdb.Txn
 	db   *DB
 	disk *bolt.Tx
+	// heldDelta is what this write adds to db.held (stdin.go) once
+	// committed.
+	heldDelta int64
 }
 
 // NewTxn starts an apply's write on both halves.
@@ -135,6 +142,10 @@ func (t *Txn) Commit() error {
 // transaction is then committed with t.Txn.Commit. On error memdb's is
 // aborted.
 func (t *Txn) CommitDisk() error {
+	// Writes are serial (memdb has one writer), so the count may move
+	// before memdb's commit: no other write reads it in between.
+	t.db.held.Add(t.heldDelta)
+	t.heldDelta = 0
 	if t.disk == nil {
 		return nil
 	}
@@ -272,48 +283,4 @@ func getOutput(fb *bolt.Bucket, seq uint64) (*Output, error) {
 		return nil, fmt.Errorf("output at %d: %w", seq, err)
 	}
 	return o, nil
-}
-
-// bucketStdin holds the stdin of calls that have not ended, by call ID:
-// a user may hold 64 MiB of it queued (server's -max-queued-bytes), which
-// has no business in the heap while it waits.
-var bucketStdin = []byte("\x00stdin")
-
-// PutStdin keeps a queued call's stdin until DeleteStdin.
-func PutStdin(t *Txn, callID string, data []byte) error {
-	tx, err := t.diskTx()
-	if err != nil {
-		return err
-	}
-	return putStdin(tx, callID, data)
-}
-
-func putStdin(tx *bolt.Tx, callID string, data []byte) error {
-	if err := tx.Bucket(bucketStdin).Put([]byte(callID), data); err != nil {
-		return fmt.Errorf("put stdin %s: %w", callID, err)
-	}
-	return nil
-}
-
-// DeleteStdin drops a call's stdin (it ended, or its function went).
-func DeleteStdin(t *Txn, callID string) error {
-	tx, err := t.diskTx()
-	if err != nil {
-		return err
-	}
-	if err := tx.Bucket(bucketStdin).Delete([]byte(callID)); err != nil {
-		return fmt.Errorf("delete stdin %s: %w", callID, err)
-	}
-	return nil
-}
-
-// Stdin reads a call's stdin (a copy); nil when it has none.
-func Stdin(r *Read, callID string) []byte { return stdin(r.disk, callID) }
-
-func stdin(tx *bolt.Tx, callID string) []byte {
-	v := tx.Bucket(bucketStdin).Get([]byte(callID))
-	if v == nil {
-		return nil
-	}
-	return append([]byte{}, v...)
 }

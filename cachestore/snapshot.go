@@ -35,9 +35,10 @@ func (d *DB) Snapshot() (*Snapshot, error) {
 // Release ends the read.
 func (s *Snapshot) Release() { _ = s.tx.Rollback() }
 
-// Stdin reads a call's stdin as of the snapshot (a copy): the state store
-// writes it inside the record of its call.
-func (s *Snapshot) Stdin(callID string) []byte { return stdin(s.tx, callID) }
+// Stdin reads a call's stdin as of the snapshot (a copy), mem being the
+// memdb read taken with it: the state store writes it inside the record
+// of its call.
+func (s *Snapshot) Stdin(mem *memdb.Txn, callID string) []byte { return stdin(mem, s.tx, callID) }
 
 // Each calls fn with every record, function by function, ended calls,
 // then outputs, then logs, each oldest first. rec is valid only during

@@ -2,7 +2,10 @@ package fsm
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
+
+	"github.com/hyperfunc/hyperfunc/cachestore"
 )
 
 func TestApplyUsersAndTokens(t *testing.T) {
@@ -222,7 +225,7 @@ func equal(a, b []string) bool {
 	return true
 }
 
-// TestStdinOnDisk: a queued call's stdin waits on disk, not in its record;
+// TestStdinOnDisk: a queued call's stdin waits apart from its record;
 // a snapshot carries it; it goes when the call ends or its function does.
 func TestStdinOnDisk(t *testing.T) {
 	h := newHarness(t)
@@ -251,6 +254,61 @@ func TestStdinOnDisk(t *testing.T) {
 	for _, id := range []string{"c1", "c2", "c3"} {
 		if s := stdin(st, id); s != "" {
 			t.Fatalf("%s: stdin %q kept after its call or function ended", id, s)
+		}
+	}
+}
+
+// TestStdinHeldThenSpilled: queued stdin is kept in memory up to
+// cachestore.DefaultHeldStdinMax (a stdin that fills it exactly is held),
+// the next byte goes to disk; both read back, survive a snapshot, and go
+// when their calls end, which gives the memory back.
+func TestStdinHeldThenSpilled(t *testing.T) {
+	h := newHarness(t)
+	h.fn("alice", "f")
+	// Four quarters fill the bound exactly (a snapshot record holds at
+	// most maxRecord bytes, so no one stdin is that large).
+	quarter := bytes.Repeat([]byte("q"), int(cachestore.DefaultHeldStdinMax/4))
+	want := map[string][]byte{"one": []byte("1")}
+	var calls []*Call
+	for i := range 4 {
+		id := fmt.Sprintf("q%d", i)
+		want[id] = quarter
+		calls = append(calls, &Call{ID: id, Function: "alice/f", Owner: "alice", Stdin: quarter, CreatedAt: t0})
+	}
+	calls = append(calls, &Call{ID: "one", Function: "alice/f", Owner: "alice", Stdin: []byte("1"), CreatedAt: t0})
+	st := h.f.Store()
+	var ids []string
+	for _, c := range calls {
+		if res := h.mustApply(CallEnqueueType, &CallEnqueueRequest{Calls: []*Call{c}}).(*EnqueueResult); res.Errors[0] != nil {
+			t.Fatal(res.Errors[0])
+		}
+		ids = append(ids, c.ID)
+	}
+	if got := st.HeldStdinBytes(); got != cachestore.DefaultHeldStdinMax {
+		t.Fatalf("held %d bytes of stdin, want %d (the quarters, not the byte past them)", got, cachestore.DefaultHeldStdinMax)
+	}
+	check := func(s *Store) {
+		t.Helper()
+		for id, w := range want {
+			if b, err := s.Stdin(id); err != nil || !bytes.Equal(b, w) {
+				t.Fatalf("stdin of %s: %d bytes (err %v), want %d", id, len(b), err, len(w))
+			}
+		}
+	}
+	check(st)
+	check(roundTrip(t, h.f).Store())
+	h.mustApply(CallStartType, &CallStartRequest{IDs: ids, Time: t0})
+	var rs []*CallResult
+	for _, id := range ids {
+		rs = append(rs, &CallResult{ID: id, State: StateFinished, Time: t0})
+	}
+	h.mustApply(CallFinishType, &CallFinishRequest{Results: rs})
+	if got := st.HeldStdinBytes(); got != 0 {
+		t.Fatalf("held %d bytes of stdin after the calls ended", got)
+	}
+	for _, id := range ids {
+		if b, _ := st.Stdin(id); b != nil {
+			t.Fatalf("%s: stdin kept after its call ended", id)
 		}
 	}
 }

@@ -123,10 +123,11 @@ func writeSnapshot(w io.Writer, txn *memdb.Txn, disk *cachestore.Snapshot) error
 			tag := t.tag
 			var b []byte
 			if c, ok := raw.(*Call); ok && c.StdinSize > 0 {
-				// A queued call's stdin waits on disk; the snapshot
-				// carries it inside the call's record, as it always did.
+				// A queued call's stdin waits apart (cachestore's
+				// stdin.go); the snapshot carries it inside the call's
+				// record, as it always did.
 				cc := *c
-				cc.Stdin = disk.Stdin(c.ID)
+				cc.Stdin = disk.Stdin(txn, c.ID)
 				raw = &cc
 			}
 			if t.encode != nil {

@@ -143,6 +143,11 @@ func (s *Store) WrittenSinceTrim() int64 { return s.state.Load().disk.WrittenSin
 // DiskBytes is the size of the disk half's file.
 func (s *Store) DiskBytes() int64 { return s.state.Load().disk.Size() }
 
+// HeldStdinBytes is how many bytes of queued calls' stdin the store keeps
+// in memory rather than in its disk half (cachestore.DefaultHeldStdinMax
+// at most).
+func (s *Store) HeldStdinBytes() int64 { return s.state.Load().disk.HeldStdin() }
+
 // AbandonCh is closed when the database is replaced by a restore.
 func (s *Store) AbandonCh() <-chan struct{} {
 	s.mu.Lock()

@@ -57,7 +57,9 @@ func newMetrics(s *Server) *metrics {
 	m.stateBytes = prometheus.NewGauge(prometheus.GaugeOpts(f("state_disk_bytes", "Size of the state's disk half (outputs, logs, ended calls) on this server; the Go heap is go_memstats_heap_inuse_bytes.")))
 	m.largestEntry = prometheus.NewGaugeFunc(prometheus.GaugeOpts(f("raft_entry_max_bytes", "The largest Raft entry this server applied since it started (fsm.MaxEntryPayload bounds the payload of one).")),
 		func() float64 { return float64(s.sized.largest.Load()) })
-	m.reg.MustRegister(m.raftLogBytes, m.stateBytes, m.largestEntry)
+	heldStdin := prometheus.NewGaugeFunc(prometheus.GaugeOpts(f("state_held_stdin_bytes", "Stdin of unended calls this server keeps in memory rather than in the state's disk half, in bytes (bounded by cachestore.DefaultHeldStdinMax).")),
+		func() float64 { return float64(s.store.HeldStdinBytes()) })
+	m.reg.MustRegister(m.raftLogBytes, m.stateBytes, m.largestEntry, heldStdin)
 	m.reg.MustRegister(m.calls.ended, m.calls.queueWait, m.calls.runTime, newStateCollector(func() *fsm.Store { return s.store }))
 	m.reg.MustRegister(m.requests, m.enqueued, m.finished, m.forwarded, m.batched, m.executorErrors, m.executorUp,
 		m.isLeader, m.pending, m.running, m.raftIndex, m.sizeSnapshots,
