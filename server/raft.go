@@ -90,7 +90,7 @@ func (s *Server) setupRaft() error {
 		return fmt.Errorf("raft listen %s: %w", s.cfg.RaftAddr, err)
 	}
 	stable := &stableStore{StableStore: store, close: closeStore}
-	r, err := raft.NewRaft(rc, s.sized, store, stable, snaps, trans)
+	r, err := raft.NewRaft(rc, s.sized, newLogCache(store, logCacheBytes, logCacheEntries), stable, snaps, trans)
 	if err != nil {
 		trans.Close()
 		closeStore()
