@@ -265,8 +265,7 @@ func TestStdinOnDisk(t *testing.T) {
 func TestStdinHeldThenSpilled(t *testing.T) {
 	h := newHarness(t)
 	h.fn("alice", "f")
-	// Four quarters fill the bound exactly (a snapshot record holds at
-	// most maxRecord bytes, so no one stdin is that large).
+	// Four quarters fill the bound exactly.
 	quarter := bytes.Repeat([]byte("q"), int(cachestore.DefaultHeldStdinMax/4))
 	want := map[string][]byte{"one": []byte("1")}
 	var calls []*Call

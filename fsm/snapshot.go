@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	memdb "github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
@@ -151,9 +152,19 @@ func writeSnapshot(w io.Writer, txn *memdb.Txn, disk *cachestore.Snapshot) error
 // ErrBadSnapshot marks a snapshot that cannot be read.
 var ErrBadSnapshot = errors.New("bad snapshot")
 
-// maxRecord bounds one record: the largest is an output (1 MiB of stdout,
-// base64 in JSON) or a call with 1 MiB of stdin.
-const maxRecord = 8 << 20
+// maxRecord bounds one record's length prefix. A record is as large as
+// what it holds: a call with its stdin (-max-stdin has no upper bound of
+// its own; a call of 16 MiB of stdin made every snapshot taken while it
+// was queued unreadable at the former bound of 8 MiB, found by a review)
+// or an output (-max-stdout). So this bound is only a sanity check on the
+// prefix, and the reader grows its buffer as the bytes actually arrive
+// (recordChunk at a time): a corrupt prefix on a short file ends at the
+// file's end, not in a huge allocation.
+const maxRecord = 4 << 30
+
+// recordChunk is how much of a record the reader allocates ahead of the
+// bytes it has read.
+const recordChunk = 8 << 20
 
 // readSnapshot loads a snapshot into h, a new, empty pair of halves: the
 // records of memdb's tables into one write transaction, ended calls and
@@ -201,11 +212,7 @@ func readSnapshot(r io.Reader, h *halves) error {
 		if err != nil || n > maxRecord {
 			return fmt.Errorf("%w: record length: %d %v", ErrBadSnapshot, n, err)
 		}
-		if cap(buf) < int(n) {
-			buf = make([]byte, n)
-		}
-		buf = buf[:n]
-		if _, err := io.ReadFull(br, buf); err != nil {
+		if buf, err = readRecord(br, buf, n); err != nil {
 			return fmt.Errorf("%w: %s record: %w", ErrBadSnapshot, t.table, err)
 		}
 		var obj any
@@ -227,6 +234,21 @@ func readSnapshot(r io.Reader, h *halves) error {
 	}
 	txn.Commit()
 	return nil
+}
+
+// readRecord reads n bytes into buf (reused when large enough), growing it
+// by at most recordChunk ahead of what was read.
+func readRecord(r io.Reader, buf []byte, n uint64) ([]byte, error) {
+	buf = buf[:0]
+	for uint64(len(buf)) < n {
+		m := len(buf)
+		want := int(min(n-uint64(m), recordChunk))
+		buf = slices.Grow(buf, want)[:m+want]
+		if _, err := io.ReadFull(r, buf[m:]); err != nil {
+			return buf[:m], err
+		}
+	}
+	return buf, nil
 }
 
 // restoreRecord puts one record where it lives now: ended calls and the

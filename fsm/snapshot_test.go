@@ -2,9 +2,11 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -182,5 +184,57 @@ func TestHashFollowsState(t *testing.T) {
 	hb, _ = b.f.Store().Hash()
 	if ha == hb {
 		t.Fatal("different states hash alike")
+	}
+}
+
+// TestSnapshotLargeStdin: a call queued with more stdin than the former
+// 8 MiB record bound (-max-stdin has no upper bound of its own) survives a
+// snapshot; before, every snapshot taken while it was queued failed to
+// restore ("record length").
+func TestSnapshotLargeStdin(t *testing.T) {
+	h := newHarness(t)
+	h.fn("alice", "f")
+	big := bytes.Repeat([]byte("0123456789abcdef"), (20<<20)/16) // 20 MiB, past 2 read chunks
+	big = append(big, 'x')
+	c := &Call{ID: "big", Function: "alice/f", Owner: "alice", Stdin: big, CreatedAt: t0}
+	if res := h.mustApply(CallEnqueueType, &CallEnqueueRequest{Calls: []*Call{c}}).(*EnqueueResult); res.Errors[0] != nil {
+		t.Fatal(res.Errors[0])
+	}
+	if b, err := roundTrip(t, h.f).Store().Stdin("big"); err != nil || !bytes.Equal(b, big) {
+		t.Fatalf("stdin after the round trip: %d bytes (err %v), want %d", len(b), err, len(big))
+	}
+}
+
+// TestSnapshotRecordPrefix: a length prefix at maxRecord is read as far as
+// the file goes (a short file is a bad snapshot, without allocating the
+// prefix's size), one past it is refused at once.
+func TestSnapshotRecordPrefix(t *testing.T) {
+	for _, n := range []uint64{maxRecord, maxRecord + 1} {
+		var b bytes.Buffer
+		b.WriteString(snapshotMagic)
+		b.WriteByte(snapshotVersion)
+		b.WriteByte(snapTables[0].tag)
+		b.Write(binary.AppendUvarint(nil, n))
+		b.WriteString("only a few bytes")
+		g, _ := New(DefaultConfig(), t.TempDir())
+		err := g.Restore(io.NopCloser(&b))
+		g.Store().Close()
+		if !errors.Is(err, ErrBadSnapshot) {
+			t.Fatalf("prefix %d: %v, want a bad snapshot", n, err)
+		}
+		if past := n > maxRecord; past != strings.Contains(err.Error(), "record length") {
+			t.Fatalf("prefix %d: %v", n, err)
+		}
+	}
+}
+
+func TestReadRecord(t *testing.T) {
+	data := bytes.Repeat([]byte("r"), recordChunk*2+5)
+	got, err := readRecord(bytes.NewReader(data), make([]byte, 0, 16), uint64(len(data)))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("%d bytes, %v", len(got), err)
+	}
+	if got, err := readRecord(bytes.NewReader(data[:10]), nil, uint64(len(data))); err == nil || len(got) > recordChunk {
+		t.Fatalf("short: %d bytes kept, %v", len(got), err)
 	}
 }
