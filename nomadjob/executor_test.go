@@ -562,3 +562,38 @@ func TestManyFilesNotListed(t *testing.T) {
 		t.Fatalf("%d files: %+v", n, ev)
 	}
 }
+
+// TestAllJobIDsOneToOne: every job ID the executor registers (a
+// function's job, its -big and _warm jobs, an image's pull job), in one
+// cluster or across two that share a Nomad (one of them without a cluster
+// ID), names one thing only. Found in review: alice's function x-big and
+// alice/x's big job were both hf-alice-x-big (Register of one replaced the
+// other's job, Deregister of x purged x-big's); user "pull"'s function
+// <12 hex> was an image's pull job (each pull purged it); and with no
+// cluster ID, owner <tag of c1>'s function alice-y was cluster c1's
+// alice/y.
+func TestAllJobIDsOneToOne(t *testing.T) {
+	image := "registry.example/app:1"
+	sum := sha256.Sum256([]byte(image))
+	pullName := hex.EncodeToString(sum[:6])
+	tag := nomadjob.ClusterTag("c1")
+	seen := map[string]string{}
+	add := func(id, what string) {
+		t.Helper()
+		if prev, ok := seen[id]; ok {
+			t.Fatalf("%s and %s are both the job %s", prev, what, id)
+		}
+		seen[id] = what
+	}
+	for _, cluster := range []string{"", "c1"} {
+		add(nomadjob.PullJobID(cluster, image), cluster+": pull of "+image)
+		for _, owner := range []string{"alice", "alice-x", "pull", tag, "a"} {
+			for _, name := range []string{"y", "x", "x-big", "x-y", "alice-y", "alice-x-big", "y-big", "big", pullName, "warm", "x-warm"} {
+				f := executor.Function{ID: owner + "/" + name, Owner: owner, Name: name}
+				add(nomadjob.JobID(cluster, f), cluster+": "+f.ID)
+				add(nomadjob.BigJobID(cluster, f), cluster+": "+f.ID+" big")
+				add(nomadjob.WarmJobID(cluster, f), cluster+": "+f.ID+" warm")
+			}
+		}
+	}
+}

@@ -50,7 +50,10 @@ const (
 // one user's calls ran in the other's image, with its stdin) or sanitizing
 // to the characters Nomad and DNS like changed anything, "_" and 12 hex of
 // the sha256 of the function follow. Names never hold "_", so a name cannot
-// be chosen to match another function's suffixed ID.
+// be chosen to match another function's suffixed ID. So do they when the
+// name ends with BigSuffix (alice's x-big was alice/x's big job) and, with
+// no cluster ID, when the owner could be a ClusterTag (its hf-<owner>-
+// would read as that cluster's prefix).
 func JobID(clusterID string, fn executor.Function) string {
 	owner, name := fn.Owner, fn.Name
 	if owner == "" && name == "" {
@@ -58,11 +61,22 @@ func JobID(clusterID string, fn executor.Function) string {
 	}
 	raw := owner + "-" + name
 	clean := sanitize(raw)
-	if clean != raw || strings.Contains(owner, "-") {
+	if clean != raw || strings.Contains(owner, "-") || strings.HasSuffix(name, BigSuffix) || (clusterID == "" && isClusterTag(owner)) {
 		sum := sha256.Sum256([]byte(fn.Owner + "/" + fn.Name + "/" + fn.ID))
 		clean += "_" + hex.EncodeToString(sum[:6])
 	}
 	return jobPrefix(clusterID) + clean
+}
+
+// isClusterTag: s could be a ClusterTag (10 lower-case hex digits). With
+// no cluster ID, such an owner's "hf-<owner>-<name>" would read as another
+// cluster's "hf-<tag>-<name>" (JobID suffixes it).
+func isClusterTag(s string) bool {
+	if len(s) != 10 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && strings.ToLower(s) == s
 }
 
 // BigJobID is the job variant that fetches stdin as an artifact.
@@ -309,7 +323,9 @@ func (e *Executor) shimArtifact() *nomad.TaskArtifact {
 // the cluster clusterID (may be empty).
 func PullJobID(clusterID, image string) string {
 	sum := sha256.Sum256([]byte(image))
-	return jobPrefix(clusterID) + "pull-" + hex.EncodeToString(sum[:6])
+	// "pull_": a function's ID always holds a "-" before any "_" (owner
+	// "-" name), so user "pull"'s function <12 hex> is never this job.
+	return jobPrefix(clusterID) + "pull_" + hex.EncodeToString(sum[:6])
 }
 
 // pullJob runs the shim once on every eligible client, which makes the

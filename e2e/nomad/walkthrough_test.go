@@ -131,7 +131,7 @@ func TestNomadEnvAndHeaders(t *testing.T) {
 func checkPullRan(t *testing.T, img string, since time.Time) {
 	t.Helper()
 	sum := sha256.Sum256([]byte(img))
-	suffix := "pull-" + hex.EncodeToString(sum[:6])
+	suffix := "pull_" + hex.EncodeToString(sum[:6])
 	resp, err := http.Get(nomadtest.RealAddr(t) + "/v1/allocations")
 	if err != nil {
 		t.Fatal(err)
