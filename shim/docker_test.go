@@ -355,3 +355,46 @@ func runAs(c *call, image string, dockerArgs []string, as string) (stdout, stder
 	err = cmd.Run()
 	return o.String(), e.String(), err
 }
+
+// TestDockerSealForkRace: a chain of processes that fork the next and
+// exit at once (each lives microseconds) must not outlive the seal: the
+// shim writes result.json only after its end of every process, so a
+// process of the chain that finds result.json (it writes /hf/out/late)
+// lived on after EndAll answered "none left".
+func TestDockerSealForkRace(t *testing.T) {
+	requireDocker(t)
+	image := buildScratchImage(t)
+	sealable := []string{"--user", "0:0", "--cap-drop", "ALL", "--cap-add", "SETUID", "--cap-add", "SETGID",
+		"--cap-add", "KILL", "--security-opt", "no-new-privileges"}
+	rounds, chains := 3, "8"
+	if s := os.Getenv("HF_FORKRACE_CHAINS"); s != "" {
+		chains = s
+	}
+	if s := os.Getenv("HF_FORKRACE_ROUNDS"); s != "" {
+		fmt.Sscan(s, &rounds)
+	}
+	for i := range rounds {
+		c := newCall(t, &Envelope{CallID: fmt.Sprintf("race%d", i), Argv: []string{"hftestfn", "forkrace", "/hf/out", chains}, StdoutLimit: 100}, nil)
+		stdout, stderr, err := runAs(c, image, sealable, "65534:65534")
+		if err != nil {
+			t.Fatalf("docker run: %v\nstderr: %s", err, stderr)
+		}
+		late, _ := os.ReadFile(filepath.Join(c.dir, "out", "late"))
+		t.Logf("round %d: stdout %q, late %d", i, stdout, len(late))
+		if stdout == SealLine(c.callIDOf(t)) && len(late) > 0 {
+			t.Fatalf("round %d: sealed, yet %d process(es) of the function found result.json", i, len(late))
+		}
+	}
+}
+
+func (c *call) callIDOf(t *testing.T) string {
+	b, err := os.ReadFile(filepath.Join(c.dir, "payload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env Envelope
+	if err := json.Unmarshal(b, &env); err != nil {
+		t.Fatal(err)
+	}
+	return env.CallID
+}

@@ -50,8 +50,8 @@ const endAllWithin = 10 * time.Second
 func EndAll() bool {
 	deadline := time.Now().Add(endAllWithin)
 	for {
-		// kill(-1) holds up forks while it walks the tasks; a process
-		// forked just before is found by the scan and killed next round.
+		// A process forked while this kill walks the tasks is found by
+		// the scan and killed next round.
 		if err := syscall.Kill(-1, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 			return false
 		}
@@ -60,8 +60,21 @@ func EndAll() bool {
 		if err != nil {
 			return false
 		}
+		// The scan is not atomic: under gVisor a killed process still
+		// inside fork(2) completes it (gVisor's clone, unlike Linux's,
+		// does not check for the parent's pending SIGKILL), so its child
+		// can appear after the listing while the parent is dead by the
+		// time its stat is read, and the scan counts none alive. Only
+		// kill(-1) finding no process at all (ESRCH: its list of thread
+		// groups is taken at once, and with none left none can fork) says
+		// the shim is alone; zombies count until reaped.
 		if alive == 0 {
-			return true
+			reapAll()
+			if err := syscall.Kill(-1, syscall.SIGKILL); errors.Is(err, syscall.ESRCH) {
+				return true
+			} else if err != nil {
+				return false
+			}
 		}
 		if time.Now().After(deadline) {
 			return false

@@ -11,6 +11,10 @@
 //	                    stderr), leave a "linger" process in its own session
 //	hftestfn linger     ignore SIGTERM and SIGHUP, hold stdout and try to forge
 //	                    the seal every few milliseconds, for ever
+//	hftestfn forkrace DIR [N]  leave N (1) chains of processes in their own
+//	                    sessions, each forking the next and exiting at once; one
+//	                    that finds DIR/result.json appends a byte to DIR/late
+//	hftestfn breed DIR  one such chain (raw system calls only)
 package main
 
 import (
@@ -22,6 +26,7 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 func main() {
@@ -90,6 +95,39 @@ func main() {
 			fail(err.Error())
 		}
 		_ = p.Release()
+	case "forkrace":
+		// Leave, in its own session, a chain of processes each of which
+		// forks the next and exits at once: at any moment one or two are
+		// alive, the next being born while the previous dies.
+		self, err := os.Executable()
+		if err != nil {
+			fail(err.Error())
+		}
+		chains := 1
+		if len(os.Args) > 3 {
+			chains, _ = strconv.Atoi(os.Args[3])
+		}
+		for range chains {
+			p, err := os.StartProcess(self, []string{self, "breed", arg()}, &os.ProcAttr{
+				Sys: &syscall.SysProcAttr{Setsid: true},
+			})
+			if err != nil {
+				fail(err.Error())
+			}
+			_ = p.Release()
+		}
+		time.Sleep(50 * time.Millisecond) // the chains under way
+		fmt.Println("bred")
+	case "breed":
+		// arg() is the result dir: a process of the chain that finds
+		// result.json there outlived the shim's end of every process
+		// (the shim writes it only after that) and says so in DIR/late.
+		res := append([]byte(arg()+"/result.json"), 0)
+		late := append([]byte(arg()+"/late"), 0)
+		var all [2]uint32
+		all[0], all[1] = ^uint32(0), ^uint32(0)
+		syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, 0 /* SIG_BLOCK */, uintptr(unsafe.Pointer(&all)), 0, 8, 0, 0)
+		breed(&res[0], &late[0])
 	case "linger":
 		signal.Ignore(syscall.SIGTERM, syscall.SIGHUP)
 		for {
@@ -122,4 +160,33 @@ func forgeOnce() error {
 func fail(msg string) {
 	fmt.Fprintln(os.Stderr, "hftestfn:", msg)
 	os.Exit(2)
+}
+
+// breed forks the next process of the chain and exits; a process that
+// finds res writes a byte to late first. Raw system calls only: the
+// child of a raw fork of a Go program may not enter the runtime.
+//
+//go:nosplit
+func breed(res, late *byte) {
+	for {
+		// Look for result.json a while (a survivor has until the
+		// sandbox's end), then fork the next and exit.
+		for i := 0; i < 100; i++ {
+			if _, _, e := syscall.RawSyscall(syscall.SYS_ACCESS, uintptr(unsafe.Pointer(res)), 0, 0); e == 0 {
+				fd, _, e := syscall.RawSyscall(syscall.SYS_OPEN, uintptr(unsafe.Pointer(late)), syscall.O_WRONLY|syscall.O_CREAT|syscall.O_APPEND, 0o666)
+				if e == 0 {
+					syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(res)), 1)
+					syscall.RawSyscall(syscall.SYS_CLOSE, fd, 0, 0)
+				}
+			}
+		}
+		pid, _, errno := syscall.RawSyscall(syscall.SYS_FORK, 0, 0, 0)
+		if errno == 0 && pid == 0 {
+			continue // the child carries on
+		}
+		if errno != 0 {
+			continue // no fork (pids limit): try again
+		}
+		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
+	}
 }
