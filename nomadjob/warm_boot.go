@@ -40,8 +40,10 @@ func (e *Executor) bootSandbox(ctx context.Context, p *warmPool, fn executor.Fun
 		e.wp.adopt = true
 	} else if err != nil && e.wp.pools[fn.ID] == p {
 		e.failedLocked(p)
-		if errors.Is(err, ErrNotFound) {
-			p.registered = false // the warm job is gone: register it again
+		if errors.Is(err, ErrNotFound) || errors.Is(err, errOtherVersion) {
+			// The warm job is gone, or another version replaced it:
+			// register it again.
+			p.registered = false
 		}
 	}
 	e.mu.Unlock()
@@ -56,6 +58,9 @@ func (e *Executor) bootSandbox(ctx context.Context, p *warmPool, fn executor.Fun
 	e.kickWarm()
 }
 
+// errOtherVersion: a new sandbox's job is not the pool's version.
+var errOtherVersion = errors.New("the warm job was registered with another version meanwhile")
+
 // boot dispatches a warm child and waits until its allocation runs and the
 // shim inside is ready for its doorbell.
 func (e *Executor) boot(ctx context.Context, sb *sandbox, fn executor.Function) error {
@@ -68,6 +73,17 @@ func (e *Executor) boot(ctx context.Context, sb *sandbox, fn executor.Function) 
 		return err
 	}
 	sb.child = child
+	// The child runs the warm job as it was at the dispatch: one that
+	// another executor (a stale leader, another version) registered over
+	// this one's in between would run another image, command or user
+	// under this version's name (found by a review). Its own meta says.
+	job, err := e.n.JobInfo(ctx, child)
+	if err != nil {
+		return err
+	}
+	if got := job.Meta[MetaSpec]; got != sb.spec {
+		return fmt.Errorf("%w: sandbox %s runs version %q, the pool wants %q", errOtherVersion, child, got, sb.spec)
+	}
 	a, err := e.waitRunning(ctx, child)
 	if err != nil {
 		return err

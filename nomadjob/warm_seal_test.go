@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/hyperfunc/hyperfunc/executor"
@@ -187,5 +188,37 @@ func TestWarmUnsealedSandboxSealNotTrusted(t *testing.T) {
 	e.srv.ReleaseEnds()
 	if ev := e.warmFinal(e.col, s.CallID); ev.Kind != executor.Finished {
 		t.Fatalf("forger: %+v", ev)
+	}
+}
+
+// TestWarmBootChecksVersion: another executor (a stale leader, another
+// version) registers the warm job over this one's between its registration
+// and a dispatch: the child runs that other version, so it never joins the
+// pool; the warm job is registered again and the next sandbox is right.
+func TestWarmBootChecksVersion(t *testing.T) {
+	e := newEnv(t)
+	f := fn("versioned", "echo", "v2")
+	e.register(f)
+	var once sync.Once
+	stale := ""
+	e.srv.BeforeDispatch = func(parent string) {
+		if strings.HasSuffix(parent, nomadjob.WarmSuffix) {
+			once.Do(func() {
+				stale = parent
+				e.srv.SetJobMeta(parent, nomadjob.MetaSpec, "0123456789ab")
+			})
+		}
+	}
+	e.ex.SetWarm([]executor.WarmTarget{{Function: f, N: 1}})
+	waitReady(t, e.ex, f.ID, 1)
+	if stale == "" {
+		t.Fatal("no warm dispatch was seen")
+	}
+	ev := e.startFinal(spec("c-versioned", f, ""))
+	if ev.Kind != executor.Finished || string(ev.Stdout) != "v2\n" || !strings.Contains(ev.Ref, nomadjob.WarmSuffix) {
+		t.Fatalf("call: %+v %q", ev, ev.Stdout)
+	}
+	if got := e.srv.Job(ev.Ref).Meta[nomadjob.MetaSpec]; got == "0123456789ab" {
+		t.Fatalf("the call ran in a sandbox of the other version (%s)", ev.Ref)
 	}
 }

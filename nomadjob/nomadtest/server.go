@@ -47,6 +47,9 @@ type Server struct {
 	HTTPClient *http.Client
 	// Heartbeat is the event stream's {} interval (Nomad: 10s).
 	Heartbeat time.Duration
+	// BeforeDispatch, when set, runs before a dispatch of parent is
+	// served (a test's chance to change the parent in between).
+	BeforeDispatch func(parent string)
 
 	mu             sync.Mutex
 	index          uint64
@@ -291,6 +294,18 @@ func (s *Server) Job(id string) *nomad.Job {
 	b, _ := json.Marshal(j)
 	_ = json.Unmarshal(b, &cp)
 	return &cp
+}
+
+// SetJobMeta sets a meta key of a registered job, as a registration of
+// it by someone else would (its version moves on).
+func (s *Server) SetJobMeta(id, key, value string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j := s.jobs[id]; j != nil {
+		j.Meta[key] = value
+		j.Version = ptr(deref(j.Version) + 1)
+		s.bump()
+	}
 }
 
 // AllocStatus is the ClientStatus of a job's last allocation ("" when
@@ -580,6 +595,9 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, parentID strin
 		return
 	}
 	token := r.URL.Query().Get("idempotency_token")
+	if s.BeforeDispatch != nil {
+		s.BeforeDispatch(parentID)
+	}
 	s.mu.Lock()
 	parent := s.jobs[parentID]
 	if parent == nil || !parent.IsParameterized() || deref(parent.Stop) {
