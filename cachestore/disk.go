@@ -143,10 +143,12 @@ func (t *Txn) Commit() error {
 // aborted.
 func (t *Txn) CommitDisk() error {
 	// Writes are serial (memdb has one writer), so the count may move
-	// before memdb's commit: no other write reads it in between.
-	t.db.held.Add(t.heldDelta)
+	// before memdb's commit: no other write reads it in between. It moves
+	// only once the disk half committed (memdb's is aborted otherwise).
+	delta := t.heldDelta
 	t.heldDelta = 0
 	if t.disk == nil {
+		t.db.held.Add(delta)
 		return nil
 	}
 	err := t.disk.Commit()
@@ -157,6 +159,7 @@ func (t *Txn) CommitDisk() error {
 		t.Txn.Abort()
 		return fmt.Errorf("cache store commit: %w", err)
 	}
+	t.db.held.Add(delta)
 	return nil
 }
 

@@ -93,8 +93,10 @@ func (c *logCache) DeleteRange(lo, hi uint64) error {
 		switch {
 		case hi < first || lo > last: // none cached
 		case lo <= first && hi < last: // a head
-			for _, l := range c.logs[:hi-first+1] {
+			head := c.logs[:hi-first+1]
+			for i, l := range head {
 				c.bytes -= logBytes(l)
+				head[i] = nil // not kept reachable by the array
 			}
 			c.logs = c.logs[hi-first+1:]
 		case lo > first: // a tail
