@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
+	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/executor"
 	"github.com/hyperfunc/hyperfunc/shim"
 )
 
@@ -71,6 +74,19 @@ func (e *Executor) checkAllocFiles(ctx context.Context, allocID string) error {
 		}
 	}
 	return nil
+}
+
+// refuseUnsafe is checkAllocFiles before a read of a call's outputs: a
+// Failed event for the call when the task left something unsafe there
+// (the outputs are not read), nil when they may be read; other errors are
+// Nomad's.
+func (e *Executor) refuseUnsafe(ctx context.Context, callID, child, allocID string) (*executor.Event, error) {
+	err := e.checkAllocFiles(ctx, allocID)
+	if errors.Is(err, errUnsafeFile) {
+		e.log.Warn("a call's allocation holds a link or special file where its outputs are read; failing it", "call", callID, "alloc", allocID, "err", err)
+		return &executor.Event{CallID: callID, Ref: child, Kind: executor.Failed, Reason: api.ReasonExecutor, Message: err.Error(), EndedAt: time.Now()}, nil
+	}
+	return nil, err
 }
 
 func read(name string, names []string) bool {

@@ -41,11 +41,10 @@ func (e *Executor) collect(ctx context.Context, callID, child, allocID string, l
 	var res *shim.Result
 	var stdout []byte
 	if alloc.ClientStatus != nomad.AllocClientStatusLost && taskStarted(alloc) {
-		if err := e.checkAllocFiles(ctx, allocID); errors.Is(err, errUnsafeFile) {
-			e.log.Warn("a call's allocation holds a link or special file where its outputs are read; failing it", "call", callID, "alloc", allocID, "err", err)
-			return executor.Event{CallID: callID, Ref: child, Kind: executor.Failed, Reason: api.ReasonExecutor, Message: err.Error(), EndedAt: time.Now()}, nil
-		} else if err != nil {
+		if ev, err := e.refuseUnsafe(ctx, callID, child, allocID); err != nil {
 			return executor.Event{}, err
+		} else if ev != nil {
+			return *ev, nil
 		}
 		res, stdout, err = e.readResult(ctx, allocID, limit)
 		if err != nil {

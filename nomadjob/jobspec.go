@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -216,10 +215,9 @@ func (e *Executor) sealAs(fn executor.Function) string {
 	if e.cfg.NoSeal {
 		return ""
 	}
-	u, g, ok := strings.Cut(fn.RunAs(), ":")
-	uid, err1 := strconv.ParseUint(u, 10, 32)
-	gid, err2 := strconv.ParseUint(g, 10, 32)
-	if !ok || err1 != nil || err2 != nil || uid == 0 || gid == 0 {
+	// The shim's own parse: what it would refuse is never sealed.
+	cred, err := shim.ParseUser(fn.RunAs())
+	if err != nil || cred.Uid == 0 || cred.Gid == 0 {
 		return ""
 	}
 	return fn.RunAs()

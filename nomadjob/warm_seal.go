@@ -5,7 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/hyperfunc/hyperfunc/api"
 	"github.com/hyperfunc/hyperfunc/executor"
 	"github.com/hyperfunc/hyperfunc/shim"
 )
@@ -68,11 +67,10 @@ func (e *Executor) collectSealed(ctx context.Context, c *call, allocID string) b
 // result.json, stdout and the shim's stderr preview from alloc/data, after
 // the same check of the directories.
 func (e *Executor) readSealed(ctx context.Context, c *call, allocID string) (executor.Event, error) {
-	if err := e.checkAllocFiles(ctx, allocID); errors.Is(err, errUnsafeFile) {
-		e.log.Warn("a call's allocation holds a link or special file where its outputs are read; failing it", "call", c.id, "alloc", allocID, "err", err)
-		return executor.Event{CallID: c.id, Ref: c.child, Kind: executor.Failed, Reason: api.ReasonExecutor, Message: err.Error(), EndedAt: time.Now()}, nil
-	} else if err != nil {
+	if ev, err := e.refuseUnsafe(ctx, c.id, c.child, allocID); err != nil {
 		return executor.Event{}, err
+	} else if ev != nil {
+		return *ev, nil
 	}
 	alloc, err := e.n.Allocation(ctx, allocID)
 	if err != nil {

@@ -50,8 +50,8 @@ func sealing(cfg map[string]any) bool {
 	}
 	for i := 0; i+1 < len(ep); i++ {
 		if ep[i] == "-as" {
-			uid, _, _ := strings.Cut(ep[i+1], ":")
-			return uid != "0"
+			cred, err := shim.ParseUser(ep[i+1])
+			return err == nil && cred.Uid != 0
 		}
 	}
 	return false
