@@ -311,32 +311,38 @@ func newPublicLB(c *cluster) (*publicLB, error) {
 	return lb, nil
 }
 
-// serve forwards a GET to a server in the rotation; a server that refuses
-// the connection (just started, or just gone) is skipped for another, as
-// load balancers retry idempotent requests.
+// serve forwards a GET to a server in the rotation. A server that refuses
+// the connection (started but not listening yet, or killed and not yet
+// reaped) is skipped for the next one, as load balancers retry idempotent
+// requests on the next upstream (nginx's proxy_next_upstream); only when
+// every server in the rotation failed does it wait a moment and go round
+// again. Picking at random for each retry (as this did before) sent all
+// five retries of one download to the same booting server now and then:
+// a 502, and the call failed at its artifact download (CI, stop 18).
 func (lb *publicLB) serve(w http.ResponseWriter, r *http.Request) {
 	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
-		addr := lb.c.pickLive()
-		if addr == "" {
-			break
+	// Generous: it only bounds a cluster with no server answering at all;
+	// the double's artifact client gives up after 30 s.
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) && r.Context().Err() == nil {
+		for _, addr := range lb.c.liveInRandomOrder() {
+			resp, err := lb.roundTrip(r, addr)
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			for k, vs := range resp.Header {
+				w.Header()[k] = vs
+			}
+			w.WriteHeader(resp.StatusCode)
+			_, _ = io.Copy(w, resp.Body)
+			resp.Body.Close()
+			lb.mu.Lock()
+			lb.inflight[addr]--
+			lb.mu.Unlock()
+			return
 		}
-		resp, err := lb.roundTrip(r, addr)
-		if err != nil {
-			lastErr = err
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		for k, vs := range resp.Header {
-			w.Header()[k] = vs
-		}
-		w.WriteHeader(resp.StatusCode)
-		_, _ = io.Copy(w, resp.Body)
-		resp.Body.Close()
-		lb.mu.Lock()
-		lb.inflight[addr]--
-		lb.mu.Unlock()
-		return
+		time.Sleep(100 * time.Millisecond)
 	}
 	http.Error(w, fmt.Sprintf("no server in the rotation answered: %v", lastErr), http.StatusBadGateway)
 }
@@ -370,9 +376,10 @@ func (lb *publicLB) busy(addr string) int {
 	return lb.inflight[addr]
 }
 
-// pickLive is the public address's balancing: a running, unpaused node, as
-// a load balancer with health checks would pick.
-func (c *cluster) pickLive() string {
+// liveInRandomOrder is the public address's rotation: the running,
+// unpaused, undrained nodes, shuffled, as a load balancer with health
+// checks would try them.
+func (c *cluster) liveInRandomOrder() []string {
 	var live []string
 	for _, n := range c.nodes {
 		n.mu.Lock()
@@ -381,10 +388,8 @@ func (c *cluster) pickLive() string {
 		}
 		n.mu.Unlock()
 	}
-	if len(live) == 0 {
-		return ""
-	}
-	return live[rand.IntN(len(live))]
+	rand.Shuffle(len(live), func(i, j int) { live[i], live[j] = live[j], live[i] })
+	return live
 }
 
 func (n *node) realHTTP() string { n.mu.Lock(); defer n.mu.Unlock(); return n.httpAddr }
