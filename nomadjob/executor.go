@@ -41,6 +41,10 @@ type Executor struct {
 	// CleanOrphans: it keeps a call from being reported twice by this
 	// process and gives Release the child of a handle without Ref.
 	reported map[string]string
+	// moving holds the warm calls being placed again (replaceUndelivered):
+	// off the watch list for that moment, their new child not known yet.
+	// true: Cancel came meanwhile; the call is canceled where it lands.
+	moving map[string]bool
 
 	// wp is the warm pools (warm.go).
 	wp warmState
@@ -90,6 +94,7 @@ func New(cfg Config, opts ...Option) (*Executor, error) {
 		byChild:  map[string]*call{},
 		kick:     make(chan struct{}, 1),
 		reported: map[string]string{},
+		moving:   map[string]bool{},
 		wp:       newWarmState(),
 	}
 	for _, o := range opts {
@@ -226,16 +231,27 @@ func (e *Executor) dispatch(ctx context.Context, spec executor.Spec, limit int64
 // Cancel stops the call's child job and reports it Failed canceled. The
 // child is stopped, not purged: until Release it keeps the idempotency token
 // taken and tells a next leader's Reconcile that the call was canceled. A
-// call whose end was reported already is left alone.
+// call whose end was reported already is left alone. A warm call placed
+// again runs in another child than its Ref: that one is stopped too; one
+// being placed again right now is canceled where it lands.
 func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
-	child := h.Ref
+	child, also := h.Ref, ""
 	e.mu.Lock()
 	if _, ok := e.reported[h.CallID]; ok {
 		e.mu.Unlock()
 		return nil
 	}
-	if c := e.calls[h.CallID]; c != nil && child == "" {
-		child = c.child
+	if _, ok := e.moving[h.CallID]; ok {
+		e.moving[h.CallID] = true
+		e.mu.Unlock()
+		return nil
+	}
+	if c := e.calls[h.CallID]; c != nil && c.child != child {
+		if child == "" {
+			child = c.child
+		} else {
+			also = c.child
+		}
 	}
 	e.mu.Unlock()
 	if child == "" {
@@ -245,8 +261,11 @@ func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
 		}
 		child = found[h.CallID]
 	}
-	if child != "" {
-		if err := e.n.DeregisterJob(ctx, child, false); err != nil && !errors.Is(err, ErrNotFound) {
+	for _, c := range []string{also, child} {
+		if c == "" {
+			continue
+		}
+		if err := e.n.DeregisterJob(ctx, c, false); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
 	}

@@ -409,6 +409,9 @@ func (e *Executor) replaceUndelivered(ctx context.Context, c *call, allocID stri
 	e.mu.Lock()
 	// Off the watch list without a report: the call goes on elsewhere.
 	fresh := e.unwatchLocked(c)
+	if fresh {
+		e.moving[c.id] = false
+	}
 	e.mu.Unlock()
 	if !fresh {
 		return true
@@ -418,14 +421,31 @@ func (e *Executor) replaceUndelivered(ctx context.Context, c *call, allocID stri
 	for {
 		_, err := e.place(ctx, *spec, c.stdoutLimit, time.Now(), c.child)
 		if err == nil {
+			e.landed(ctx, c.id)
 			return true
 		}
 		if !IsUnavailable(err) || !sleep(ctx, backoff) {
+			e.landed(ctx, c.id)
 			if ctx.Err() == nil && e.finish(c.id, c.child) {
 				e.emit(lostEvent(c, "its warm sandbox ended before the call reached it, and placing it again failed: "+err.Error()))
 			}
 			return true
 		}
 		backoff = min(backoff*2, e.cfg.StreamBackoffMax)
+	}
+}
+
+// landed ends a call's move (replaceUndelivered); a Cancel that came
+// meanwhile is carried out now, on the child the call went to.
+func (e *Executor) landed(ctx context.Context, callID string) {
+	e.mu.Lock()
+	canceled := e.moving[callID]
+	delete(e.moving, callID)
+	e.mu.Unlock()
+	if !canceled {
+		return
+	}
+	if err := e.Cancel(ctx, executor.Handle{CallID: callID}); err != nil && ctx.Err() == nil {
+		e.log.Warn("cancel of a call placed again failed; it runs to its end", "call", callID, "err", err)
 	}
 }

@@ -7,9 +7,12 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hyperfunc/hyperfunc/api"
 	"github.com/hyperfunc/hyperfunc/executor"
 	"github.com/hyperfunc/hyperfunc/nomadjob"
 )
@@ -520,5 +523,97 @@ func TestWarmDeliveredCrashNotPlacedAgain(t *testing.T) {
 	}
 	if n := e.srv.Executions(s.CallID); n != 1 {
 		t.Fatalf("ran %d times", n)
+	}
+}
+
+// TestWarmPlacedAgainCanceled: a warm call placed again (its first sandbox
+// died before the envelope reached it) runs in another child than the Ref
+// the dispatcher holds; Cancel of that handle stops the child the call runs
+// in, not only the dead one, and the call is reported canceled once.
+func TestWarmPlacedAgainCanceled(t *testing.T) {
+	e, f := newWarmEnv(t, 2, "againcancel", "sleep", "600")
+	e.srv.CrashWarmTasks(1)
+	s := spec("c-again-cancel", f, "")
+	h, err := e.ex.Start(ctx(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var moved string
+	waitFor(t, hang, "the call placed again and running", func() bool {
+		moved = e.srv.Variable(nomadjob.CallVariablePath("", s.CallID))[nomadjob.ItemChild]
+		return moved != "" && moved != h.Ref && e.srv.Executions(s.CallID) == 1
+	})
+	if err := e.ex.Cancel(ctx(t), h); err != nil {
+		t.Fatal(err)
+	}
+	ev := e.col.final(t, s.CallID)
+	if ev.Kind != executor.Failed || ev.Reason != api.ReasonCancelled {
+		t.Fatalf("final = %+v, want canceled", ev)
+	}
+	if j := e.srv.Job(moved); j == nil || j.Stop == nil || !*j.Stop {
+		t.Fatalf("the child the call runs in (%s) was not stopped by Cancel", moved)
+	}
+	if n := e.col.finals(s.CallID); n != 1 {
+		t.Fatalf("%d final events, want 1", n)
+	}
+}
+
+// TestWarmCanceledWhilePlacedAgain: Cancel comes while a warm call is being
+// placed again (off the watch list, its new child not dispatched yet): the
+// call is canceled where it lands, its new child stopped, and it is
+// reported canceled once, not run to its end.
+func TestWarmCanceledWhilePlacedAgain(t *testing.T) {
+	e := newEnv(t)
+	f := fn("movecancel", "sleep", "600")
+	e.register(f)
+	var armed atomic.Bool
+	refills := make(chan struct{})
+	var once sync.Once
+	canceled := make(chan error, 1)
+	handle := make(chan executor.Handle, 1)
+	e.srv.BeforeDispatch = func(parent string) {
+		if !armed.Load() {
+			return
+		}
+		if strings.HasSuffix(parent, nomadjob.WarmSuffix) {
+			<-refills // no new sandbox: the call goes cold
+			return
+		}
+		once.Do(func() { canceled <- e.ex.Cancel(context.Background(), <-handle) })
+	}
+	t.Cleanup(func() { close(refills) })
+	e.ex.SetWarm([]executor.WarmTarget{{Function: f, N: 1}})
+	waitReady(t, e.ex, f.ID, 1)
+	armed.Store(true)
+	e.srv.CrashWarmTasks(1)
+	s := spec("c-move-cancel", f, "")
+	h, err := e.ex.Start(ctx(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handle <- h
+	ev := e.col.final(t, s.CallID)
+	select {
+	case err := <-canceled:
+		if err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatal("the call ended before it was placed again")
+	}
+	if ev.Kind != executor.Failed || ev.Reason != api.ReasonCancelled {
+		t.Fatalf("final = %+v, want canceled", ev)
+	}
+	cold := ""
+	for _, id := range e.srv.JobIDs() {
+		if strings.HasPrefix(id, nomadjob.JobID("", f)+"/dispatch-") {
+			cold = id
+		}
+	}
+	if j := e.srv.Job(cold); cold == "" || j.Stop == nil || !*j.Stop {
+		t.Fatalf("the cold child the call went to (%q) was not stopped", cold)
+	}
+	if n := e.col.finals(s.CallID); n != 1 {
+		t.Fatalf("%d final events, want 1", n)
 	}
 }
