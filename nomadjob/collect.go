@@ -38,6 +38,11 @@ func (e *Executor) collect(ctx context.Context, callID, child, allocID string, l
 		// Downloading image"). Watch it on instead.
 		return executor.Event{}, fmt.Errorf("%w (allocation %s is %s)", errNotTerminal, allocID, alloc.ClientStatus)
 	}
+	if next, err := e.dispatchAgain(ctx, callID, child, alloc); err != nil {
+		return executor.Event{}, err
+	} else if next != "" {
+		return executor.Event{}, &errDispatchedAgain{Child: next}
+	}
 	var res *shim.Result
 	var stdout []byte
 	if alloc.ClientStatus != nomad.AllocClientStatusLost && taskStarted(alloc) {

@@ -231,51 +231,75 @@ func (e *Executor) dispatch(ctx context.Context, spec executor.Spec, limit int64
 // Cancel stops the call's child job and reports it Failed canceled. The
 // child is stopped, not purged: until Release it keeps the idempotency token
 // taken and tells a next leader's Reconcile that the call was canceled. A
-// call whose end was reported already is left alone. A warm call placed
-// again runs in another child than its Ref: that one is stopped too; one
-// being placed again right now is canceled where it lands.
+// call whose end was reported already is left alone. A call that moved to
+// another child than its Ref (a warm call placed again, a cold one
+// dispatched again after a failed artifact download) has that child
+// stopped too, also when it moves while Cancel runs; one being placed
+// again right now is canceled where it lands.
 func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
-	child, also := h.Ref, ""
+	child := h.Ref
 	e.mu.Lock()
-	if _, ok := e.reported[h.CallID]; ok {
+	if e.settledLocked(h.CallID) {
 		e.mu.Unlock()
 		return nil
 	}
-	if _, ok := e.moving[h.CallID]; ok {
-		e.moving[h.CallID] = true
-		e.mu.Unlock()
-		return nil
-	}
-	if c := e.calls[h.CallID]; c != nil && c.child != child {
-		if child == "" {
-			child = c.child
-		} else {
-			also = c.child
-		}
+	c := e.calls[h.CallID]
+	if c != nil && child == "" {
+		child = c.child
 	}
 	e.mu.Unlock()
-	if child == "" {
+	if child == "" && c == nil {
 		found, err := e.childrenByCall(ctx)
 		if err != nil {
 			return err
 		}
 		child = found[h.CallID]
 	}
-	for _, c := range []string{also, child} {
-		if c == "" {
+	stopped := map[string]bool{}
+	next := child
+	for {
+		if next != "" {
+			if err := e.n.DeregisterJob(ctx, next, false); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			stopped[next] = true
+		}
+		// Whatever the call runs in now must be among the stopped before
+		// it is reported canceled: it may have moved meanwhile.
+		e.mu.Lock()
+		if e.settledLocked(h.CallID) {
+			e.mu.Unlock()
+			return nil
+		}
+		if c := e.calls[h.CallID]; c != nil && !stopped[c.child] {
+			next = c.child
+			e.mu.Unlock()
 			continue
 		}
-		if err := e.n.DeregisterJob(ctx, c, false); err != nil && !errors.Is(err, ErrNotFound) {
-			return err
+		first := e.finishIDLocked(h.CallID, child)
+		e.mu.Unlock()
+		if first {
+			e.emit(executor.Event{
+				CallID: h.CallID, Kind: executor.Failed, Ref: child,
+				Reason: api.ReasonCancelled, Message: "canceled", EndedAt: time.Now(),
+			})
 		}
+		return nil
 	}
-	if e.finish(h.CallID, child) {
-		e.emit(executor.Event{
-			CallID: h.CallID, Kind: executor.Failed, Ref: child,
-			Reason: api.ReasonCancelled, Message: "canceled", EndedAt: time.Now(),
-		})
+}
+
+// settledLocked: Cancel has nothing (more) to do here. The call's end was
+// reported already (left alone), or the call is being placed again (it is
+// marked and canceled where it lands). e.mu held.
+func (e *Executor) settledLocked(callID string) bool {
+	if _, ok := e.reported[callID]; ok {
+		return true
 	}
-	return nil
+	if _, ok := e.moving[callID]; ok {
+		e.moving[callID] = true
+		return true
+	}
+	return false
 }
 
 // watch adds a call to the watch list (or returns the one there).
@@ -297,6 +321,11 @@ func (e *Executor) watch(callID, child string, limit int64) *call {
 func (e *Executor) finish(callID, child string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.finishIDLocked(callID, child)
+}
+
+// finishIDLocked is finish with e.mu held.
+func (e *Executor) finishIDLocked(callID, child string) bool {
 	if c := e.calls[callID]; c != nil {
 		return e.finishLocked(c)
 	}

@@ -99,6 +99,13 @@ func (e *Executor) reconcileChild(ctx context.Context, callID, child string) (ex
 	limit := e.limitOf(job)
 	if a != nil && isTerminal(a.ClientStatus) {
 		ev, err := e.collect(ctx, callID, child, a.ID, limit)
+		var again *errDispatchedAgain
+		if errors.As(err, &again) {
+			// Dispatched again (or found so: the token is the same):
+			// the new child says. Each hop is a later try, so this ends
+			// within MaxStartAttempts.
+			return e.reconcileChild(ctx, callID, again.Child)
+		}
 		if !errors.Is(err, errNotTerminal) {
 			return ev, err
 		}
@@ -146,6 +153,7 @@ func (e *Executor) childrenByCall(ctx context.Context) (map[string]string, error
 		return nil, err
 	}
 	out := map[string]string{}
+	tries := map[string]int{} // by child
 	for _, s := range stubs {
 		if !isChildStub(s) {
 			continue
@@ -158,7 +166,12 @@ func (e *Executor) childrenByCall(ctx context.Context) (map[string]string, error
 			return nil, err
 		}
 		if id := callIDOf(job); id != "" && e.ownJob(job) && !isWarmChild(s.ID) {
-			out[id] = s.ID
+			// A call dispatched again (dispatchAgain) has several
+			// children: its latest try is where it runs.
+			if cur, ok := out[id]; !ok || tryOf(deref(job.DispatchIdempotencyToken), id) > tries[cur] {
+				out[id] = s.ID
+				tries[s.ID] = tryOf(deref(job.DispatchIdempotencyToken), id)
+			}
 		}
 	}
 	return out, nil

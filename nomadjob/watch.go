@@ -219,7 +219,8 @@ func lostEvent(c *call, msg string) executor.Event {
 	}
 }
 
-// latest is the allocation created last (there is one: no reschedules).
+// latest is the allocation created last (there is one: the child's
+// reschedule policy allows none; a call dispatched again gets a new child).
 func latest(as []*nomad.AllocationListStub) *nomad.AllocationListStub {
 	if len(as) == 0 {
 		return nil
@@ -256,6 +257,11 @@ func (e *Executor) collectLoop(ctx context.Context, c *call, allocID string) {
 			break
 		}
 		if ctx.Err() != nil {
+			return
+		}
+		var again *errDispatchedAgain
+		if errors.As(err, &again) {
+			e.moveTo(ctx, c, again.Child)
 			return
 		}
 		if errors.Is(err, errNotTerminal) {

@@ -22,6 +22,7 @@ type Frontend struct {
 	shim    []byte
 	stdin   map[string]stdinRec
 	fetches map[string]int
+	failing map[string]int // path -> 502s still to answer
 }
 
 type stdinRec struct {
@@ -34,7 +35,7 @@ func NewFrontend(t interface{ Cleanup(func()) }, shimPath string, shimArchive []
 	sum := sha256.Sum256(shimArchive)
 	f := &Frontend{
 		ShimPath: shimPath, ShimSHA256: hex.EncodeToString(sum[:]),
-		shim: shimArchive, stdin: map[string]stdinRec{}, fetches: map[string]int{},
+		shim: shimArchive, stdin: map[string]stdinRec{}, fetches: map[string]int{}, failing: map[string]int{},
 	}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	f.URL = f.srv.URL
@@ -56,10 +57,26 @@ func (f *Frontend) Fetches(path string) int {
 	return f.fetches[path]
 }
 
+// FailNext answers the next n requests for path with 502 Bad Gateway, as a
+// load balancer in front of the frontends does while one restarts.
+func (f *Frontend) FailNext(path string, n int) {
+	f.mu.Lock()
+	f.failing[path] = n
+	f.mu.Unlock()
+}
+
 func (f *Frontend) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.fetches[r.URL.Path]++
+	fail := f.failing[r.URL.Path] > 0
+	if fail {
+		f.failing[r.URL.Path]--
+	}
 	f.mu.Unlock()
+	if fail {
+		http.Error(w, "no server in the rotation answered", http.StatusBadGateway)
+		return
+	}
 	if r.URL.Path == f.ShimPath {
 		w.Header().Set("Content-Type", "application/gzip")
 		_, _ = w.Write(f.shim)

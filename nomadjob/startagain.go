@@ -1,0 +1,131 @@
+package nomadjob
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+
+	nomad "github.com/hashicorp/nomad/api"
+)
+
+// MaxStartAttempts bounds the children one cold call is dispatched as when
+// each fails at its artifact download: the first and two more. What fails
+// there is the path to -public-url (a load balancer answering 502 while a
+// server restarts, a server of another version in the rotation during a
+// rolling upgrade): a second try goes to another server, a third covers a
+// second restart; past that the path is broken and the call ends FAILED
+// with the download's error.
+const MaxStartAttempts = 3
+
+// trySep joins a call ID and its try number in a dispatch idempotency
+// token: "<call ID>~2". A call ID never holds it (a UUID, or the
+// server's validated ID).
+const trySep = "~"
+
+// errDispatchedAgain: collect found a cold call's allocation failed at its
+// artifact download and dispatched the call again; Child is the new child.
+type errDispatchedAgain struct{ Child string }
+
+func (e *errDispatchedAgain) Error() string {
+	return "the task failed at its artifact download before it started; dispatched again as " + e.Child
+}
+
+// dispatchAgain decides whether a terminal allocation of a cold call's
+// child is a start that never happened, and if so dispatches the call
+// again and returns the new child ("": report the allocation as it is).
+// Only a task that failed at its artifact download qualifies, by Nomad's
+// own task events (a function cannot write them): the client fetches
+// artifacts (hf-shim, a big call's stdin) before it creates the container,
+// so the command never ran and cannot run twice. The new child is a
+// dispatch of the same parent with the failed child's payload and dispatch
+// meta under the token "<call ID>~<try>": idempotent, so a new leader's
+// Reconcile that follows the same chain dispatches nothing twice, and the
+// try number bounds it. Nomad's forced reschedule would keep the child
+// but does nothing here: Job.Evaluate forces one only when the group's
+// reschedule policy is enabled, and ours is off so that a failed command
+// never runs again (measured on Nomad 1.6.5).
+func (e *Executor) dispatchAgain(ctx context.Context, callID, child string, a *nomad.Allocation) (string, error) {
+	if isWarmChild(child) || a.ClientStatus != nomad.AllocClientStatusFailed || taskStarted(a) || !artifactFailed(a) {
+		return "", nil
+	}
+	job, err := e.n.JobInfo(ctx, child)
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	parent := deref(job.ParentID)
+	if deref(job.Stop) || parent == "" {
+		return "", nil // canceled, or not a dispatched child
+	}
+	try := tryOf(deref(job.DispatchIdempotencyToken), callID)
+	if try == 0 || try >= MaxStartAttempts {
+		return "", nil
+	}
+	meta := map[string]string{}
+	for _, k := range []string{MetaCallID, MetaKey} {
+		if v, ok := job.Meta[k]; ok {
+			meta[k] = v
+		}
+	}
+	next, err := e.n.Dispatch(ctx, parent, meta, job.Payload, callID+trySep+strconv.Itoa(try+1))
+	if err != nil {
+		if IsUnavailable(err) {
+			return "", err
+		}
+		// The function's job is gone or changed its parameters: the
+		// call ends with the download's error.
+		e.log.Warn("cannot dispatch the call again after its artifact download failed", "call", callID, "job", child, "err", err)
+		return "", nil
+	}
+	if next == child {
+		return "", nil
+	}
+	e.log.Warn("call's task failed at its artifact download before it started; dispatched again",
+		"call", callID, "job", child, "alloc", a.ID, "new_job", next, "try", try+1, "of", MaxStartAttempts)
+	return next, nil
+}
+
+// tryOf is the try number of a child dispatched with token for callID: 1
+// for the call ID itself, n for "<call ID>~n", 0 for anything else.
+func tryOf(token, callID string) int {
+	if token == callID {
+		return 1
+	}
+	rest, ok := strings.CutPrefix(token, callID+trySep)
+	if !ok {
+		return 0
+	}
+	n, err := strconv.Atoi(rest)
+	if err != nil || n < 2 || strconv.Itoa(n) != rest {
+		return 0
+	}
+	return n
+}
+
+func artifactFailed(a *nomad.Allocation) bool {
+	ts := a.TaskStates[TaskName]
+	return ts != nil && findEvent(ts, nomad.TaskArtifactDownloadFailed) != nil
+}
+
+// moveTo watches a call on in its new child (dispatchAgain). A call that
+// ended meanwhile (Cancel, Release) leaves the new child with nobody to
+// collect it: it is stopped.
+func (e *Executor) moveTo(ctx context.Context, c *call, child string) {
+	e.mu.Lock()
+	if c.done || e.calls[c.id] != c {
+		e.mu.Unlock()
+		if err := e.n.DeregisterJob(ctx, child, false); err != nil && !errors.Is(err, ErrNotFound) {
+			e.log.Warn("cannot stop the new child of an ended call; CleanOrphans sweeps it once dead", "job", child, "err", err)
+		}
+		return
+	}
+	e.unwatchLocked(c)
+	next := &call{id: c.id, child: child, stdoutLimit: c.stdoutLimit}
+	e.calls[c.id] = next
+	e.byChild[child] = next
+	e.mu.Unlock()
+	e.check(ctx, next)
+}
