@@ -87,6 +87,18 @@ func (e *Executor) reconcileChild(ctx context.Context, callID, child string) (ex
 		return executor.Event{}, jerr
 	}
 	if a == nil && job == nil {
+		// A child the call moved away from (dispatchAgain) is dead from
+		// the start and Nomad's job GC may take it while the call runs
+		// on in a later try: look for that by the call ID in the meta.
+		if !isWarmChild(child) {
+			found, err := e.childrenByCall(ctx)
+			if err != nil {
+				return executor.Event{}, err
+			}
+			if later := found[callID]; later != "" && later != child {
+				return e.reconcileChild(ctx, callID, later)
+			}
+		}
 		c := &call{id: callID, child: child}
 		return lostEvent(c, fmt.Sprintf("dispatched job %s is gone from Nomad and left no allocation", child)), nil
 	}

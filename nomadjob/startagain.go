@@ -51,6 +51,16 @@ func (e *Executor) dispatchAgain(ctx context.Context, callID, child string, a *n
 	}
 	job, err := e.n.JobInfo(ctx, child)
 	if errors.Is(err, ErrNotFound) {
+		// Purged or taken by Nomad's job GC (dead from the start, it
+		// can go while the call runs on in a later try): that one, if
+		// any, is found by the call ID in its meta.
+		found, err := e.childrenByCall(ctx)
+		if err != nil {
+			return "", err
+		}
+		if later := found[callID]; later != child {
+			return later, nil
+		}
 		return "", nil
 	}
 	if err != nil {

@@ -3,6 +3,8 @@ package nomadjob_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -184,5 +186,52 @@ func TestDispatchedAgainCanceled(t *testing.T) {
 	}
 	if n := e.col.finals("c-art-cancel"); n != 1 {
 		t.Errorf("%d final events, want 1", n)
+	}
+}
+
+// TestDispatchedAgainFirstChildGone: the first child (the dispatcher's Ref)
+// is dead from the start and Nomad's job GC may take it while the call runs
+// on in its second; a new leader's Reconcile finds that one by the call ID
+// instead of reporting the call lost.
+func TestDispatchedAgainFirstChildGone(t *testing.T) {
+	e := newEnv(t)
+	f := fn("art4", "cat")
+	e.register(f)
+	e.fe.FailNext(nomadjob.DefaultShimArtifactPath, 1)
+	e.srv.HoldEnds()
+	ex1, _ := e.newExecutor()
+	h, err := ex1.Start(ctx(t), spec("c-art-gc", f, "kept\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the call runs in its second child", func() bool { return e.srv.Executions("c-art-gc") == 1 })
+	_ = ex1.Close()
+	req, err := http.NewRequest(http.MethodDelete, e.srv.URL+"/v1/job/"+url.PathEscape(h.Ref)+"?purge=true", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if e.srv.Job(h.Ref) != nil {
+		t.Fatalf("%s not purged", h.Ref)
+	}
+	ex2, col2 := e.newExecutor()
+	evs, err := ex2.Reconcile(ctx(t), []executor.Handle{h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Kind != executor.Running || evs[0].Ref == h.Ref {
+		t.Fatalf("reconcile = %+v, want running in the second child", evs)
+	}
+	e.srv.ReleaseEnds()
+	ev := col2.final(t, "c-art-gc")
+	if ev.Kind != executor.Finished || string(ev.Stdout) != "kept\n" {
+		t.Fatalf("final = %v %s %q", ev.Kind, ev.Message, ev.Stdout)
+	}
+	if n := e.srv.Executions("c-art-gc"); n != 1 {
+		t.Errorf("the command ran %d times, want once", n)
 	}
 }
