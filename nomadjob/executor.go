@@ -256,6 +256,7 @@ func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
 		child = found[h.CallID]
 	}
 	stopped := map[string]bool{}
+	swept := false
 	next := child
 	for {
 		if next != "" {
@@ -274,6 +275,28 @@ func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
 		if c := e.calls[h.CallID]; c != nil && !stopped[c.child] {
 			next = c.child
 			e.mu.Unlock()
+			continue
+		}
+		if !swept && child != "" && !isWarmChild(child) {
+			// Another executor (the old leader, still alive) may have
+			// dispatched the call again from its failed first child
+			// before this one's watch moved: stop those tries too.
+			e.mu.Unlock()
+			swept = true
+			later, err := e.laterTriesOf(ctx, h.CallID, child)
+			if err != nil {
+				return err
+			}
+			for _, l := range later {
+				if stopped[l] {
+					continue
+				}
+				if err := e.n.DeregisterJob(ctx, l, false); err != nil && !errors.Is(err, ErrNotFound) {
+					return err
+				}
+				stopped[l] = true
+			}
+			next = ""
 			continue
 		}
 		first := e.finishIDLocked(h.CallID, child)

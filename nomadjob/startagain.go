@@ -74,6 +74,15 @@ func (e *Executor) dispatchAgain(ctx context.Context, callID, child string, a *n
 	if try == 0 || try >= MaxStartAttempts {
 		return "", nil
 	}
+	// A later try may exist already while this one's token is free
+	// again, or the next one's is (a middle try purged by an operator or
+	// a GC pass): dispatching "<call>~<try+1>" would then create a new
+	// child and run the command next to the later try. Follow that one.
+	if later, err := e.laterTry(ctx, callID, job, try); err != nil {
+		return "", err
+	} else if later != "" {
+		return later, nil
+	}
 	meta := map[string]string{}
 	for _, k := range []string{MetaCallID, MetaKey} {
 		if v, ok := job.Meta[k]; ok {
@@ -138,4 +147,75 @@ func (e *Executor) moveTo(ctx context.Context, c *call, child string) {
 	e.byChild[child] = next
 	e.mu.Unlock()
 	e.check(ctx, next)
+}
+
+// laterTries lists the call's children dispatched from job's parent after
+// job under a later try's token than try (0: any try), the latest try
+// first. Only children created after job are read.
+func (e *Executor) laterTries(ctx context.Context, callID string, job *nomad.Job, try int) ([]string, error) {
+	parent := deref(job.ParentID)
+	if parent == "" {
+		return nil, nil
+	}
+	stubs, err := e.n.ListJobs(ctx, parent+"/dispatch")
+	if err != nil {
+		return nil, err
+	}
+	type found struct {
+		id  string
+		try int
+	}
+	var out []found
+	for _, s := range stubs {
+		if s.ParentID != parent || s.ID == deref(job.ID) || s.CreateIndex <= deref(job.CreateIndex) {
+			continue
+		}
+		j, err := e.n.JobInfo(ctx, s.ID)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if j.Meta[MetaCallID] != callID {
+			continue
+		}
+		if t := tryOf(deref(j.DispatchIdempotencyToken), callID); t > try {
+			out = append(out, found{s.ID, t})
+		}
+	}
+	ids := make([]string, 0, len(out))
+	for len(out) > 0 {
+		best := 0
+		for i := range out {
+			if out[i].try > out[best].try {
+				best = i
+			}
+		}
+		ids = append(ids, out[best].id)
+		out = append(out[:best], out[best+1:]...)
+	}
+	return ids, nil
+}
+
+// laterTry is the latest of laterTries ("" when none).
+func (e *Executor) laterTry(ctx context.Context, callID string, job *nomad.Job, try int) (string, error) {
+	ids, err := e.laterTries(ctx, callID, job, try)
+	if err != nil || len(ids) == 0 {
+		return "", err
+	}
+	return ids[0], nil
+}
+
+// laterTriesOf is laterTries of child's call from its first try on; none
+// when child is gone.
+func (e *Executor) laterTriesOf(ctx context.Context, callID, child string) ([]string, error) {
+	job, err := e.n.JobInfo(ctx, child)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return e.laterTries(ctx, callID, job, tryOf(deref(job.DispatchIdempotencyToken), callID))
 }
