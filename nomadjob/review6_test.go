@@ -223,3 +223,38 @@ func boolStr(b bool) string {
 	}
 	return "false"
 }
+
+// TestReview6ReconcileOfCanceledMovedCall: a call dispatched again (its
+// first child failed at its download) is canceled on its leader, which
+// dies before the canceled end is recorded. The next leader's Reconcile of
+// the dispatcher's handle (the first child, stopped by Cancel) must answer
+// canceled, as for a call that never moved, not the first child's download
+// failure.
+func TestReview6ReconcileOfCanceledMovedCall(t *testing.T) {
+	e := newEnv(t)
+	f := fn("rcan", "sleep", "600")
+	e.register(f)
+	e.fe.FailNext(nomadjob.DefaultShimArtifactPath, 1)
+	const id = "c-rcan"
+	ex1, col1 := e.newExecutor()
+	h, err := ex1.Start(ctx(t), spec(id, f, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the call runs in its second child", func() bool { return e.srv.Executions(id) == 1 })
+	if err := ex1.Cancel(ctx(t), h); err != nil {
+		t.Fatal(err)
+	}
+	if ev := col1.final(t, id); ev.Reason != api.ReasonCancelled {
+		t.Fatalf("final = %+v, want canceled", ev)
+	}
+	_ = ex1.Close()
+	ex2, _ := e.newExecutor()
+	evs, err := ex2.Reconcile(ctx(t), []executor.Handle{h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Kind != executor.Failed || evs[0].Reason != api.ReasonCancelled {
+		t.Errorf("reconcile = %+v, want canceled", evs)
+	}
+}
