@@ -67,10 +67,20 @@ func (e *Executor) dispatchAgain(ctx context.Context, callID, child string, a *n
 		return "", err
 	}
 	parent := deref(job.ParentID)
-	if deref(job.Stop) || parent == "" {
-		return "", nil // canceled, or not a dispatched child
+	if parent == "" {
+		return "", nil // not a dispatched child
 	}
 	try := tryOf(deref(job.DispatchIdempotencyToken), callID)
+	if deref(job.Stop) {
+		// Canceled. Its failed allocation keeps DesiredStatus run (Nomad
+		// does not touch a terminal allocation on stop), so the call's
+		// end is told by the later try it went on to, if any: stopped
+		// by the same Cancel.
+		if try == 0 {
+			return "", nil
+		}
+		return e.laterTry(ctx, callID, job, try)
+	}
 	if try == 0 || try >= MaxStartAttempts {
 		return "", nil
 	}
