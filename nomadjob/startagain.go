@@ -220,6 +220,22 @@ func (e *Executor) laterTry(ctx context.Context, callID string, job *nomad.Job, 
 // laterTriesOf is laterTries of child's call from its first try on; none
 // when child is gone.
 func (e *Executor) laterTriesOf(ctx context.Context, callID, child string) ([]string, error) {
+	// Only a child that failed at its download before it started has
+	// later tries: spare the list for every other Cancel.
+	allocs, _, err := e.n.JobAllocations(ctx, child, 0, 0)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	a := latest(allocs)
+	if a == nil || a.ClientStatus != nomad.AllocClientStatusFailed {
+		return nil, nil
+	}
+	if ts := a.TaskStates[TaskName]; ts == nil || findEvent(ts, nomad.TaskArtifactDownloadFailed) == nil {
+		return nil, nil
+	}
 	job, err := e.n.JobInfo(ctx, child)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
