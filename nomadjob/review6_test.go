@@ -258,3 +258,38 @@ func TestReview6ReconcileOfCanceledMovedCall(t *testing.T) {
 		t.Errorf("reconcile = %+v, want canceled", evs)
 	}
 }
+
+// TestReview6ReleaseAfterReconcileLeavesRunChild: the next leader's
+// Reconcile answers a moved call's end from its second child; the
+// dispatcher records it and releases its handle (the first child). The
+// child the call ran in (with its result, holding the token "<call>~2")
+// must go too: CleanOrphans runs only when a leader starts, so until the
+// next failover it stays.
+func TestReview6ReleaseAfterReconcileLeavesRunChild(t *testing.T) {
+	e := newEnv(t)
+	f := fn("rrel", "cat")
+	e.register(f)
+	e.fe.FailNext(nomadjob.DefaultShimArtifactPath, 1)
+	const id = "c-rrel"
+	ex1, col1 := e.newExecutor()
+	h, err := ex1.Start(ctx(t), spec(id, f, "x\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	col1.final(t, id)
+	_ = ex1.Close() // died before the end was recorded
+	ex2, _ := e.newExecutor()
+	evs, err := ex2.Reconcile(ctx(t), []executor.Handle{h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Kind != executor.Finished || evs[0].Ref == h.Ref {
+		t.Fatalf("reconcile = %+v, want finished in the second child", evs)
+	}
+	if err := ex2.Release(ctx(t), []executor.Handle{h}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.childrenOf(f, id); len(got) != 0 {
+		t.Errorf("children left after Release: %v (the one it ran in: %s)", got, evs[0].Ref)
+	}
+}
