@@ -65,6 +65,15 @@ func (e *Executor) Reconcile(ctx context.Context, hs []executor.Handle) ([]execu
 		if err != nil {
 			return nil, err
 		}
+		if (ev.Kind == executor.Finished || ev.Kind == executor.Failed) && ev.Ref != "" && ev.Ref != h.Ref && !isWarmChild(ev.Ref) {
+			// Ended in a later try than the Ref (dispatchAgain): Release
+			// of the handle purges that child too (its Ref fallback).
+			e.mu.Lock()
+			if _, ok := e.reported[h.CallID]; !ok && e.calls[h.CallID] == nil {
+				e.markReported(h.CallID, ev.Ref)
+			}
+			e.mu.Unlock()
+		}
 		out = append(out, ev)
 	}
 	return out, nil
