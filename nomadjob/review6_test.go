@@ -1,6 +1,7 @@
 package nomadjob_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -291,5 +292,49 @@ func TestReview6ReleaseAfterReconcileLeavesRunChild(t *testing.T) {
 	}
 	if got := e.childrenOf(f, id); len(got) != 0 {
 		t.Errorf("children left after Release: %v (the one it ran in: %s)", got, evs[0].Ref)
+	}
+}
+
+// TestReview6ReconcileGoneChildrenListOnce: after a long outage Nomad's
+// job GC took the children of many calls (they end lost). Reconcile looks
+// for a later try of each gone child by listing every child of the
+// cluster and reading each one's job: once per gone handle, so n gone
+// calls among m children cost n*m job reads before the new leader starts
+// anything. One listing serves them all.
+func TestReview6ReconcileGoneChildrenListOnce(t *testing.T) {
+	e := newEnv(t)
+	f := fn("gone", "cat")
+	e.register(f)
+	const n = 15
+	var gone []executor.Handle
+	for i := range 2 * n {
+		id := fmt.Sprintf("c-gone-%02d", i)
+		h, err := e.ex.Start(ctx(t), spec(id, f, "x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.col.final(t, id)
+		if i < n {
+			gone = append(gone, h)
+		}
+	}
+	for _, h := range gone {
+		e.srv.GC(h.Ref)
+	}
+	ex2, _ := e.newExecutor()
+	lists, jobs := e.srv.Requests("list"), e.srv.Requests("job")
+	evs, err := ex2.Reconcile(ctx(t), gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		if ev.Kind != executor.Failed || ev.Reason != api.ReasonLost {
+			t.Errorf("reconcile %s = %v %s, want lost", ev.CallID, ev.Kind, ev.Reason)
+		}
+	}
+	dl, dj := e.srv.Requests("list")-lists, e.srv.Requests("job")-jobs
+	t.Logf("%d gone handles: %d job lists, %d job reads", n, dl, dj)
+	if dl > 1 || dj > 3*n {
+		t.Errorf("%d gone handles cost %d job lists and %d job reads, want one list and O(handles+children) reads", n, dl, dj)
 	}
 }

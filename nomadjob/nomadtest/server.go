@@ -1027,3 +1027,15 @@ func newUUID() string {
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
+
+// GC removes a dead job and its allocations, as Nomad's job GC does (a
+// purge keeps the allocations readable for a while; the GC does not).
+func (s *Server) GC(jobID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.jobs, jobID)
+	for _, aid := range s.byJob[jobID] {
+		delete(s.allocs, aid)
+	}
+	delete(s.byJob, jobID)
+}
