@@ -25,6 +25,20 @@ import (
 // asked; nothing was decided and the caller tries again.
 func (e *Executor) Reconcile(ctx context.Context, hs []executor.Handle) ([]executor.Event, error) {
 	var byCall map[string]string // call ID -> child, built once if needed
+	// The cold children by call, listed once for every handle that needs
+	// them (a gone child's later try, a handle without Ref).
+	var cold map[string]string
+	children := func(ctx context.Context) (map[string]string, error) {
+		if cold != nil {
+			return cold, nil
+		}
+		m, err := e.childrenByCall(ctx)
+		if err != nil {
+			return nil, err
+		}
+		cold = m
+		return cold, nil
+	}
 	out := make([]executor.Event, 0, len(hs))
 	for _, h := range hs {
 		child := h.Ref
@@ -47,9 +61,13 @@ func (e *Executor) Reconcile(ctx context.Context, hs []executor.Handle) ([]execu
 		}
 		if child == "" {
 			if byCall == nil {
-				var err error
-				if byCall, err = e.childrenByCall(ctx); err != nil {
+				c, err := children(ctx)
+				if err != nil {
 					return nil, err
+				}
+				byCall = make(map[string]string, len(c))
+				for k, v := range c {
+					byCall[k] = v
 				}
 				if err := e.warmClaims(ctx, byCall); err != nil {
 					return nil, err
@@ -61,7 +79,7 @@ func (e *Executor) Reconcile(ctx context.Context, hs []executor.Handle) ([]execu
 				continue
 			}
 		}
-		ev, err := e.reconcileChild(ctx, h.CallID, child)
+		ev, err := e.reconcileChild(ctx, h.CallID, child, children)
 		if err != nil {
 			return nil, err
 		}
@@ -79,7 +97,7 @@ func (e *Executor) Reconcile(ctx context.Context, hs []executor.Handle) ([]execu
 	return out, nil
 }
 
-func (e *Executor) reconcileChild(ctx context.Context, callID, child string) (executor.Event, error) {
+func (e *Executor) reconcileChild(ctx context.Context, callID, child string, children func(context.Context) (map[string]string, error)) (executor.Event, error) {
 	e.mu.Lock()
 	if c := e.calls[callID]; c != nil {
 		e.mu.Unlock()
@@ -100,12 +118,12 @@ func (e *Executor) reconcileChild(ctx context.Context, callID, child string) (ex
 		// the start and Nomad's job GC may take it while the call runs
 		// on in a later try: look for that by the call ID in the meta.
 		if !isWarmChild(child) {
-			found, err := e.childrenByCall(ctx)
+			found, err := children(ctx)
 			if err != nil {
 				return executor.Event{}, err
 			}
 			if later := found[callID]; later != "" && later != child {
-				return e.reconcileChild(ctx, callID, later)
+				return e.reconcileChild(ctx, callID, later, children)
 			}
 		}
 		c := &call{id: callID, child: child}
@@ -125,7 +143,7 @@ func (e *Executor) reconcileChild(ctx context.Context, callID, child string) (ex
 			// Dispatched again (or found so: the token is the same):
 			// the new child says. Each hop is a later try, so this ends
 			// within MaxStartAttempts.
-			return e.reconcileChild(ctx, callID, again.Child)
+			return e.reconcileChild(ctx, callID, again.Child, children)
 		}
 		if !errors.Is(err, errNotTerminal) {
 			return ev, err
