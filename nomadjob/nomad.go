@@ -101,7 +101,9 @@ func (n *apiNomad) JobInfo(ctx context.Context, jobID string) (*nomad.Job, error
 }
 
 func (n *apiNomad) ListJobs(ctx context.Context, prefix string) ([]*nomad.JobListStub, error) {
-	q := &nomad.QueryOptions{Prefix: prefix}
+	// meta=true (Nomad 1.6): each stub carries the job's meta, so that a
+	// call's children are told apart without reading every job.
+	q := &nomad.QueryOptions{Prefix: prefix, Params: map[string]string{"meta": "true"}}
 	js, _, err := n.c.Jobs().List(q.WithContext(ctx))
 	return js, classify("list jobs "+prefix, err)
 }

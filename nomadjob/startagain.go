@@ -180,6 +180,9 @@ func (e *Executor) laterTries(ctx context.Context, callID string, job *nomad.Job
 		if s.ParentID != parent || s.ID == deref(job.ID) || s.CreateIndex <= deref(job.CreateIndex) {
 			continue
 		}
+		if s.Meta != nil && s.Meta[MetaCallID] != callID {
+			continue // another call's child (the stub's meta, Nomad 1.6)
+		}
 		j, err := e.n.JobInfo(ctx, s.ID)
 		if errors.Is(err, ErrNotFound) {
 			continue
