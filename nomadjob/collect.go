@@ -38,7 +38,10 @@ func (e *Executor) collect(ctx context.Context, callID, child, allocID string, l
 		// Downloading image"). Watch it on instead.
 		return executor.Event{}, fmt.Errorf("%w (allocation %s is %s)", errNotTerminal, allocID, alloc.ClientStatus)
 	}
-	if next, err := e.dispatchAgain(ctx, callID, child, alloc); err != nil {
+	var gone *errLaterTryGone
+	if next, err := e.dispatchAgain(ctx, callID, child, alloc); errors.As(err, &gone) {
+		return lostEvent(&call{id: callID, child: child}, gone.Error()), nil
+	} else if err != nil {
 		return executor.Event{}, err
 	} else if next != "" {
 		return executor.Event{}, &errDispatchedAgain{Child: next}

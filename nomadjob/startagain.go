@@ -27,6 +27,23 @@ const trySep = "~"
 // artifact download and dispatched the call again; Child is the new child.
 type errDispatchedAgain struct{ Child string }
 
+// ItemTries is the call record's item (CallVariablePath) naming the latest
+// try the call was dispatched again as ("2", "3"), written once that
+// dispatch is made or followed. A later try that is gone (purged, taken by
+// Nomad's job GC) leaves its token free, and its child may have run the
+// command: the record tells so, and the call is not dispatched under that
+// token again.
+const ItemTries = "tries"
+
+// errLaterTryGone: the call was dispatched again as a later try (its
+// record says), which is gone from Nomad now: whether it ran the command
+// is unknown, so the call is not dispatched again.
+type errLaterTryGone struct{ Try int }
+
+func (e *errLaterTryGone) Error() string {
+	return "the call was dispatched again as try " + strconv.Itoa(e.Try) + " after its artifact download failed, and that child is gone from Nomad"
+}
+
 func (e *errDispatchedAgain) Error() string {
 	return "the task failed at its artifact download before it started; dispatched again as " + e.Child
 }
@@ -91,7 +108,18 @@ func (e *Executor) dispatchAgain(ctx context.Context, callID, child string, a *n
 	if later, err := e.laterTry(ctx, callID, job, try); err != nil {
 		return "", err
 	} else if later != "" {
+		if err := e.recordTry(ctx, callID, try+1); err != nil {
+			return "", err
+		}
 		return later, nil
+	}
+	// None found. A later try the record names was dispatched and is gone
+	// (purged, Nomad's job GC): it may have run the command to its end, so
+	// its freed token is not dispatched again.
+	if rec, err := e.n.ReadVariable(ctx, CallVariablePath(e.cfg.ClusterID, callID)); err != nil && IsUnavailable(err) {
+		return "", err
+	} else if n, _ := strconv.Atoi(rec[ItemTries]); n > try {
+		return "", &errLaterTryGone{Try: n}
 	}
 	meta := map[string]string{}
 	for _, k := range []string{MetaCallID, MetaKey} {
@@ -112,9 +140,46 @@ func (e *Executor) dispatchAgain(ctx context.Context, callID, child string, a *n
 	if next == child {
 		return "", nil
 	}
+	if err := e.recordTry(ctx, callID, try+1); err != nil {
+		// The next collect follows the new child (laterTry) and records it.
+		return "", err
+	}
 	e.log.Warn("call's task failed at its artifact download before it started; dispatched again",
 		"call", callID, "job", child, "alloc", a.ID, "new_job", next, "try", try+1, "of", MaxStartAttempts)
 	return next, nil
+}
+
+// recordTry raises the call record's ItemTries to try (check-and-set).
+// A Nomad that refuses variable writes keeps no records: the tokens alone
+// guard then, as before.
+func (e *Executor) recordTry(ctx context.Context, callID string, try int) error {
+	path := CallVariablePath(e.cfg.ClusterID, callID)
+	cur, created, err := e.n.CreateVariable(ctx, path, map[string]string{ItemChild: coldTarget, ItemCallID: callID, ItemTries: strconv.Itoa(try)})
+	for range 16 {
+		if err != nil {
+			if IsUnavailable(err) {
+				return err
+			}
+			return nil
+		}
+		if created {
+			return nil
+		}
+		if cur.Items == nil { // deleted meanwhile
+			cur, created, err = e.n.CreateVariable(ctx, path, map[string]string{ItemChild: coldTarget, ItemCallID: callID, ItemTries: strconv.Itoa(try)})
+			continue
+		}
+		if n, _ := strconv.Atoi(cur.Items[ItemTries]); n >= try {
+			return nil
+		}
+		items := make(map[string]string, len(cur.Items)+1)
+		for k, v := range cur.Items {
+			items[k] = v
+		}
+		items[ItemTries] = strconv.Itoa(try)
+		cur, created, err = e.n.UpdateVariable(ctx, path, items, cur.ModifyIndex)
+	}
+	return err
 }
 
 // tryOf is the try number of a child dispatched with token for callID: 1
