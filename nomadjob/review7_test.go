@@ -1,8 +1,18 @@
 package nomadjob_test
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hyperfunc/hyperfunc/api"
 
 	"github.com/hyperfunc/hyperfunc/executor"
 	"github.com/hyperfunc/hyperfunc/nomadjob"
@@ -57,5 +67,127 @@ func TestReview7LastTryGCdRunsAgain(t *testing.T) {
 	}
 	if n := e.srv.Executions(id); n != 1 {
 		t.Errorf("the command ran %d times, want once", n)
+	}
+}
+
+// heldDispatch is a proxy in front of the double for one executor (the old
+// leader): once armed, its next dispatch waits for open.
+type heldDispatch struct {
+	srv     *httptest.Server
+	armed   atomic.Bool
+	arrived chan struct{}
+	open    chan struct{}
+	once    sync.Once
+}
+
+func newHeldDispatch(t *testing.T, upstream string) *heldDispatch {
+	u, err := url.Parse(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &heldDispatch{arrived: make(chan struct{}, 1), open: make(chan struct{})}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	proxy.FlushInterval = -1 // the event stream
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && strings.HasSuffix(r.URL.Path, "/dispatch") && h.armed.Load() {
+			select {
+			case h.arrived <- struct{}{}:
+			default:
+			}
+			<-h.open
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { h.release(); h.srv.CloseClientConnections(); h.srv.Close() })
+	return h
+}
+
+func (h *heldDispatch) release() { h.once.Do(func() { close(h.open) }) }
+
+// TestReview7CancelRacesOldLeaderDispatch: after a failover the old
+// leader's executor is still alive (partitioned from Raft, not from
+// Nomad). The first child fails at its shim download; the old executor's
+// collect reads the first child (not stopped yet) and is about to dispatch
+// <call>~2. The new leader's Cancel stops the first child, lists its later
+// tries (none yet) and reports the call canceled. Then the old executor's
+// dispatch lands: ~2 runs the command to its end although the call was
+// reported canceled, and nobody stops it (the old executor watches it and
+// reports to nobody; the new one's call is done).
+func TestReview7CancelRacesOldLeaderDispatch(t *testing.T) {
+	e := newEnv(t)
+	g := newGatedShim(t, e.fe.URL)
+	held := newHeldDispatch(t, e.srv.URL)
+	mk := func(addr string) (*nomadjob.Executor, *collector) {
+		cfg := e.config()
+		cfg.Address = addr
+		cfg.ArtifactBaseURL = g.srv.URL
+		ex, err := nomadjob.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		col := newCollector(ex.Events())
+		t.Cleanup(func() { _ = ex.Close(); col.stop() })
+		return ex, col
+	}
+	f := fn("oldrace", "sleep", "600")
+	ex1, _ := mk(held.srv.URL) // the old leader, alive
+	if err := ex1.Register(ctx(t), f); err != nil {
+		t.Fatal(err)
+	}
+	const id = "c-old-race"
+	h, err := ex1.Start(ctx(t), spec(id, f, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex2, col2 := mk(e.srv.URL) // the new leader
+	evs, err := ex2.Reconcile(ctx(t), []executor.Handle{h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Kind != executor.Running {
+		t.Fatalf("reconcile = %+v, want running", evs)
+	}
+	// Neither leader hears the failure by the stream; the old one
+	// re-checks (its timer), the new one's stream lags.
+	e.srv.SilenceEvents(true)
+	held.armed.Store(true)
+	g.release()
+	waitFor(t, 10*time.Second, "the first child failed at its download", func() bool { return e.srv.AllocStatus(h.Ref) == "failed" })
+	ex1.Recheck()
+	select {
+	case <-held.arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the old leader did not dispatch the call again")
+	}
+	if err := ex2.Cancel(ctx(t), h); err != nil {
+		t.Fatal(err)
+	}
+	ev := col2.final(t, id)
+	if ev.Kind != executor.Failed || ev.Reason != api.ReasonCancelled {
+		t.Fatalf("final = %+v, want canceled", ev)
+	}
+	held.release()
+	var second string
+	waitFor(t, 10*time.Second, "the old leader's ~2 exists", func() bool {
+		second = e.childByToken(f, id, id+"~2")
+		return second != ""
+	})
+	state := ""
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		sj := e.srv.Job(second)
+		state = "stop=" + boolStr(sj != nil && deref(sj.Stop)) + " alloc=" + e.srv.AllocStatus(second) + " runs=" + strconv.Itoa(e.srv.Executions(id))
+		if sj == nil || deref(sj.Stop) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the call was reported canceled but the old leader's %s runs the command (%s)", second, state)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("second child: %s", state)
+	if n := col2.finals(id); n != 1 {
+		t.Errorf("%d final events, want 1", n)
 	}
 }
