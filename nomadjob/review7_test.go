@@ -120,6 +120,7 @@ func TestReview7CancelRacesOldLeaderDispatch(t *testing.T) {
 	mk := func(addr string) (*nomadjob.Executor, *collector) {
 		cfg := e.config()
 		cfg.Address = addr
+		cfg.CollectTimeout = time.Minute // a held dispatch stays held
 		cfg.ArtifactBaseURL = g.srv.URL
 		ex, err := nomadjob.New(cfg)
 		if err != nil {
@@ -139,7 +140,10 @@ func TestReview7CancelRacesOldLeaderDispatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex2, col2 := mk(e.srv.URL) // the new leader
+	// The new leader: its own dispatch, if its watch gets there first,
+	// waits to the end of the test (the old one's is the race here).
+	held2 := newHeldDispatch(t, e.srv.URL)
+	ex2, col2 := mk(held2.srv.URL)
 	evs, err := ex2.Reconcile(ctx(t), []executor.Handle{h})
 	if err != nil {
 		t.Fatal(err)
@@ -151,6 +155,7 @@ func TestReview7CancelRacesOldLeaderDispatch(t *testing.T) {
 	// re-checks (its timer), the new one's stream lags.
 	e.srv.SilenceEvents(true)
 	held.armed.Store(true)
+	held2.armed.Store(true)
 	g.release()
 	waitFor(t, 10*time.Second, "the first child failed at its download", func() bool { return e.srv.AllocStatus(h.Ref) == "failed" })
 	ex1.Recheck()
