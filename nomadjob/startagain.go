@@ -96,7 +96,17 @@ func (e *Executor) dispatchAgain(ctx context.Context, callID, child string, a *n
 		if try == 0 {
 			return "", nil
 		}
-		return e.laterTry(ctx, callID, job, try)
+		later, err := e.laterTry(ctx, callID, job, try)
+		if err != nil || later == "" {
+			return later, err
+		}
+		// Stopped by that Cancel, unless it was dispatched after the
+		// Cancel listed the later tries (an old leader's collect): stop
+		// it (again).
+		if err := e.n.DeregisterJob(ctx, later, false); err != nil && !errors.Is(err, ErrNotFound) {
+			return "", err
+		}
+		return later, nil
 	}
 	if try == 0 || try >= MaxStartAttempts {
 		return "", nil
@@ -139,6 +149,18 @@ func (e *Executor) dispatchAgain(ctx context.Context, callID, child string, a *n
 	}
 	if next == child {
 		return "", nil
+	}
+	// A Cancel (here or on another leader) stops the child before it
+	// lists the later tries: one that stopped it after the read above
+	// listed before this dispatch and missed the new child. Read again;
+	// stopped or gone, the new child is stopped here.
+	if j, err := e.n.JobInfo(ctx, child); errors.Is(err, ErrNotFound) || (err == nil && deref(j.Stop)) {
+		if err := e.n.DeregisterJob(ctx, next, false); err != nil && !errors.Is(err, ErrNotFound) {
+			return "", err // the next collect comes back here (laterTry of a stopped child)
+		}
+		return next, nil
+	} else if err != nil {
+		return "", err
 	}
 	if err := e.recordTry(ctx, callID, try+1); err != nil {
 		// The next collect follows the new child (laterTry) and records it.
