@@ -48,3 +48,14 @@ func (e *Executor) CatFile(ctx context.Context, allocID, path string) ([]byte, e
 
 // IsWarmChild reports whether a child job ID is a warm sandbox's.
 func IsWarmChild(child string) bool { return isWarmChild(child) }
+
+// WatchedChild is the child the executor watches the call in ("" when
+// it does not watch it).
+func (e *Executor) WatchedChild(callID string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c := e.calls[callID]; c != nil {
+		return c.child
+	}
+	return ""
+}

@@ -43,11 +43,14 @@ func TestReview7LastTryGCdRunsAgain(t *testing.T) {
 	waitFor(t, 10*time.Second, "the call runs in its second child", func() bool {
 		return e.srv.Executions(id) == 1 && len(e.childrenOf(f, id)) == 2
 	})
-	_ = ex1.Close() // the leader dies before the end is recorded
 	second := e.childByToken(f, id, id+"~2")
 	if second == "" {
 		t.Fatalf("children %v: no ~2", e.childrenOf(f, id))
 	}
+	// The leader watches the call in ~2 (its dispatch is done, all of
+	// it), then dies before the end is recorded.
+	waitFor(t, 10*time.Second, "the leader watches ~2", func() bool { return ex1.WatchedChild(id) == second })
+	_ = ex1.Close()
 	e.srv.ReleaseEnds()
 	waitFor(t, 10*time.Second, "the second child ended", func() bool { return e.srv.AllocStatus(second) == "complete" })
 	e.srv.GC(second)
