@@ -129,6 +129,14 @@ func (e *Executor) dispatchAgain(ctx context.Context, callID, child string, a *n
 	if rec, err := e.n.ReadVariable(ctx, CallVariablePath(e.cfg.ClusterID, callID)); err != nil && IsUnavailable(err) {
 		return "", err
 	} else if n, _ := strconv.Atoi(rec[ItemTries]); n > try {
+		// Recorded after its dispatch: listed again now, the later try
+		// is found unless it is gone (the first list may have come
+		// before another leader's dispatch).
+		if later, err := e.laterTry(ctx, callID, job, try); err != nil {
+			return "", err
+		} else if later != "" {
+			return later, nil
+		}
 		return "", &errLaterTryGone{Try: n}
 	}
 	meta := map[string]string{}
