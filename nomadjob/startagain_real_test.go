@@ -29,7 +29,16 @@ func TestRealNomadDispatchedAgain(t *testing.T) {
 	if err := r.ex.Register(ctx(t), f); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = r.ex.Deregister(context.Background(), f) })
+	t.Cleanup(func() {
+		// Every child goes with the test (the parent's deregister leaves
+		// them), then the function.
+		if ids, err := r.ex.ChildrenOf(context.Background(), f); err == nil {
+			for _, id := range ids {
+				_, _, _ = r.nc.Jobs().Deregister(id, true, nil)
+			}
+		}
+		_ = r.ex.Deregister(context.Background(), f)
+	})
 	children := func(callID string) []string {
 		ids, err := r.ex.ChildrenOf(ctx(t), f)
 		if err != nil {
