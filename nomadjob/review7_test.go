@@ -1,6 +1,7 @@
 package nomadjob_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -196,6 +197,91 @@ func TestReview7CancelRacesOldLeaderDispatch(t *testing.T) {
 	}
 	t.Logf("second child: %s", state)
 	if n := col2.finals(id); n != 1 {
+		t.Errorf("%d final events, want 1", n)
+	}
+}
+
+// TestReview7CancelDuringShimDownloadReportedFailed: Cancel of a cold call
+// whose task is still downloading its shim stops the child; the download
+// is cut ("Failed Artifact Download: ... context canceled", the task never
+// started). Cancel now reads the child's allocations and lists its later
+// tries before it reports; meanwhile the executor's own collect of the cut
+// allocation (its job stopped, so dispatchAgain follows no later try)
+// reports the call FAILED with the download's error, not canceled. (Seen
+// as TestWarmCanceledWhilePlacedAgain failing about one run in three.)
+func TestReview7CancelDuringShimDownloadReportedFailed(t *testing.T) {
+	e := newEnv(t)
+	// The shim download hangs until the client gives up.
+	arrived := make(chan struct{}, 1)
+	shim := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		<-r.Context().Done()
+	}))
+	t.Cleanup(func() { shim.CloseClientConnections(); shim.Close() })
+	// Cancel's read of the child's allocations waits for the call's end
+	// (or 10s): the window between Cancel's stop and its report, widened.
+	u, err := url.Parse(e.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var armed atomic.Bool
+	ended := make(chan struct{})
+	var endOnce sync.Once
+	end := func() { endOnce.Do(func() { close(ended) }) }
+	t.Cleanup(end)
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	proxy.FlushInterval = -1
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if armed.Load() && r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/job/") && strings.HasSuffix(r.URL.Path, "/allocations") {
+			select {
+			case <-ended:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { front.CloseClientConnections(); front.Close() })
+	cfg := e.config()
+	cfg.Address = front.URL
+	cfg.ArtifactBaseURL = shim.URL
+	ex, err := nomadjob.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := newCollector(ex.Events())
+	t.Cleanup(func() { _ = ex.Close(); col.stop() })
+	f := fn("dlcancel", "sleep", "600")
+	if err := ex.Register(ctx(t), f); err != nil {
+		t.Fatal(err)
+	}
+	const id = "c-dl-cancel"
+	h, err := ex.Start(ctx(t), spec(id, f, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the shim download did not start")
+	}
+	armed.Store(true)
+	canceled := make(chan error, 1)
+	go func() { canceled <- ex.Cancel(context.Background(), h) }()
+	ev := col.final(t, id)
+	end()
+	if err := <-canceled; err != nil {
+		t.Fatal(err)
+	}
+	if ev.Kind != executor.Failed || ev.Reason != api.ReasonCancelled {
+		t.Errorf("final = %v %s %q, want canceled", ev.Kind, ev.Reason, ev.Message)
+	}
+	if n := e.srv.Executions(id); n != 0 {
+		t.Errorf("the command ran %d times, want never", n)
+	}
+	if n := col.finals(id); n != 1 {
 		t.Errorf("%d final events, want 1", n)
 	}
 }
