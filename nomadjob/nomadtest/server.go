@@ -513,14 +513,23 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	prefix := r.URL.Query().Get("prefix")
+	withMeta := r.URL.Query().Get("meta") == "true" // Nomad 1.6
 	s.mu.Lock()
 	var out []*nomad.JobListStub
 	for id, j := range s.jobs {
 		if !strings.HasPrefix(id, prefix) {
 			continue
 		}
+		var meta map[string]string
+		if withMeta && len(j.Meta) > 0 {
+			meta = make(map[string]string, len(j.Meta))
+			for k, v := range j.Meta {
+				meta[k] = v
+			}
+		}
 		out = append(out, &nomad.JobListStub{
-			ID: id, Name: deref(j.Name), Namespace: deref(j.Namespace), Datacenters: j.Datacenters,
+			Meta: meta,
+			ID:   id, Name: deref(j.Name), Namespace: deref(j.Namespace), Datacenters: j.Datacenters,
 			ParentID: deref(j.ParentID), Type: deref(j.Type), Priority: 50, Status: deref(j.Status),
 			ParameterizedJob: j.IsParameterized(),
 			CreateIndex:      deref(j.CreateIndex), ModifyIndex: deref(j.ModifyIndex), JobModifyIndex: deref(j.JobModifyIndex),
