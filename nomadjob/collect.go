@@ -46,6 +46,21 @@ func (e *Executor) collect(ctx context.Context, callID, child, allocID string, l
 	} else if next != "" {
 		return executor.Event{}, &errDispatchedAgain{Child: next}
 	}
+	if alloc.DesiredStatus == nomad.AllocDesiredStatusStop && !isWarmChild(child) {
+		// Stopped while it ran (Nomad leaves a terminal allocation's
+		// desired status alone): a Cancel's stop, whose report may come
+		// after this collect (it reads the child's tries first). Its cut
+		// task (a download aborted, a command killed) is not the call's
+		// outcome: canceled, as Reconcile says of the same child.
+		if job, err := e.n.JobInfo(ctx, child); err == nil && deref(job.Stop) {
+			return executor.Event{
+				CallID: callID, Kind: executor.Failed, Ref: child,
+				Reason: api.ReasonCancelled, Message: "canceled", EndedAt: time.Now(),
+			}, nil
+		} else if err != nil && !errors.Is(err, ErrNotFound) {
+			return executor.Event{}, err
+		}
+	}
 	var res *shim.Result
 	var stdout []byte
 	if alloc.ClientStatus != nomad.AllocClientStatusLost && taskStarted(alloc) {

@@ -582,6 +582,11 @@ func (s *Server) deregister(w http.ResponseWriter, r *http.Request, id string) {
 		j.Status = ptr("dead")
 	}
 	for _, aid := range s.byJob[id] {
+		// Nomad's scheduler marks the job's live allocations stop
+		// before the client kills them (a terminal one is left alone).
+		if rec := s.allocs[aid]; rec != nil && !terminal(rec.a.ClientStatus) {
+			rec.a.DesiredStatus, rec.a.DesiredDescription = "stop", "alloc not needed due to job update"
+		}
 		if c := s.cancels[aid]; c != nil {
 			c() // the task is killed
 		}
