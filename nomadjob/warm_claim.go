@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
@@ -99,6 +100,12 @@ func (e *Executor) place(ctx context.Context, spec executor.Spec, limit int64, s
 	if !created {
 		e.unpick(sb) // another Start recorded a place first: follow it
 	}
+	if n, _ := strconv.Atoi(cur.Items[ItemTries]); n >= 2 {
+		// Dispatched again since (dispatchAgain): its first child, dead
+		// from the start, may be gone and its token (the call ID) free;
+		// a dispatch would run the call next to its later try.
+		return e.startFollowingTries(ctx, spec, limit, start)
+	}
 	for range 64 {
 		child := cur.Items[ItemChild]
 		if child == coldTarget || child == "" || envelope == nil {
@@ -146,6 +153,36 @@ func target(sb *sandbox) string {
 		return coldTarget
 	}
 	return sb.child
+}
+
+// startFollowingTries is Start of a call dispatched again before: it is
+// watched in its latest try; with none left (gone from Nomad, maybe run),
+// it ends lost.
+func (e *Executor) startFollowingTries(ctx context.Context, spec executor.Spec, limit int64, start time.Time) (executor.Handle, error) {
+	e.mu.Lock()
+	if c := e.calls[spec.CallID]; c != nil {
+		e.mu.Unlock()
+		return executor.Handle{CallID: spec.CallID, Ref: c.child}, nil // watched here already
+	}
+	e.mu.Unlock()
+	found, err := e.childrenByCall(ctx)
+	if err != nil {
+		return executor.Handle{}, err
+	}
+	child := found[spec.CallID]
+	if child == "" {
+		e.mu.Lock()
+		first := e.calls[spec.CallID] == nil && e.finishIDLocked(spec.CallID, "")
+		e.mu.Unlock()
+		if first {
+			e.emit(lostEvent(&call{id: spec.CallID}, "the call was dispatched again after its artifact download failed, and its children are gone from Nomad"))
+		}
+		return executor.Handle{CallID: spec.CallID}, nil
+	}
+	e.observeStart(false, start)
+	c := e.watch(spec.CallID, child, limit)
+	e.spawn(func(ctx context.Context) { e.check(ctx, c) })
+	return executor.Handle{CallID: spec.CallID, Ref: c.child}, nil
 }
 
 // startCold dispatches the call (its ID is the idempotency token).
