@@ -75,6 +75,7 @@ type Server struct {
 	emptyLogs    bool
 	failPull     map[string]string // image -> driver error
 	loseAllocs   bool
+	unplaced     bool // new children get no allocation (a blocked evaluation)
 	holdAllocs   chan struct{} // when non-nil, tasks wait for it before running
 	holdEnds     chan struct{} // when non-nil, tasks that ran wait for it before they end
 	earlyReads   int           // fs/ls and fs/cat of alloc while the allocation ran
@@ -223,6 +224,14 @@ func (s *Server) FailPull(image string) {
 func (s *Server) LoseAllocations(on bool) {
 	s.mu.Lock()
 	s.loseAllocs = on
+	s.mu.Unlock()
+}
+
+// Unplaced makes new children get no allocation, as when no node has room
+// for them (Nomad's evaluation blocks): they wait queued.
+func (s *Server) Unplaced(on bool) {
+	s.mu.Lock()
+	s.unplaced = on
 	s.mu.Unlock()
 }
 
@@ -662,8 +671,11 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, parentID strin
 	child.Version = ptr(uint64(0))
 	s.jobs[childID] = child
 	evalIdx := s.bump()
+	unplaced := s.unplaced
 	s.mu.Unlock()
-	s.place(child)
+	if !unplaced {
+		s.place(child)
+	}
 	writeJSON(w, evalIdx, map[string]any{
 		"DispatchedJobID": childID, "EvalCreateIndex": evalIdx, "EvalID": uuid(evalIdx), "Index": evalIdx,
 		"JobCreateIndex": jobIdx,
