@@ -285,6 +285,10 @@ func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
 			swept = true
 			later, err := e.laterTriesOf(ctx, h.CallID, child)
 			if err != nil {
+				// The child is stopped already and nobody calls Cancel
+				// again: the watch reports it (a stopped child's end,
+				// or its stop while queued) once Nomad answers.
+				e.Recheck()
 				return err
 			}
 			for _, l := range later {

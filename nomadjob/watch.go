@@ -204,8 +204,17 @@ func (e *Executor) check(ctx context.Context, c *call) {
 	}
 	a := latest(allocs)
 	if a == nil {
-		if _, err := e.n.JobInfo(ctx, c.child); errors.Is(err, ErrNotFound) && e.finishCall(c) {
+		job, err := e.n.JobInfo(ctx, c.child)
+		if errors.Is(err, ErrNotFound) && e.finishCall(c) {
 			e.emit(lostEvent(c, fmt.Sprintf("dispatched job %s is gone from Nomad and left no allocation", c.child)))
+		} else if err == nil && deref(job.Stop) && !isWarmChild(c.child) && e.finishCall(c) {
+			// Stopped while queued (a Cancel whose report failed after
+			// the stop): it never gets an allocation. Canceled, as
+			// Reconcile says of the same child (stoppedByCancel).
+			e.emit(executor.Event{
+				CallID: c.id, Kind: executor.Failed, Ref: c.child,
+				Reason: api.ReasonCancelled, Message: "canceled", EndedAt: time.Now(),
+			})
 		}
 		return
 	}
