@@ -75,7 +75,7 @@ type Server struct {
 	emptyLogs    bool
 	failPull     map[string]string // image -> driver error
 	loseAllocs   bool
-	unplaced     bool // new children get no allocation (a blocked evaluation)
+	unplaced     bool          // new children get no allocation (a blocked evaluation)
 	holdAllocs   chan struct{} // when non-nil, tasks wait for it before running
 	holdEnds     chan struct{} // when non-nil, tasks that ran wait for it before they end
 	earlyReads   int           // fs/ls and fs/cat of alloc while the allocation ran
