@@ -7,7 +7,7 @@ import (
 	"github.com/hyperfunc/hyperfunc/nomadjob"
 )
 
-func TestReview7StartAgainFirstTryGCd(t *testing.T) {
+func TestAgainStartFirstTryGCd(t *testing.T) {
 	e := newEnv(t)
 	f := fn("sagain", "sleep", "600")
 	e.register(f)

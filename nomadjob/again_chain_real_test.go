@@ -14,13 +14,13 @@ import (
 	"github.com/hyperfunc/hyperfunc/nomadjob/nomadtest"
 )
 
-// TestRealNomadReview6MiddleTryPurged: TestReview6MiddleTryPurgedRunsTwice
+// TestRealNomadAgainMiddleTryPurged: TestAgainMiddleTryPurged
 // on the real agent. The call runs in its third child (~3) after two failed
 // shim downloads; ~2 is purged (its token free again: Nomad 1.6.5 hands
 // out a token's existing child only while that job exists); the next
 // leader's Reconcile of the first child must not create another ~2, which
 // would run the command next to ~3.
-func TestRealNomadReview6MiddleTryPurged(t *testing.T) {
+func TestRealNomadAgainMiddleTryPurged(t *testing.T) {
 	cluster := "cluster-r6mid-" + fmt.Sprint(time.Now().UnixNano())
 	r := newRealEnv(t, "", cluster)
 	f := executor.Function{

@@ -40,7 +40,7 @@ func (e *env) childByToken(f executor.Function, callID, token string) string {
 	return ""
 }
 
-// TestReview6MiddleTryPurgedRunsTwice: a call whose first two children
+// TestAgainMiddleTryPurged: a call whose first two children
 // failed at their artifact download runs in its third (~3). The second
 // child (~2, dead from the start, its command never ran) is purged (an
 // operator's `nomad job stop -purge`, a GC pass): its token is free again.
@@ -48,7 +48,7 @@ func (e *env) childByToken(f executor.Function, callID, token string) string {
 // follows the chain by dispatching "<call>~2" again; Nomad creates a NEW
 // child under the freed token and the command runs a second time while ~3
 // still runs it.
-func TestReview6MiddleTryPurgedRunsTwice(t *testing.T) {
+func TestAgainMiddleTryPurged(t *testing.T) {
 	e := newEnv(t)
 	f := fn("mid", "cat")
 	e.register(f)
@@ -130,7 +130,7 @@ func newGatedShim(t *testing.T, upstream string) *gatedShim {
 
 func (g *gatedShim) release() { g.once.Do(func() { close(g.open) }) }
 
-// TestReview6CancelMissesLaterTry: after a failover, the new leader's
+// TestAgainCancelStopsLaterTry: after a failover, the new leader's
 // executor watches the first child (its shim download still in progress
 // at Reconcile). The download fails; the old leader's executor, still
 // alive behind a partition, dispatches the call again as <call>~2 (the
@@ -139,7 +139,7 @@ func (g *gatedShim) release() { g.once.Do(func() { close(g.open) }) }
 // child (dead already), reports the call canceled, and its own collect
 // then sees the first child stopped and dispatches (and follows) nothing:
 // ~2 runs the command to its end after the call was reported canceled.
-func TestReview6CancelMissesLaterTry(t *testing.T) {
+func TestAgainCancelStopsLaterTry(t *testing.T) {
 	e := newEnv(t)
 	g := newGatedShim(t, e.fe.URL)
 	cfg := e.config()
@@ -225,13 +225,13 @@ func boolStr(b bool) string {
 	return "false"
 }
 
-// TestReview6ReconcileOfCanceledMovedCall: a call dispatched again (its
+// TestAgainReconcileOfCanceledMovedCall: a call dispatched again (its
 // first child failed at its download) is canceled on its leader, which
 // dies before the canceled end is recorded. The next leader's Reconcile of
 // the dispatcher's handle (the first child, stopped by Cancel) must answer
 // canceled, as for a call that never moved, not the first child's download
 // failure.
-func TestReview6ReconcileOfCanceledMovedCall(t *testing.T) {
+func TestAgainReconcileOfCanceledMovedCall(t *testing.T) {
 	e := newEnv(t)
 	f := fn("rcan", "sleep", "600")
 	e.register(f)
@@ -260,13 +260,13 @@ func TestReview6ReconcileOfCanceledMovedCall(t *testing.T) {
 	}
 }
 
-// TestReview6ReleaseAfterReconcileLeavesRunChild: the next leader's
+// TestAgainReleaseAfterReconcile: the next leader's
 // Reconcile answers a moved call's end from its second child; the
 // dispatcher records it and releases its handle (the first child). The
 // child the call ran in (with its result, holding the token "<call>~2")
 // must go too: CleanOrphans runs only when a leader starts, so until the
 // next failover it stays.
-func TestReview6ReleaseAfterReconcileLeavesRunChild(t *testing.T) {
+func TestAgainReleaseAfterReconcile(t *testing.T) {
 	e := newEnv(t)
 	f := fn("rrel", "cat")
 	e.register(f)
@@ -295,13 +295,13 @@ func TestReview6ReleaseAfterReconcileLeavesRunChild(t *testing.T) {
 	}
 }
 
-// TestReview6ReconcileGoneChildrenListOnce: after a long outage Nomad's
+// TestAgainReconcileGoneChildrenListOnce: after a long outage Nomad's
 // job GC took the children of many calls (they end lost). Reconcile looks
 // for a later try of each gone child by listing every child of the
 // cluster and reading each one's job: once per gone handle, so n gone
 // calls among m children cost n*m job reads before the new leader starts
 // anything. One listing serves them all.
-func TestReview6ReconcileGoneChildrenListOnce(t *testing.T) {
+func TestAgainReconcileGoneChildrenListOnce(t *testing.T) {
 	e := newEnv(t)
 	f := fn("gone", "cat")
 	e.register(f)

@@ -16,7 +16,7 @@ import (
 	"github.com/hyperfunc/hyperfunc/nomadjob"
 )
 
-// TestReview8CancelOfQueuedCallHangsOnReadError: a user cancels a call
+// TestCancelOfQueuedCallReadError: a user cancels a call
 // whose child waits queued in Nomad (no node has room: no allocation).
 // Cancel stops the child, then (new in this change) reads its allocations
 // to sweep later tries; that one read fails (a leader election, "No
@@ -26,7 +26,7 @@ import (
 // never gets an allocation, and the watch (check: no allocation, the job
 // still there) never reports: the call stays RUNNING forever (until a
 // leader failover), its quota slot taken.
-func TestReview8CancelOfQueuedCallHangsOnReadError(t *testing.T) {
+func TestCancelOfQueuedCallReadError(t *testing.T) {
 	e := newEnv(t)
 	u, err := url.Parse(e.srv.URL)
 	if err != nil {

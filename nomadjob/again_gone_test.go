@@ -19,7 +19,7 @@ import (
 	"github.com/hyperfunc/hyperfunc/nomadjob"
 )
 
-// TestReview7LastTryGCdRunsAgain: a call's first child failed at its shim
+// TestAgainLastTryGCd: a call's first child failed at its shim
 // download; the leader dispatched it again as <call>~2, which ran the
 // command to its end. The leader died before the end was recorded. Nomad's
 // job GC (or an operator's purge) then takes ~2, dead, while the first
@@ -28,7 +28,7 @@ import (
 // try (~2 is gone, its token free again) and dispatches "<call>~2": Nomad
 // creates a NEW child and the command runs a second time. A call whose
 // only child was taken the same way is reported Lost, never run again.
-func TestReview7LastTryGCdRunsAgain(t *testing.T) {
+func TestAgainLastTryGCd(t *testing.T) {
 	e := newEnv(t)
 	f := fn("gclast", "cat")
 	e.register(f)
@@ -108,7 +108,7 @@ func newHeldDispatch(t *testing.T, upstream string) *heldDispatch {
 
 func (h *heldDispatch) release() { h.once.Do(func() { close(h.open) }) }
 
-// TestReview7CancelRacesOldLeaderDispatch: after a failover the old
+// TestAgainCancelRacesOldLeaderDispatch: after a failover the old
 // leader's executor is still alive (partitioned from Raft, not from
 // Nomad). The first child fails at its shim download; the old executor's
 // collect reads the first child (not stopped yet) and is about to dispatch
@@ -117,7 +117,7 @@ func (h *heldDispatch) release() { h.once.Do(func() { close(h.open) }) }
 // dispatch lands: ~2 runs the command to its end although the call was
 // reported canceled, and nobody stops it (the old executor watches it and
 // reports to nobody; the new one's call is done).
-func TestReview7CancelRacesOldLeaderDispatch(t *testing.T) {
+func TestAgainCancelRacesOldLeaderDispatch(t *testing.T) {
 	e := newEnv(t)
 	g := newGatedShim(t, e.fe.URL)
 	held := newHeldDispatch(t, e.srv.URL)
@@ -201,7 +201,7 @@ func TestReview7CancelRacesOldLeaderDispatch(t *testing.T) {
 	}
 }
 
-// TestReview7CancelDuringShimDownloadReportedFailed: Cancel of a cold call
+// TestCancelDuringShimDownload: Cancel of a cold call
 // whose task is still downloading its shim stops the child; the download
 // is cut ("Failed Artifact Download: ... context canceled", the task never
 // started). Cancel now reads the child's allocations and lists its later
@@ -209,7 +209,7 @@ func TestReview7CancelRacesOldLeaderDispatch(t *testing.T) {
 // allocation (its job stopped, so dispatchAgain follows no later try)
 // reports the call FAILED with the download's error, not canceled. (Seen
 // as TestWarmCanceledWhilePlacedAgain failing about one run in three.)
-func TestReview7CancelDuringShimDownloadReportedFailed(t *testing.T) {
+func TestCancelDuringShimDownload(t *testing.T) {
 	e := newEnv(t)
 	// The shim download hangs until the client gives up.
 	arrived := make(chan struct{}, 1)

@@ -19,11 +19,11 @@ import (
 	"github.com/hyperfunc/hyperfunc/nomadjob/nomadtest"
 )
 
-// TestReview8RealCancelOfQueuedCall is TestReview8CancelOfQueuedCallHangsOnReadError
+// TestRealNomadCancelOfQueuedCall is TestCancelOfQueuedCallReadError
 // on the real agent: the child asks for more memory than the node has (its
 // evaluation blocks: no allocation), Cancel's read after the stop fails
 // once. The call must still end canceled.
-func TestReview8RealCancelOfQueuedCall(t *testing.T) {
+func TestRealNomadCancelOfQueuedCall(t *testing.T) {
 	addr := nomadtest.RealAddr(t)
 	u, err := url.Parse(addr)
 	if err != nil {
