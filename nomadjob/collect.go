@@ -79,9 +79,17 @@ func (e *Executor) collect(ctx context.Context, callID, child, allocID string, l
 	if alloc.ClientStatus == nomad.AllocClientStatusLost || !taskStarted(alloc) {
 		return ev, nil
 	}
-	stderr, err := e.n.Logs(ctx, allocID, TaskName, "stderr", executor.StderrPreviewBytes)
-	if err != nil && !errors.Is(err, ErrRefused) {
+	// The shim's preview first (Nomad's log stream loses the output of
+	// short tasks, nomad#6931); the log when the shim kept none.
+	stderr, ok, err := e.shimStderr(ctx, allocID)
+	if err != nil {
 		return executor.Event{}, err
+	}
+	if !ok {
+		stderr, err = e.n.Logs(ctx, allocID, TaskName, "stderr", executor.StderrPreviewBytes)
+		if err != nil && !errors.Is(err, ErrRefused) {
+			return executor.Event{}, err
+		}
 	}
 	ev.Stderr = preview(stderr)
 	if res == nil && ev.Kind == executor.Finished {

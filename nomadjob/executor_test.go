@@ -597,3 +597,16 @@ func TestAllJobIDsOneToOne(t *testing.T) {
 		}
 	}
 }
+
+// TestColdStderrPreviewFromShim: the stderr preview of a cold call comes
+// from the shim's file in alloc/data, not from Nomad's log stream, which
+// loses the output of short tasks (nomad#6931; EmptyLogs plays that).
+func TestColdStderrPreviewFromShim(t *testing.T) {
+	e := newEnv(t)
+	e.srv.EmptyLogs(true)
+	f := fn("stderr", "sh", "-c", "echo partial; echo something broke >&2; exit 3")
+	ev := e.run(f, spec("c-stderr", f, ""))
+	if ev.Kind != executor.Failed || ev.ExitCode != 3 || !strings.Contains(ev.Stderr, "something broke") {
+		t.Fatalf("final = %v exit %d stderr %q, want exit 3 with the stderr preview", ev.Kind, ev.ExitCode, ev.Stderr)
+	}
+}

@@ -372,6 +372,10 @@ func BuildEnvelope(spec executor.Spec, stdoutLimit int64, inline bool) shim.Enve
 		StdoutLimit: stdoutLimit,
 		TimeoutMs:   spec.Function.Timeout.Milliseconds(),
 		ResultDir:   ResultDir,
+		// The shim keeps the stderr preview in alloc/data: Nomad's log
+		// stream loses the output of short tasks (nomad#6931), and an
+		// exit's message quotes the first line of stderr.
+		StderrPreview: executor.StderrPreviewBytes,
 	}
 	if inline {
 		en.Stdin = spec.Stdin

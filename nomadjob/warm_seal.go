@@ -85,15 +85,27 @@ func (e *Executor) readSealed(ctx context.Context, c *call, allocID string) (exe
 	}
 	ev := Outcome(alloc, res, stdout, c.stdoutLimit)
 	ev.CallID, ev.Ref = c.id, c.child
-	path := "alloc/data/" + shim.StderrFile
-	if ok, err := e.exists(ctx, allocID, path); err != nil {
+	b, ok, err := e.shimStderr(ctx, allocID)
+	if err != nil {
 		return executor.Event{}, err
-	} else if ok {
-		b, err := e.n.Cat(ctx, allocID, path, executor.StderrPreviewBytes)
-		if err != nil {
-			return executor.Event{}, err
-		}
+	}
+	if ok {
 		ev.Stderr = preview(b)
 	}
 	return ev, nil
+}
+
+// shimStderr reads the stderr preview the shim kept in alloc/data
+// (Envelope.StderrPreview); ok false: there is none (a shim that kept
+// none, a task that never started). Call it after refuseUnsafe.
+func (e *Executor) shimStderr(ctx context.Context, allocID string) ([]byte, bool, error) {
+	path := "alloc/data/" + shim.StderrFile
+	if ok, err := e.exists(ctx, allocID, path); err != nil || !ok {
+		return nil, false, err
+	}
+	b, err := e.n.Cat(ctx, allocID, path, executor.StderrPreviewBytes)
+	if err != nil {
+		return nil, false, err
+	}
+	return b, true, nil
 }
