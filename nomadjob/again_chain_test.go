@@ -4,8 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -106,25 +105,20 @@ type gatedShim struct {
 }
 
 func newGatedShim(t *testing.T, upstream string) *gatedShim {
-	u, err := url.Parse(upstream)
-	if err != nil {
-		t.Fatal(err)
-	}
 	g := &gatedShim{open: make(chan struct{})}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, nomadjob.DefaultShimArtifactPath) {
-			gate := false
-			g.first.Do(func() { gate = true })
-			if gate {
-				<-g.open
-				http.Error(w, "bad gateway", http.StatusBadGateway)
-				return
-			}
+	g.srv = interpose(t, upstream, func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasSuffix(r.URL.Path, nomadjob.DefaultShimArtifactPath) {
+			return false
 		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() { g.release(); g.srv.Close() })
+		gate := false
+		g.first.Do(func() { gate = true })
+		if gate {
+			<-g.open
+			http.Error(w, "bad gateway", http.StatusBadGateway)
+		}
+		return gate
+	})
+	t.Cleanup(g.release) // before the proxy closes
 	return g
 }
 
@@ -200,7 +194,7 @@ func TestAgainCancelStopsLaterTry(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		sj := e.srv.Job(second)
-		state = "stop=" + boolStr(sj != nil && deref(sj.Stop)) + " alloc=" + e.srv.AllocStatus(second)
+		state = "stop=" + strconv.FormatBool(sj != nil && deref(sj.Stop)) + " alloc=" + e.srv.AllocStatus(second)
 		if sj == nil || deref(sj.Stop) {
 			break
 		}
@@ -216,13 +210,6 @@ func TestAgainCancelStopsLaterTry(t *testing.T) {
 	if n := col2.finals(id); n != 1 {
 		t.Errorf("%d final events, want 1", n)
 	}
-}
-
-func boolStr(b bool) string {
-	if b {
-		return "true"
-	}
-	return "false"
 }
 
 // TestAgainReconcileOfCanceledMovedCall: a call dispatched again (its

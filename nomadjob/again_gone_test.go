@@ -4,8 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,14 +83,8 @@ type heldDispatch struct {
 }
 
 func newHeldDispatch(t *testing.T, upstream string) *heldDispatch {
-	u, err := url.Parse(upstream)
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := &heldDispatch{arrived: make(chan struct{}, 1), open: make(chan struct{})}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	proxy.FlushInterval = -1 // the event stream
-	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h.srv = interpose(t, upstream, func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodGet && strings.HasSuffix(r.URL.Path, "/dispatch") && h.armed.Load() {
 			select {
 			case h.arrived <- struct{}{}:
@@ -100,9 +92,9 @@ func newHeldDispatch(t *testing.T, upstream string) *heldDispatch {
 			}
 			<-h.open
 		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() { h.release(); h.srv.CloseClientConnections(); h.srv.Close() })
+		return false
+	})
+	t.Cleanup(h.release) // before the proxy closes
 	return h
 }
 
@@ -185,7 +177,7 @@ func TestAgainCancelRacesOldLeaderDispatch(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		sj := e.srv.Job(second)
-		state = "stop=" + boolStr(sj != nil && deref(sj.Stop)) + " alloc=" + e.srv.AllocStatus(second) + " runs=" + strconv.Itoa(e.srv.Executions(id))
+		state = "stop=" + strconv.FormatBool(sj != nil && deref(sj.Stop)) + " alloc=" + e.srv.AllocStatus(second) + " runs=" + strconv.Itoa(e.srv.Executions(id))
 		if sj == nil || deref(sj.Stop) {
 			break
 		}
@@ -223,27 +215,20 @@ func TestCancelDuringShimDownload(t *testing.T) {
 	t.Cleanup(func() { shim.CloseClientConnections(); shim.Close() })
 	// Cancel's read of the child's allocations waits for the call's end
 	// (or 10s): the window between Cancel's stop and its report, widened.
-	u, err := url.Parse(e.srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var armed atomic.Bool
 	ended := make(chan struct{})
 	var endOnce sync.Once
 	end := func() { endOnce.Do(func() { close(ended) }) }
 	t.Cleanup(end)
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	proxy.FlushInterval = -1
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	front := interpose(t, e.srv.URL, func(w http.ResponseWriter, r *http.Request) bool {
 		if armed.Load() && r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/job/") && strings.HasSuffix(r.URL.Path, "/allocations") {
 			select {
 			case <-ended:
 			case <-time.After(10 * time.Second):
 			}
 		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() { front.CloseClientConnections(); front.Close() })
+		return false
+	})
 	cfg := e.config()
 	cfg.Address = front.URL
 	cfg.ArtifactBaseURL = shim.URL

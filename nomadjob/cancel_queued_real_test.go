@@ -3,13 +3,7 @@ package nomadjob_test
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,25 +19,8 @@ import (
 // once. The call must still end canceled.
 func TestRealNomadCancelOfQueuedCall(t *testing.T) {
 	addr := nomadtest.RealAddr(t)
-	u, err := url.Parse(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stopped, failed atomic.Bool
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	proxy.FlushInterval = -1
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, "/v1/job/") && strings.Contains(r.URL.Path, "dispatch") {
-			stopped.Store(true)
-		}
-		if stopped.Load() && r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/job/") &&
-			strings.HasSuffix(r.URL.Path, "/allocations") && failed.CompareAndSwap(false, true) {
-			http.Error(w, "rpc error: No cluster leader", http.StatusInternalServerError)
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() { front.CloseClientConnections(); front.Close() })
+	hook, failed := failAllocationsReadAfterStop(true)
+	front := interpose(t, addr, hook)
 	cluster := "cluster-r8q-" + fmt.Sprint(time.Now().UnixNano())
 	fe := nomadtest.NewFrontend(t, nomadjob.DefaultShimArtifactPath, realShimArchive(t))
 	ex, err := nomadjob.New(nomadjob.Config{

@@ -3,9 +3,6 @@ package nomadjob_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -28,26 +25,9 @@ import (
 // leader failover), its quota slot taken.
 func TestCancelOfQueuedCallReadError(t *testing.T) {
 	e := newEnv(t)
-	u, err := url.Parse(e.srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// After the child's stop, the next read of its allocations fails once.
-	var stopped, failed atomic.Bool
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	proxy.FlushInterval = -1 // the event stream
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, "/v1/job/") {
-			stopped.Store(true)
-		}
-		if stopped.Load() && r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/job/") &&
-			strings.HasSuffix(r.URL.Path, "/allocations") && failed.CompareAndSwap(false, true) {
-			http.Error(w, "rpc error: No cluster leader", http.StatusInternalServerError)
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() { front.CloseClientConnections(); front.Close() })
+	hook, failed := failAllocationsReadAfterStop(false)
+	front := interpose(t, e.srv.URL, hook)
 	cfg := e.config()
 	cfg.Address = front.URL
 	ex, err := nomadjob.New(cfg)
@@ -87,4 +67,25 @@ func TestCancelOfQueuedCallReadError(t *testing.T) {
 	if ev := col.final(t, id); ev.Kind != executor.Failed || ev.Reason != api.ReasonCancelled {
 		t.Fatalf("final = %+v, want canceled", ev)
 	}
+}
+
+// failAllocationsReadAfterStop is an interpose hook: once a job is stopped
+// (DELETE; onlyChildren: a dispatched child's), the next read of a job's
+// allocations answers 500 "No cluster leader", once; failed tells whether
+// it did.
+func failAllocationsReadAfterStop(onlyChildren bool) (hook func(http.ResponseWriter, *http.Request) bool, failed *atomic.Bool) {
+	var stopped atomic.Bool
+	failed = new(atomic.Bool)
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, "/v1/job/") &&
+			(!onlyChildren || strings.Contains(r.URL.Path, "dispatch")) {
+			stopped.Store(true)
+		}
+		if stopped.Load() && r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/job/") &&
+			strings.HasSuffix(r.URL.Path, "/allocations") && failed.CompareAndSwap(false, true) {
+			http.Error(w, "rpc error: No cluster leader", http.StatusInternalServerError)
+			return true
+		}
+		return false
+	}, failed
 }

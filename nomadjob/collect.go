@@ -53,10 +53,7 @@ func (e *Executor) collect(ctx context.Context, callID, child, allocID string, l
 		// task (a download aborted, a command killed) is not the call's
 		// outcome: canceled, as Reconcile says of the same child.
 		if job, err := e.n.JobInfo(ctx, child); err == nil && deref(job.Stop) {
-			return executor.Event{
-				CallID: callID, Kind: executor.Failed, Ref: child,
-				Reason: api.ReasonCancelled, Message: "canceled", EndedAt: time.Now(),
-			}, nil
+			return canceledEvent(callID, child), nil
 		} else if err != nil && !errors.Is(err, ErrNotFound) {
 			return executor.Event{}, err
 		}

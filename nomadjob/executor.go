@@ -16,7 +16,6 @@ import (
 
 	nomad "github.com/hashicorp/nomad/api"
 
-	"github.com/hyperfunc/hyperfunc/api"
 	"github.com/hyperfunc/hyperfunc/executor"
 )
 
@@ -306,10 +305,7 @@ func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
 		first := e.finishIDLocked(h.CallID, child)
 		e.mu.Unlock()
 		if first {
-			e.emit(executor.Event{
-				CallID: h.CallID, Kind: executor.Failed, Ref: child,
-				Reason: api.ReasonCancelled, Message: "canceled", EndedAt: time.Now(),
-			})
+			e.emit(canceledEvent(h.CallID, child))
 		}
 		return nil
 	}

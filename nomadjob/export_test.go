@@ -4,9 +4,8 @@ import (
 	"context"
 
 	nomad "github.com/hashicorp/nomad/api"
+	"github.com/hyperfunc/hyperfunc/executor"
 )
-
-import "github.com/hyperfunc/hyperfunc/executor"
 
 // FunctionJob and PullJob expose the jobs the executor builds to the
 // external tests (validation by a real Nomad).

@@ -3,6 +3,10 @@ package nomadjob_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -201,4 +205,25 @@ func (e *env) marker(ex *nomadjob.Executor, col *collector) {
 		e.t.Fatalf("start marker: %v", err)
 	}
 	col.final(e.t, s.CallID)
+}
+
+// interpose starts a reverse proxy in front of upstream (the double, a
+// real agent, a frontend) for the test's faults: hook sees each request
+// first and returns true when it answered it itself. Responses are flushed
+// at once (the event stream); the proxy closes with the test.
+func interpose(t *testing.T, upstream string, hook func(w http.ResponseWriter, r *http.Request) bool) *httptest.Server {
+	t.Helper()
+	u, err := url.Parse(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	proxy.FlushInterval = -1
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !hook(w, r) {
+			proxy.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
+	return srv
 }

@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
 
-	"github.com/hyperfunc/hyperfunc/api"
 	"github.com/hyperfunc/hyperfunc/executor"
 	"github.com/hyperfunc/hyperfunc/shim"
 )
@@ -130,10 +128,7 @@ func (e *Executor) reconcileChild(ctx context.Context, callID, child string, chi
 		return lostEvent(c, fmt.Sprintf("dispatched job %s is gone from Nomad and left no allocation", child)), nil
 	}
 	if stoppedByCancel(job, a) {
-		return executor.Event{
-			CallID: callID, Kind: executor.Failed, Ref: child,
-			Reason: api.ReasonCancelled, Message: "canceled", EndedAt: time.Now(),
-		}, nil
+		return canceledEvent(callID, child), nil
 	}
 	limit := e.limitOf(job)
 	if a != nil && isTerminal(a.ClientStatus) {
@@ -207,9 +202,10 @@ func (e *Executor) childrenByCall(ctx context.Context) (map[string]string, error
 		if id := callIDOf(job); id != "" && e.ownJob(job) && !isWarmChild(s.ID) {
 			// A call dispatched again (dispatchAgain) has several
 			// children: its latest try is where it runs.
-			if cur, ok := out[id]; !ok || tryOf(deref(job.DispatchIdempotencyToken), id) > tries[cur] {
+			try := tryOf(deref(job.DispatchIdempotencyToken), id)
+			if cur, ok := out[id]; !ok || try > tries[cur] {
 				out[id] = s.ID
-				tries[s.ID] = tryOf(deref(job.DispatchIdempotencyToken), id)
+				tries[s.ID] = try
 			}
 		}
 	}

@@ -1,8 +1,10 @@
 package nomadjob
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -63,7 +65,7 @@ func (e *errDispatchedAgain) Error() string {
 // reschedule policy is enabled, and ours is off so that a failed command
 // never runs again (measured on Nomad 1.6.5).
 func (e *Executor) dispatchAgain(ctx context.Context, callID, child string, a *nomad.Allocation) (string, error) {
-	if isWarmChild(child) || a.ClientStatus != nomad.AllocClientStatusFailed || taskStarted(a) || !artifactFailed(a) {
+	if isWarmChild(child) || a.ClientStatus != nomad.AllocClientStatusFailed || taskStarted(a) || !artifactFailed(a.TaskStates) {
 		return "", nil
 	}
 	job, err := e.n.JobInfo(ctx, child)
@@ -184,7 +186,8 @@ func (e *Executor) dispatchAgain(ctx context.Context, callID, child string, a *n
 // guard then, as before.
 func (e *Executor) recordTry(ctx context.Context, callID string, try int) error {
 	path := CallVariablePath(e.cfg.ClusterID, callID)
-	cur, created, err := e.n.CreateVariable(ctx, path, map[string]string{ItemChild: coldTarget, ItemCallID: callID, ItemTries: strconv.Itoa(try)})
+	fresh := map[string]string{ItemChild: coldTarget, ItemCallID: callID, ItemTries: strconv.Itoa(try)}
+	cur, created, err := e.n.CreateVariable(ctx, path, fresh)
 	for range 16 {
 		if err != nil {
 			if IsUnavailable(err) {
@@ -196,7 +199,7 @@ func (e *Executor) recordTry(ctx context.Context, callID string, try int) error 
 			return nil
 		}
 		if cur.Items == nil { // deleted meanwhile
-			cur, created, err = e.n.CreateVariable(ctx, path, map[string]string{ItemChild: coldTarget, ItemCallID: callID, ItemTries: strconv.Itoa(try)})
+			cur, created, err = e.n.CreateVariable(ctx, path, fresh)
 			continue
 		}
 		if n, _ := strconv.Atoi(cur.Items[ItemTries]); n >= try {
@@ -229,8 +232,9 @@ func tryOf(token, callID string) int {
 	return n
 }
 
-func artifactFailed(a *nomad.Allocation) bool {
-	ts := a.TaskStates[TaskName]
+// artifactFailed: the task's events hold a failed artifact download.
+func artifactFailed(states map[string]*nomad.TaskState) bool {
+	ts := states[TaskName]
 	return ts != nil && findEvent(ts, nomad.TaskArtifactDownloadFailed) != nil
 }
 
@@ -292,16 +296,10 @@ func (e *Executor) laterTries(ctx context.Context, callID string, job *nomad.Job
 			out = append(out, found{s.ID, t})
 		}
 	}
-	ids := make([]string, 0, len(out))
-	for len(out) > 0 {
-		best := 0
-		for i := range out {
-			if out[i].try > out[best].try {
-				best = i
-			}
-		}
-		ids = append(ids, out[best].id)
-		out = append(out[:best], out[best+1:]...)
+	slices.SortStableFunc(out, func(a, b found) int { return cmp.Compare(b.try, a.try) })
+	ids := make([]string, len(out))
+	for i, f := range out {
+		ids[i] = f.id
 	}
 	return ids, nil
 }
@@ -328,10 +326,7 @@ func (e *Executor) laterTriesOf(ctx context.Context, callID, child string) ([]st
 		return nil, err
 	}
 	a := latest(allocs)
-	if a == nil || a.ClientStatus != nomad.AllocClientStatusFailed {
-		return nil, nil
-	}
-	if ts := a.TaskStates[TaskName]; ts == nil || findEvent(ts, nomad.TaskArtifactDownloadFailed) == nil {
+	if a == nil || a.ClientStatus != nomad.AllocClientStatusFailed || !artifactFailed(a.TaskStates) {
 		return nil, nil
 	}
 	job, err := e.n.JobInfo(ctx, child)

@@ -211,14 +211,19 @@ func (e *Executor) check(ctx context.Context, c *call) {
 			// Stopped while queued (a Cancel whose report failed after
 			// the stop): it never gets an allocation. Canceled, as
 			// Reconcile says of the same child (stoppedByCancel).
-			e.emit(executor.Event{
-				CallID: c.id, Kind: executor.Failed, Ref: c.child,
-				Reason: api.ReasonCancelled, Message: "canceled", EndedAt: time.Now(),
-			})
+			e.emit(canceledEvent(c.id, c.child))
 		}
 		return
 	}
 	e.allocUpdate(c, a.ID, a.ClientStatus, startedAt(a.TaskStates))
+}
+
+// canceledEvent is a call's end once Cancel stopped its child.
+func canceledEvent(callID, child string) executor.Event {
+	return executor.Event{
+		CallID: callID, Kind: executor.Failed, Ref: child,
+		Reason: api.ReasonCancelled, Message: "canceled", EndedAt: time.Now(),
+	}
 }
 
 func lostEvent(c *call, msg string) executor.Event {
