@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/e2e/harness"
 )
 
 // procNode is one agent process of a procCluster.
@@ -37,13 +37,16 @@ type procCluster struct {
 	hc    *http.Client
 }
 
+// freeAddr is a port below the ephemeral range (harness.FreeAddr): a node
+// started again binds its old port, which an outgoing connection could
+// have taken meanwhile were it a :0 port.
 func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	t.Helper()
+	addr, err := harness.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // startProcCluster starts n agents as servertest.NewCluster does: node i

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"net"
 	"testing"
 	"time"
 
@@ -14,15 +13,6 @@ import (
 	"github.com/hyperfunc/hyperfunc/server"
 	"github.com/hyperfunc/hyperfunc/server/servertest"
 )
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // TestConsulBootstrap: three agents that know nothing of each other but
 // the Consul agent's address register there, find each other in the
@@ -36,8 +26,10 @@ func TestConsulBootstrap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// :0, bound and then advertised, as servertest does: a port picked
+		// and freed first may be taken before the server binds it.
 		s, err := server.New(server.Config{
-			DataDir: t.TempDir(), HTTPAddr: freeAddr(t), RaftAddr: freeAddr(t), ClusterKey: servertest.ClusterKey,
+			DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", ClusterKey: servertest.ClusterKey,
 			BootstrapExpect: 3, Discovery: d, Executor: engine.NewExecutor(),
 			RaftTuning: servertest.ShortTimers,
 			Logger:     hclog.New(&hclog.LoggerOptions{Output: io.Discard}),

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/e2e/harness"
 )
 
 // bins are the binaries under test, built once per test binary.
@@ -218,15 +219,6 @@ type cluster struct {
 
 const clusterSize = 3
 
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 func newCluster(t testing.TB, b *bins, dir string, seed uint64, logf func(string, ...any)) *cluster {
 	t.Helper()
 	c := &cluster{
@@ -248,12 +240,6 @@ func newCluster(t testing.TB, b *bins, dir string, seed uint64, logf func(string
 	t.Cleanup(lb.Close)
 	for i := 0; i < clusterSize; i++ {
 		n := &node{c: c, idx: i, name: fmt.Sprintf("node%d", i+1), logPath: filepath.Join(dir, fmt.Sprintf("node%d.log", i+1))}
-		if n.httpAddr, err = freePort(); err != nil {
-			t.Fatal(err)
-		}
-		if n.raftAddr, err = freePort(); err != nil {
-			t.Fatal(err)
-		}
 		n.httpProxy, err = c.net.newProxy(i, n.realHTTP)
 		if err != nil {
 			t.Fatal(err)
@@ -424,16 +410,58 @@ func (n *node) args() []string {
 	}, shimVolumeArgs()...)
 }
 
-// start runs the agent with the node's addresses and data dir.
+// errPortInUse: the agent could not bind a port picked for it.
+var errPortInUse = errors.New("port in use")
+
+// start runs the agent on its data dir and waits until it listens (it
+// logs "agent started" once its HTTP and Raft listeners are bound) or
+// exits. Each start picks new real ports below the kernel's ephemeral
+// range (harness.FreeAddr); the proxies the node advertises stay, so its
+// peers and its Raft identity do not notice. Ports picked with :0 (as
+// before) lay in the ephemeral range, where the proxies' own :0 listeners
+// and every outgoing connection take theirs: in CI (stop 19) a node's Raft
+// port was handed to its HTTP proxy before the node bound it, the node
+// exited, and the cluster never formed. A port another test process takes
+// between the pick and the bind is picked anew.
 func (n *node) start() error {
+	for attempt := 1; ; attempt++ {
+		off, done, err := n.launch()
+		if err != nil {
+			return err
+		}
+		err = n.waitListening(off, done)
+		if !errors.Is(err, errPortInUse) || attempt == 5 {
+			return err
+		}
+		n.c.logf("%v; starting it again on other ports", err)
+	}
+}
+
+// launch starts the agent process on new ports. It returns the log's size
+// before this start's lines and a channel closed when the process ends.
+func (n *node) launch() (int64, <-chan struct{}, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.state != nodeStopped {
-		return fmt.Errorf("%s: start while it runs", n.name)
+		return 0, nil, fmt.Errorf("%s: start while it runs", n.name)
 	}
+	httpAddr, err := harness.FreeAddr()
+	if err != nil {
+		return 0, nil, err
+	}
+	raftAddr, err := harness.FreeAddr()
+	if err != nil {
+		return 0, nil, err
+	}
+	n.httpAddr, n.raftAddr = httpAddr, raftAddr
 	f, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return err
+		return 0, nil, err
+	}
+	off, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		f.Close()
+		return 0, nil, err
 	}
 	args := n.args()
 	fmt.Fprintf(f, "=== chaos: %s %s\n", n.c.bins.hyperfunc, strings.Join(args, " "))
@@ -442,7 +470,7 @@ func (n *node) start() error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		f.Close()
-		return fmt.Errorf("starting %s: %w", n.name, err)
+		return 0, nil, fmt.Errorf("starting %s: %w", n.name, err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -459,7 +487,40 @@ func (n *node) start() error {
 	n.cmd, n.done, n.state, n.drained = cmd, done, nodeRunning, false
 	n.c.net.setPID(n.idx, cmd.Process.Pid)
 	n.client, _ = api.NewClient(&api.Config{Address: n.httpAddr, Token: n.c.token, HTTPClient: n.c.hc})
-	return nil
+	return off, done, nil
+}
+
+// waitListening waits until this start's log lines (from off) say the
+// agent started, or the process ended. The deadline only catches a hang.
+func (n *node) waitListening(off int64, done <-chan struct{}) error {
+	const timeout = 3 * time.Minute
+	deadline := time.Now().Add(timeout)
+	for {
+		if strings.Contains(n.logSince(off), "agent started") {
+			return nil
+		}
+		select {
+		case <-done:
+			if strings.Contains(n.logSince(off), "address already in use") {
+				return fmt.Errorf("%s exited at start: %w", n.name, errPortInUse)
+			}
+			return fmt.Errorf("%s exited at start:\n%s", n.name, n.logTail(20))
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s neither started nor exited within %s:\n%s", n.name, timeout, n.logTail(20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// logSince is the node's log from byte off on.
+func (n *node) logSince(off int64) string {
+	b, _ := os.ReadFile(n.logPath)
+	if int64(len(b)) < off {
+		return ""
+	}
+	return string(b[off:])
 }
 
 func (n *node) signal(sig syscall.Signal) {

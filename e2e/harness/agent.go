@@ -1,8 +1,6 @@
 package harness
 
 import (
-	"github.com/hyperfunc/hyperfunc/internal/mounts"
-
 	"bufio"
 	"context"
 	"encoding/json"
@@ -22,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/internal/mounts"
 )
 
 // Agent is one hyperfunc agent process.
@@ -394,12 +393,25 @@ var (
 	used    = map[int]bool{}
 )
 
-// freeAddr picks a loopback port that is free now. It prefers ports below
-// the kernel's ephemeral range, which neither outgoing connections nor :0
-// listeners ever take, so the port stays free until the agent binds it
-// unless another test process picks the same one (StartAgent retries).
+// freeAddr is FreeAddr for a test's own goroutine: it fails the test when
+// no port is free.
 func freeAddr(t testing.TB) string {
 	t.Helper()
+	addr, err := FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// FreeAddr picks a loopback address ("127.0.0.1:port") whose port is free
+// now and that no earlier FreeAddr of this process returned. It prefers
+// ports below the kernel's ephemeral range (ip_local_port_range), which
+// neither outgoing connections nor :0 listeners ever take, so the port
+// stays free until an agent binds it unless another test process picks the
+// same one: callers start again on new ports when the agent's log says
+// "address already in use". Errors: no free port in 1,000 tries.
+func FreeAddr() (string, error) {
 	portsMu.Lock()
 	defer portsMu.Unlock()
 	lo, hi := 20000, ephemeralLow()
@@ -424,10 +436,9 @@ func freeAddr(t testing.TB) string {
 			continue
 		}
 		used[p] = true
-		return l.Addr().String()
+		return l.Addr().String(), nil
 	}
-	t.Fatal("no free port found")
-	return ""
+	return "", errors.New("no free loopback port found in 1,000 tries")
 }
 
 func ephemeralLow() int {
