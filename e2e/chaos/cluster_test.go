@@ -419,7 +419,7 @@ var errPortInUse = errors.New("port in use")
 // range (harness.FreeAddr); the proxies the node advertises stay, so its
 // peers and its Raft identity do not notice. Ports picked with :0 (as
 // before) lay in the ephemeral range, where the proxies' own :0 listeners
-// and every outgoing connection take theirs: in CI (stop 19) a node's Raft
+// and every outgoing connection take theirs: in CI (2026-11-30, 21:52) a node's Raft
 // port was handed to its HTTP proxy before the node bound it, the node
 // exited, and the cluster never formed. A port another test process takes
 // between the pick and the bind is picked anew.

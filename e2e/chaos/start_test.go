@@ -10,7 +10,7 @@ import (
 )
 
 // TestNodeStartOnOtherPortsWhenTaken: an agent that exits because a port
-// picked for it was taken (stop 19's CI: the cluster never formed) is
+// picked for it was taken (CI of 2026-11-30, 21:52: the cluster never formed) is
 // started again on new ports, and start returns once it listens. The
 // stand-in agent fails its first bind and starts on its second run.
 func TestNodeStartOnOtherPortsWhenTaken(t *testing.T) {
