@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -44,9 +46,9 @@ const (
 // wal.migrating starts the copy over. The caller holds the data dir's
 // lock (datadir.go). Errors name the file that could not be read or written.
 //
-// Close the store with the returned func, not WAL.Close: raft-wal v0.4.0's
-// Close leaves its meta file open and locked, and a server restarted in the
-// same process would then wait for ever on that lock.
+// Close the store with the returned func. (raft-wal v0.4.0's WAL.Close left
+// its meta file open and locked, and a server restarted in the same process
+// waited for ever on that lock; v0.4.2's closes it.)
 func openLogStore(dir string, segmentBytes int, log hclog.Logger) (*wal.WAL, func() error, error) {
 	final := filepath.Join(dir, walDir)
 	bolt := filepath.Join(dir, boltLogFile)
@@ -80,8 +82,8 @@ func openLogStore(dir string, segmentBytes int, log hclog.Logger) (*wal.WAL, fun
 	return openWAL(final, segmentBytes, log)
 }
 
-// openWAL opens the WAL in dir with a meta store the returned func closes
-// after the WAL. segmentBytes 0 keeps raft-wal's default.
+// openWAL opens the WAL in dir and checks that each segment can be read.
+// segmentBytes 0 keeps raft-wal's default.
 func openWAL(dir string, segmentBytes int, log hclog.Logger) (*wal.WAL, func() error, error) {
 	meta := &metadb.BoltMetaDB{}
 	if segmentBytes <= 0 {
@@ -92,13 +94,49 @@ func openWAL(dir string, segmentBytes int, log hclog.Logger) (*wal.WAL, func() e
 		meta.Close()
 		return nil, nil, fmt.Errorf("raft log %s: %w", dir, err)
 	}
-	return w, func() error {
-		err := w.Close()
-		if merr := meta.Close(); err == nil {
-			err = merr
-		}
+	closeW := w.Close // and its meta store
+	if err := checkSegments(dir, w); err != nil {
+		closeW()
+		return nil, nil, err
+	}
+	return w, closeW, nil
+}
+
+// checkSegments reads the first entry each segment file of the WAL in dir
+// holds. raft-wal opens a sealed segment lazily, at its first read, and
+// raft.NewRaft panics when that read fails; hyperfunc before raft-wal
+// v0.4.1 left a segment sealed without its index block after a log-suffix
+// truncation (hashicorp/raft-wal#31), and such a data dir fails here with
+// what to do instead. Segment files are named <base index>-<segment ID>.wal
+// (20 decimal digits, then 16 hex); one read per segment (64 MiB each).
+func checkSegments(dir string, w *wal.WAL) error {
+	first, err := w.FirstIndex()
+	if err != nil {
+		return fmt.Errorf("raft log %s: %w", dir, err)
+	}
+	last, err := w.LastIndex()
+	if err != nil {
+		return fmt.Errorf("raft log %s: %w", dir, err)
+	}
+	names, err := filepath.Glob(filepath.Join(dir, "*.wal"))
+	if err != nil || first == 0 {
 		return err
-	}, nil
+	}
+	for _, name := range names {
+		base, perr := strconv.ParseUint(strings.SplitN(filepath.Base(name), "-", 2)[0], 10, 64)
+		if perr != nil {
+			continue // not a segment raft-wal named
+		}
+		idx := max(base, first)
+		if idx > last {
+			continue // the tail, empty yet, or a segment raft-wal deletes
+		}
+		var l raft.Log
+		if err := w.GetLog(idx, &l); err != nil {
+			return fmt.Errorf("raft log %s: entry %d in %s cannot be read: %w. This server's copy of the Raft log is damaged; the cluster's other servers hold the log. Move %s away and start this server again at the same address on an empty data dir: it joins as a new server in place of the old one and receives a snapshot", dir, idx, filepath.Base(name), err, filepath.Dir(filepath.Dir(dir)))
+		}
+	}
+	return nil
 }
 
 // migrateBolt copies raft.db's log entries and Raft's term and vote into a

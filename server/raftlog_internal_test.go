@@ -147,3 +147,110 @@ func TestLogStoreRefusesDifferentRaftDB(t *testing.T) {
 	}
 	checkMigrated(t, dir, 8)
 }
+
+// A follower that clears a log suffix (raft's "clearing log suffix", a
+// leader of a newer term overwriting entries it never committed) and is
+// then restarted reads its whole log again. raft-wal before v0.4.1 marked
+// the tail segment sealed on a tail truncation without writing its index
+// block, and the next start panicked in raft.NewRaft with "sealed segment
+// has no index block" (hashicorp/raft-wal#31): a node killed in the chaos
+// suite after such a truncation could never start again.
+func TestLogStoreTailTruncateSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	entry := func(i, term uint64) *raft.Log {
+		return &raft.Log{Index: i, Term: term, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, 100+int(i))}
+	}
+	w, closeW, err := openLogStore(dir, 0, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs []*raft.Log
+	for i := uint64(1); i <= 519; i++ {
+		logs = append(logs, entry(i, 3))
+	}
+	if err := w.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	// As raft does when an AppendEntries from a newer leader conflicts.
+	if err := w.DeleteRange(515, 519); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.StoreLogs([]*raft.Log{entry(515, 4), entry(516, 4)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := closeW(); err != nil {
+		t.Fatal(err)
+	}
+
+	w, closeW, err = openLogStore(dir, 0, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeW()
+	first, _ := w.FirstIndex()
+	last, _ := w.LastIndex()
+	if first != 1 || last != 516 {
+		t.Fatalf("WAL holds [%d, %d] after the restart, want [1, 516]", first, last)
+	}
+	for i := uint64(1); i <= 516; i++ {
+		var l raft.Log
+		if err := w.GetLog(i, &l); err != nil {
+			t.Fatalf("entry %d after the restart: %v", i, err)
+		}
+		want := uint64(3)
+		if i >= 515 {
+			want = 4
+		}
+		if l.Term != want || !bytes.Equal(l.Data, entry(i, want).Data) {
+			t.Fatalf("entry %d: term %d, want %d (or its data changed)", i, l.Term, want)
+		}
+	}
+}
+
+// A data dir whose WAL has a segment that cannot be read (as raft-wal
+// before v0.4.1 left one after a tail truncation) is refused at open with
+// what to do, where raft.NewRaft would panic at its first read; an intact
+// WAL of several segments opens.
+func TestLogStoreDamagedSegmentRefused(t *testing.T) {
+	dir := t.TempDir()
+	w, closeW, err := openLogStore(dir, 64<<10, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 300; i++ {
+		l := &raft.Log{Index: i, Term: 2, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, 1000)}
+		if err := w.StoreLogs([]*raft.Log{l}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := closeW(); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, walDir, "*.wal"))
+	if len(segs) < 3 {
+		t.Fatalf("%d segments, want several sealed ones and a tail", len(segs))
+	}
+	_, closeW, err = openLogStore(dir, 64<<10, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatalf("an intact WAL of %d segments: %v", len(segs), err)
+	}
+	closeW()
+
+	// The second segment (sealed: a later one follows) loses its index.
+	fi, err := os.Stat(segs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(segs[1], fi.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = openLogStore(dir, 64<<10, hclog.NewNullLogger())
+	if err == nil {
+		t.Fatal("a WAL with a damaged segment opened")
+	}
+	for _, want := range []string{filepath.Base(segs[1]), "damaged", "empty data dir"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q: %v", want, err)
+		}
+	}
+}
