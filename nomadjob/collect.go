@@ -41,6 +41,8 @@ func (e *Executor) collect(ctx context.Context, callID, child, allocID string, l
 	var gone *errLaterTryGone
 	if next, err := e.dispatchAgain(ctx, callID, child, alloc); errors.As(err, &gone) {
 		return lostEvent(&call{id: callID, child: child}, gone.Error()), nil
+	} else if errors.Is(err, errStoppedBeforeTry) {
+		return canceledEvent(callID, child), nil
 	} else if err != nil {
 		return executor.Event{}, err
 	} else if next != "" {

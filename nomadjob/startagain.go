@@ -46,6 +46,11 @@ func (e *errLaterTryGone) Error() string {
 	return "the call was dispatched again as try " + strconv.Itoa(e.Try) + " after its artifact download failed, and that child is gone from Nomad"
 }
 
+// errStoppedBeforeTry: the child failed at its artifact download and was
+// stopped (Cancel, an operator) before the call was dispatched again: the
+// stop, not the download, ended the call.
+var errStoppedBeforeTry = errors.New("stopped after its artifact download failed, before it was dispatched again")
+
 func (e *errDispatchedAgain) Error() string {
 	return "the task failed at its artifact download before it started; dispatched again as " + e.Child
 }
@@ -99,8 +104,18 @@ func (e *Executor) dispatchAgain(ctx context.Context, callID, child string, a *n
 			return "", nil
 		}
 		later, err := e.laterTry(ctx, callID, job, try)
-		if err != nil || later == "" {
-			return later, err
+		if err != nil {
+			return "", err
+		}
+		if later == "" {
+			if try < MaxStartAttempts {
+				// The call was still to be dispatched again when
+				// the stop came (a Cancel racing the re-dispatch:
+				// one by another leader, if any, is stopped by
+				// that dispatch's own check): canceled.
+				return "", errStoppedBeforeTry
+			}
+			return "", nil // its last try failed before the stop
 		}
 		// Stopped by that Cancel, unless it was dispatched after the
 		// Cancel listed the later tries (an old leader's collect): stop

@@ -1,0 +1,63 @@
+package nomadjob_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/executor"
+	"github.com/hyperfunc/hyperfunc/nomadjob"
+)
+
+// TestAgainStoppedBeforeNextTry: a call's first child fails at its shim
+// download, and a Cancel stops it before the watching executor got to
+// dispatch the call again (here the Cancel of another executor; in one
+// executor, a collect racing its own Cancel, seen once in nomadjob under
+// load). The watching executor's collect then finds a stopped child that
+// failed at its download and no later try: the call was canceled, not
+// failed by the download, and it is not dispatched again.
+func TestAgainStoppedBeforeNextTry(t *testing.T) {
+	e := newEnv(t)
+	g := newGatedShim(t, e.fe.URL)
+	cfg := e.config()
+	cfg.ArtifactBaseURL = g.srv.URL
+	ex1, err := nomadjob.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	col1 := newCollector(ex1.Events())
+	t.Cleanup(func() { _ = ex1.Close(); col1.stop() })
+	f := fn("stopped", "sleep", "600")
+	if err := ex1.Register(ctx(t), f); err != nil {
+		t.Fatal(err)
+	}
+	const id = "c-stopped"
+	h, err := ex1.Start(ctx(t), spec(id, f, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The watching executor does not hear of the failure (its stream
+	// lags) until the Recheck below.
+	e.srv.SilenceEvents(true)
+	g.release()
+	waitFor(t, time.Minute, "the first child failed at its download", func() bool { return e.srv.AllocStatus(h.Ref) == "failed" })
+
+	ex2, col2 := e.newExecutor()
+	if err := ex2.Cancel(ctx(t), h); err != nil {
+		t.Fatal(err)
+	}
+	if ev := col2.final(t, id); ev.Kind != executor.Failed || ev.Reason != api.ReasonCancelled {
+		t.Fatalf("the canceling executor reports %+v, want canceled", ev)
+	}
+	ex1.Recheck()
+	ev := col1.final(t, id)
+	if ev.Kind != executor.Failed || ev.Reason != api.ReasonCancelled {
+		t.Fatalf("the watching executor reports %+v, want canceled", ev)
+	}
+	if got := e.childByToken(f, id, id+"~2"); got != "" {
+		t.Errorf("the canceled call was dispatched again as %s", got)
+	}
+	if n := e.srv.Executions(id); n != 0 {
+		t.Errorf("the command ran %d times, want 0", n)
+	}
+}
