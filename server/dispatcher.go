@@ -69,7 +69,11 @@ func (d *dispatcher) run(ctx context.Context) {
 			d.log.Warn("watching users failed", "error", err)
 		}
 		// And wake up now and then regardless, as a safety net.
-		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		safetyNet := 2 * time.Second
+		if d.s.cfg.dispatchSafetyNet > 0 {
+			safetyNet = d.s.cfg.dispatchSafetyNet
+		}
+		tctx, cancel := context.WithTimeout(ctx, safetyNet)
 		_ = ws.WatchCtx(tctx)
 		cancel()
 	}

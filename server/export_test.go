@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"time"
 
 	"github.com/hyperfunc/hyperfunc/fsm"
 )
@@ -56,3 +57,7 @@ func AnnounceProtocol(cfg *Config, p int) { cfg.announceProtocol = &p }
 
 // StageType is the entry type the server would stage a chunk in now.
 func StageType(s *Server) fsm.MessageType { return s.stageType() }
+
+// DispatchSafetyNet makes the dispatcher look at its queues with nothing
+// changed only every d instead of every 2 s.
+func DispatchSafetyNet(cfg *Config, d time.Duration) { cfg.dispatchSafetyNet = d }

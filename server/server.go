@@ -97,6 +97,10 @@ type Config struct {
 	// announceProtocol, when set, is the Protocol this server records
 	// instead of fsm.Protocol: tests stand in for an older version.
 	announceProtocol *int
+	// dispatchSafetyNet, when set, replaces the 2 s after which the
+	// dispatcher looks at its queues again with nothing changed: tests
+	// make it long to prove a change wakes it.
+	dispatchSafetyNet time.Duration
 }
 
 // Defaults fills zero fields.
