@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptrace"
 	"runtime"
@@ -52,16 +53,32 @@ func startRequest(t *testing.T, method, url string, body string) <-chan *respons
 	trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { close(wrote) }}
 	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), method, url, strings.NewReader(body))
 	out := make(chan *response, 1)
+	// The goroutine does not fail the test itself (t.Fatal must run on the
+	// test's goroutine): an error is an answer with Code 0 and the error
+	// as its body, which every caller's code check rejects.
+	ended := make(chan struct{})
 	go func() {
+		defer close(ended)
 		hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 		resp, err := hc.Do(req)
 		if err != nil {
 			out <- &response{Code: 0, Body: []byte(err.Error())}
 			return
 		}
-		out <- readResponse(t, resp)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			out <- &response{Code: 0, Body: []byte(fmt.Sprintf("reading the answer (HTTP %d): %v", resp.StatusCode, err))}
+			return
+		}
+		out <- &response{Code: resp.StatusCode, Header: resp.Header, Body: b}
 	}()
-	<-wrote
+	// A request that fails before it is written (a refused dial) never
+	// closes wrote: its error is on out.
+	select {
+	case <-wrote:
+	case <-ended:
+	}
 	return out
 }
 
