@@ -60,7 +60,7 @@ func TestAgainMiddleTryPurged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the call runs in its third child", func() bool {
+	waitFor(t, hang, "the call runs in its third child", func() bool {
 		return e.srv.Executions(id) == 1 && len(e.childrenOf(f, id)) == 3
 	})
 	_ = ex1.Close()
@@ -86,7 +86,7 @@ func TestAgainMiddleTryPurged(t *testing.T) {
 	if len(got) != 2 {
 		again := e.childByToken(f, id, id+"~2")
 		t.Errorf("Reconcile dispatched the call again while it runs in %s: children %v (new ~2: %s)", third, got, again)
-		waitFor(t, 10*time.Second, "the new ~2 ran the command", func() bool { return e.srv.Executions(id) >= 2 })
+		waitFor(t, hang, "the new ~2 ran the command", func() bool { return e.srv.Executions(id) >= 2 })
 		t.Errorf("the command ran %d times, want once", e.srv.Executions(id))
 	}
 	if len(evs) != 1 || evs[0].Ref != third {
@@ -170,14 +170,14 @@ func TestAgainCancelStopsLaterTry(t *testing.T) {
 	// move, widened: the new leader's stream lags.
 	e.srv.SilenceEvents(true)
 	g.release()
-	waitFor(t, 10*time.Second, "the first child failed at its download", func() bool { return e.srv.AllocStatus(h.Ref) == "failed" })
+	waitFor(t, hang, "the first child failed at its download", func() bool { return e.srv.AllocStatus(h.Ref) == "failed" })
 	// The old leader's executor collects that failure and dispatches again.
 	j := e.srv.Job(h.Ref)
 	if _, _, err := e.rawNomad().Jobs().Dispatch(deref(j.ParentID), map[string]string{nomadjob.MetaCallID: id}, j.Payload, "",
 		&nomad.WriteOptions{IdempotencyToken: id + "~2"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the call runs in its second child", func() bool { return e.srv.Executions(id) == 1 })
+	waitFor(t, hang, "the call runs in its second child", func() bool { return e.srv.Executions(id) == 1 })
 	second := e.childByToken(f, id, id+"~2")
 	if err := ex2.Cancel(ctx(t), h); err != nil {
 		t.Fatal(err)
@@ -191,7 +191,7 @@ func TestAgainCancelStopsLaterTry(t *testing.T) {
 	ex2.Recheck()
 	state := ""
 	ok := true
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(hang)
 	for {
 		sj := e.srv.Job(second)
 		state = "stop=" + strconv.FormatBool(sj != nil && deref(sj.Stop)) + " alloc=" + e.srv.AllocStatus(second)
@@ -229,7 +229,7 @@ func TestAgainReconcileOfCanceledMovedCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the call runs in its second child", func() bool { return e.srv.Executions(id) == 1 })
+	waitFor(t, hang, "the call runs in its second child", func() bool { return e.srv.Executions(id) == 1 })
 	if err := ex1.Cancel(ctx(t), h); err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,7 @@ func TestAgainLastTryGCd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the call runs in its second child", func() bool {
+	waitFor(t, hang, "the call runs in its second child", func() bool {
 		return e.srv.Executions(id) == 1 && len(e.childrenOf(f, id)) == 2
 	})
 	second := e.childByToken(f, id, id+"~2")
@@ -48,10 +48,10 @@ func TestAgainLastTryGCd(t *testing.T) {
 	}
 	// The leader watches the call in ~2 (its dispatch is done, all of
 	// it), then dies before the end is recorded.
-	waitFor(t, 10*time.Second, "the leader watches ~2", func() bool { return ex1.WatchedChild(id) == second })
+	waitFor(t, hang, "the leader watches ~2", func() bool { return ex1.WatchedChild(id) == second })
 	_ = ex1.Close()
 	e.srv.ReleaseEnds()
-	waitFor(t, 10*time.Second, "the second child ended", func() bool { return e.srv.AllocStatus(second) == "complete" })
+	waitFor(t, hang, "the second child ended", func() bool { return e.srv.AllocStatus(second) == "complete" })
 	e.srv.GC(second)
 	ex2, col2 := e.newExecutor()
 	evs, err := ex2.Reconcile(ctx(t), []executor.Handle{h})
@@ -65,7 +65,7 @@ func TestAgainLastTryGCd(t *testing.T) {
 			ev := col2.final(t, id)
 			t.Logf("final: %v %s", ev.Kind, ev.Message)
 		}
-		waitFor(t, 10*time.Second, "the new child ran the command", func() bool { return e.srv.Executions(id) >= 2 })
+		waitFor(t, hang, "the new child ran the command", func() bool { return e.srv.Executions(id) >= 2 })
 	}
 	if n := e.srv.Executions(id); n != 1 {
 		t.Errorf("the command ran %d times, want once", n)
@@ -153,11 +153,11 @@ func TestAgainCancelRacesOldLeaderDispatch(t *testing.T) {
 	held.armed.Store(true)
 	held2.armed.Store(true)
 	g.release()
-	waitFor(t, 10*time.Second, "the first child failed at its download", func() bool { return e.srv.AllocStatus(h.Ref) == "failed" })
+	waitFor(t, hang, "the first child failed at its download", func() bool { return e.srv.AllocStatus(h.Ref) == "failed" })
 	ex1.Recheck()
 	select {
 	case <-held.arrived:
-	case <-time.After(10 * time.Second):
+	case <-time.After(hang):
 		t.Fatal("the old leader did not dispatch the call again")
 	}
 	if err := ex2.Cancel(ctx(t), h); err != nil {
@@ -169,12 +169,12 @@ func TestAgainCancelRacesOldLeaderDispatch(t *testing.T) {
 	}
 	held.release()
 	var second string
-	waitFor(t, 10*time.Second, "the old leader's ~2 exists", func() bool {
+	waitFor(t, hang, "the old leader's ~2 exists", func() bool {
 		second = e.childByToken(f, id, id+"~2")
 		return second != ""
 	})
 	state := ""
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(hang)
 	for {
 		sj := e.srv.Job(second)
 		state = "stop=" + strconv.FormatBool(sj != nil && deref(sj.Stop)) + " alloc=" + e.srv.AllocStatus(second) + " runs=" + strconv.Itoa(e.srv.Executions(id))
@@ -249,7 +249,7 @@ func TestCancelDuringShimDownload(t *testing.T) {
 	}
 	select {
 	case <-arrived:
-	case <-time.After(10 * time.Second):
+	case <-time.After(hang):
 		t.Fatal("the shim download did not start")
 	}
 	armed.Store(true)

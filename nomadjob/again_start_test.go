@@ -2,7 +2,6 @@ package nomadjob_test
 
 import (
 	"testing"
-	"time"
 
 	"github.com/hyperfunc/hyperfunc/nomadjob"
 )
@@ -18,11 +17,11 @@ func TestAgainStartFirstTryGCd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the call runs in its second child", func() bool {
+	waitFor(t, hang, "the call runs in its second child", func() bool {
 		return e.srv.Executions(id) == 1 && len(e.childrenOf(f, id)) == 2
 	})
 	second := e.childByToken(f, id, id+"~2")
-	waitFor(t, 10*time.Second, "the leader watches ~2", func() bool { return ex1.WatchedChild(id) == second })
+	waitFor(t, hang, "the leader watches ~2", func() bool { return ex1.WatchedChild(id) == second })
 	_ = ex1.Close()
 	e.srv.GC(h.Ref)
 	ex2, _ := e.newExecutor()
@@ -33,7 +32,7 @@ func TestAgainStartFirstTryGCd(t *testing.T) {
 	t.Logf("start again: %+v", h2)
 	if got := e.childrenOf(f, id); len(got) != 1 {
 		t.Errorf("Start again dispatched the call anew while it runs in %s: children %v", second, got)
-		waitFor(t, 10*time.Second, "the new child ran the command", func() bool { return e.srv.Executions(id) >= 2 })
+		waitFor(t, hang, "the new child ran the command", func() bool { return e.srv.Executions(id) >= 2 })
 		t.Errorf("the command ran %d times, want once", e.srv.Executions(id))
 	}
 }

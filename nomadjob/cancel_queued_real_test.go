@@ -56,7 +56,7 @@ func TestRealNomadCancelOfQueuedCall(t *testing.T) {
 	if !failed.Load() {
 		t.Fatal("no read of the allocations failed after the stop")
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(hang)
 	for time.Now().Before(deadline) && col.finals(h.CallID) == 0 {
 		time.Sleep(50 * time.Millisecond)
 	}

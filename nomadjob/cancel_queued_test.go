@@ -54,7 +54,7 @@ func TestCancelOfQueuedCallReadError(t *testing.T) {
 	// The dispatcher logs a failed Cancel and does not call it again. A
 	// re-check (the watch's safety net) comes by.
 	ex.Recheck()
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(hang)
 	for time.Now().Before(deadline) && col.finals(id) == 0 {
 		time.Sleep(20 * time.Millisecond)
 	}

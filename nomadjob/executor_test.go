@@ -279,7 +279,7 @@ func TestEventStreamDroppedMidCall(t *testing.T) {
 	// The call ends while its events are lost (aged out of the buffer)...
 	e.srv.SilenceEvents(true)
 	e.srv.Release()
-	waitFor(t, 5*time.Second, "task ran", func() bool { return e.srv.Executions("c-drop") == 1 })
+	waitFor(t, hang, "task ran", func() bool { return e.srv.Executions("c-drop") == 1 })
 	// ...then the stream drops; the reconnect re-checks every watched call.
 	e.srv.SilenceEvents(false)
 	e.srv.DropEventStreams()
@@ -364,7 +364,7 @@ func TestNomadDownAndBack(t *testing.T) {
 	}
 	e.srv.SetDown(true)
 	e.srv.Release()
-	waitFor(t, 5*time.Second, "task ran", func() bool { return e.srv.Executions("c-mid") == 1 })
+	waitFor(t, hang, "task ran", func() bool { return e.srv.Executions("c-mid") == 1 })
 	e.srv.SetDown(false)
 	ev := e.col.final(t, "c-mid")
 	if ev.Kind != executor.Finished || string(ev.Stdout) != "survived\n" || e.srv.Executions("c-mid") != 1 {
@@ -406,7 +406,7 @@ func TestCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "running", func() bool { return len(e.col.events("c-cancel")) > 0 })
+	waitFor(t, hang, "running", func() bool { return len(e.col.events("c-cancel")) > 0 })
 	if err := e.ex.Cancel(ctx(t), h); err != nil {
 		t.Fatal(err)
 	}
@@ -456,9 +456,9 @@ func TestReconcile(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = ex1.Close()
-	waitFor(t, 5*time.Second, "ran", func() bool { return e.srv.Executions("c-done") == 1 })
+	waitFor(t, hang, "ran", func() bool { return e.srv.Executions("c-done") == 1 })
 	// It may still be finishing: the alloc turns terminal right after it ran.
-	waitFor(t, 5*time.Second, "terminal", func() bool {
+	waitFor(t, hang, "terminal", func() bool {
 		j := e.srv.Job(h1.Ref)
 		return j != nil && *j.Status == "dead"
 	})

@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
 
@@ -363,7 +362,7 @@ func TestDoubleSpeaksFixtures(t *testing.T) {
 	_, body = send(loadFixture(t, "04_"))
 	_ = json.Unmarshal(body, &child)
 	var allocs []nomad.AllocationListStub
-	waitFor(t, 5*time.Second, "allocation", func() bool {
+	waitFor(t, hang, "allocation", func() bool {
 		r, err := http.Get(srv.URL + "/v1/job/" + strings.ReplaceAll(child.DispatchedJobID, "/", "%2F") + "/allocations")
 		if err != nil {
 			return false

@@ -96,7 +96,7 @@ func (e *env) run(f executor.Function, s executor.Spec) executor.Event {
 }
 
 func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	c, cancel := context.WithTimeout(context.Background(), hang)
 	t.Cleanup(cancel)
 	return c
 }
@@ -148,7 +148,7 @@ func isFinal(k executor.Kind) bool { return k == executor.Finished || k == execu
 // final waits (polling, with a deadline) for the call's final event.
 func (c *collector) final(t *testing.T, callID string) executor.Event {
 	t.Helper()
-	return c.finalWithin(t, 15*time.Second, callID)
+	return c.finalWithin(t, hang, callID)
 }
 
 // finalWithin is final with the deadline d.

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/hyperfunc/hyperfunc/executor"
 )
@@ -156,7 +155,7 @@ func TestReconcileDeadChildNobodyCollected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "dead child", func() bool {
+	waitFor(t, hang, "dead child", func() bool {
 		j := e.srv.Job(h.Ref)
 		return j != nil && *j.Status == "dead"
 	})
@@ -253,7 +252,7 @@ func TestReleaseOfWatchedCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "running", func() bool { return len(e.col.events("c-watched")) > 0 })
+	waitFor(t, hang, "running", func() bool { return len(e.col.events("c-watched")) > 0 })
 	if err := e.ex.Release(ctx(t), []executor.Handle{h}); err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hyperfunc/hyperfunc/api"
 	"github.com/hyperfunc/hyperfunc/executor"
@@ -113,7 +112,7 @@ func TestDispatchedAgainByNextLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = ex1.Close()
-	waitFor(t, 10*time.Second, "the first child failed", func() bool { return e.srv.AllocStatus(h.Ref) == "failed" })
+	waitFor(t, hang, "the first child failed", func() bool { return e.srv.AllocStatus(h.Ref) == "failed" })
 	ex2, col2 := e.newExecutor()
 	evs, err := ex2.Reconcile(ctx(t), []executor.Handle{h})
 	if err != nil {
@@ -156,7 +155,7 @@ func TestDispatchedAgainCanceled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the call runs in a second child", func() bool { return e.srv.Executions("c-art-cancel") == 1 })
+	waitFor(t, hang, "the call runs in a second child", func() bool { return e.srv.Executions("c-art-cancel") == 1 })
 	if err := e.ex.Cancel(context.Background(), h); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +168,7 @@ func TestDispatchedAgainCanceled(t *testing.T) {
 	// finds the call ended.
 	state := ""
 	defer func() { t.Log(state) }()
-	waitFor(t, 10*time.Second, "every child of the call stopped", func() bool {
+	waitFor(t, hang, "every child of the call stopped", func() bool {
 		cs := e.childrenOf(f, "c-art-cancel")
 		state = fmt.Sprint(cs)
 		for _, c := range cs {
@@ -204,7 +203,7 @@ func TestDispatchedAgainFirstChildGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the call runs in its second child", func() bool { return e.srv.Executions("c-art-gc") == 1 })
+	waitFor(t, hang, "the call runs in its second child", func() bool { return e.srv.Executions("c-art-gc") == 1 })
 	_ = ex1.Close()
 	req, err := http.NewRequest(http.MethodDelete, e.srv.URL+"/v1/job/"+url.PathEscape(h.Ref)+"?purge=true", nil)
 	if err != nil {
