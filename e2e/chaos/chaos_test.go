@@ -77,7 +77,9 @@ func TestChaos(t *testing.T) {
 	if err := c.waitStable(90 * time.Second); err != nil {
 		t.Fatalf("the cluster did not form: %v", err)
 	}
-	err = poll(30*time.Second, 500*time.Millisecond, func() error {
+	// Two minutes only catch a hang: the cluster just formed on a machine
+	// that may be busy, and each try is bounded by the client's 10 s.
+	err = poll(2*time.Minute, 500*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_, err := c.nodes[0].Client().Functions().Create(ctx, &api.FunctionSpec{Name: function, Image: chaosImage(), Command: []string{"cat"}})

@@ -304,7 +304,10 @@ func (a *Agent) stop(sig syscall.Signal) {
 
 // Health reads /v1/agent/health.
 func (a *Agent) Health(ctx context.Context) (*api.Health, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	// Well above the 3 s the agent gives its executor's health check (a
+	// busy dockerd's ping): at 2 s a slow but healthy answer was never
+	// seen, and WaitHealthy or a leader search could poll until it gave up.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.URL()+"/v1/agent/health", nil)
 	if err != nil {

@@ -25,7 +25,10 @@ func Docker(t testing.TB) *client.Client {
 	t.Helper()
 	dc, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// Long: no engine fails at once (no socket); only a slow one,
+		// busy with another process's containers, takes a while, and in
+		// CI a timeout here fails the test as "no Docker engine".
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		_, err = dc.Ping(ctx)
 		cancel()
 		if err == nil {
