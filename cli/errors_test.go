@@ -3,10 +3,11 @@ package cli_test
 import (
 	"bytes"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -53,16 +54,27 @@ func TestBadFlag(t *testing.T) {
 	}
 }
 
-// closedAddr returns the address of a port nothing listens on.
+// closedAddr returns the address of a port nothing listens on: a socket
+// bound to it and never listening, held until the test ends. The kernel
+// refuses connections to it and gives the port to no one else (a port
+// picked with Listen(":0") and closed could be taken by another process's
+// listener before the CLI dials it).
 func closedAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := "http://" + l.Addr().String()
-	l.Close()
-	return addr
+	syscall.CloseOnExec(fd)
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "http://127.0.0.1:" + strconv.Itoa(sa.(*syscall.SockaddrInet4).Port)
 }
 
 func TestServerUnreachable(t *testing.T) {
