@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	nomad "github.com/hashicorp/nomad/api"
 
 	"github.com/hyperfunc/hyperfunc/api"
+	"github.com/hyperfunc/hyperfunc/e2e/harness"
 	"github.com/hyperfunc/hyperfunc/executor"
 	"github.com/hyperfunc/hyperfunc/nomadjob"
 	"github.com/hyperfunc/hyperfunc/nomadjob/nomadtest"
@@ -83,12 +83,13 @@ func setupBench(b *testing.B, mode string) *benchEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// The executor needs the agent's address before the agent starts: a
+	// port below the ephemeral range (harness.FreeAddr), which no :0
+	// listener or outgoing connection takes in between.
+	httpAddr, err := harness.FreeAddr()
 	if err != nil {
 		b.Fatal(err)
 	}
-	httpAddr := ln.Addr().String()
-	ln.Close()
 	cfg := nomadjob.ConfigFromEnv()
 	cfg.Address = addr
 	cfg.ArtifactBaseURL = "http://" + httpAddr
@@ -113,9 +114,12 @@ func setupBench(b *testing.B, mode string) *benchEnv {
 	}
 	b.Cleanup(func() { srv.Shutdown(false) })
 	client, _ := api.NewClient(&api.Config{Address: httpAddr})
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute) // only a hang
 	for !srv.IsLeader() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
+	}
+	if !srv.IsLeader() {
+		b.Fatal("the agent did not become leader")
 	}
 	name := fmt.Sprintf("bench%d", time.Now().UnixNano()%100000)
 	f, err := client.Functions().Create(context.Background(), &api.FunctionSpec{Name: name, Image: image, Command: []string{"echo", "hi"}, Size: "s1"})
