@@ -79,7 +79,9 @@ func dockerClient(tb testing.TB) *client.Client {
 	if err != nil {
 		absent(err.Error())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Long: a missing engine fails at once; only a busy one is slow, and
+	// in CI a timeout here is a failure.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := cli.Ping(ctx); err != nil {
 		absent(err.Error())
