@@ -41,8 +41,11 @@ func TestBlockingCatalogQuery(t *testing.T) {
 	done := make(chan []*api.CatalogService, 1)
 	go func() {
 		got, m, err := catalog.Service("web", "", &api.QueryOptions{WaitIndex: meta.LastIndex, WaitTime: time.Minute})
-		if err != nil || m.LastIndex <= meta.LastIndex {
-			t.Errorf("woken query: index %v, err %v", m, err)
+		switch {
+		case err != nil: // m is nil then
+			t.Errorf("woken query: %v", err)
+		case m.LastIndex <= meta.LastIndex:
+			t.Errorf("woken query: index %d, not past %d", m.LastIndex, meta.LastIndex)
 		}
 		done <- got
 	}()
