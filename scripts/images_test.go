@@ -27,7 +27,7 @@ func requireSetup(t *testing.T) {
 		fail("no Docker engine with the local mirror (%v: %s); run scripts/setup-docker.sh", err, out)
 		return
 	}
-	c := http.Client{Timeout: 2 * time.Second}
+	c := http.Client{Timeout: 30 * time.Second} // a busy registry is slow; in CI no answer fails the run
 	resp, err := c.Get("http://127.0.0.1:5000/v2/")
 	if err != nil {
 		fail("local registry not answering (%v); run scripts/setup-docker.sh", err)
