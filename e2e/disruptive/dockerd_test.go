@@ -186,7 +186,9 @@ func startDockerd(t *testing.T) {
 
 // ensureDockerd restarts dockerd if a failed test left it down.
 func ensureDockerd(t *testing.T, dc *client.Client) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// 30 s: a slow ping from a busy engine must not restart a dockerd
+	// that runs.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := dc.Ping(ctx); err == nil {
 		return
