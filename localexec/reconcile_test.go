@@ -43,7 +43,10 @@ func reconcileOne(t *testing.T, e interface {
 func TestReconcileRunning(t *testing.T) {
 	t.Parallel()
 	e, cli, img := setup(t)
-	s := spec(t, cli, img, "sh", "-c", "sleep 2; cat /testdata/bytes.bin")
+	// Long enough to still run at the reconcile on a busy machine: with
+	// sleep 2, an engine slow to start, close and inspect could see the
+	// call exited, not running.
+	s := spec(t, cli, img, "sh", "-c", "sleep 20; cat /testdata/bytes.bin")
 	h := crash(t, s)
 	ev := reconcileOne(t, e, h)
 	if ev.Kind != executor.Running || ev.Ref != h.Ref {

@@ -400,7 +400,7 @@ func TestPermanentRefusals(t *testing.T) {
 
 func TestCancel(t *testing.T) {
 	e := newEnv(t)
-	f := fn("slow", "sleep", "30")
+	f := fn("slow", "sleep", "600")
 	e.register(f)
 	h, err := e.ex.Start(ctx(t), spec("c-cancel", f, ""))
 	if err != nil {

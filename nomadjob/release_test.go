@@ -246,7 +246,7 @@ func TestCleanOrphansNomadDown(t *testing.T) {
 // nothing is reported after that.
 func TestReleaseOfWatchedCall(t *testing.T) {
 	e := newEnv(t)
-	f := fn("watched", "sleep", "30")
+	f := fn("watched", "sleep", "600")
 	e.register(f)
 	h, err := e.ex.Start(ctx(t), spec("c-watched", f, ""))
 	if err != nil {

@@ -409,7 +409,7 @@ func TestWarmOneCallTwoLeaders(t *testing.T) {
 // check and Nomad noticing: the call ends (Failed, never hangs) and runs
 // at most once.
 func TestWarmSandboxDiesUnderItsCall(t *testing.T) {
-	e, f := newWarmEnv(t, 1, "under", "sleep", "30")
+	e, f := newWarmEnv(t, 1, "under", "sleep", "600")
 	s := spec("c-under", f, "")
 	h, err := e.ex.Start(ctx(t), s)
 	if err != nil {

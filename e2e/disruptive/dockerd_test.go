@@ -55,7 +55,7 @@ func TestDockerdRestart(t *testing.T) {
 
 	sleeper, quick := harness.Name("sleeper"), harness.Name("quick")
 	for _, spec := range []*api.FunctionSpec{
-		{Name: sleeper, Image: "ubuntu", Command: []string{"sleep", "30"}},
+		{Name: sleeper, Image: "ubuntu", Command: []string{"sleep", "3600"}}, // still running when dockerd stops, however slow the machine
 		{Name: quick, Image: "ubuntu", Command: []string{"cat"}},
 	} {
 		if _, err := c.Functions().Create(ctx, spec); err != nil {
