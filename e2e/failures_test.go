@@ -101,7 +101,7 @@ func TestFailures(t *testing.T) {
 	t.Run("cancel", func(t *testing.T) {
 		t.Parallel()
 		name := harness.Name("cancel")
-		create(t, &api.FunctionSpec{Name: name, Image: "ubuntu", Command: []string{"sleep", "60"}})
+		create(t, &api.FunctionSpec{Name: name, Image: "ubuntu", Command: []string{"sleep", "3600"}}) // outlasts any wait before the cancel
 		id := call(t, name)
 		waitState(t, c, id, api.StateRunning, callTimeout)
 		harness.Eventually(t, callTimeout, func() (bool, string) {
