@@ -31,10 +31,16 @@ func TestDispatcherQuotaFIFO(t *testing.T) {
 		ids = append(ids, call(t, cl, "slow", fmt.Sprint(i)))
 	}
 	waitRunning(t, eng, ids[0], ids[1])
-	st, err := cl.Functions().Status(ctx(t), "slow")
-	if err != nil || st.Running != 2 || st.Pending != 4 {
-		t.Fatalf("status %+v (%v), want 2 running and 4 pending", st, err)
-	}
+	// The engine runs a call a moment before its RUNNING is applied (until
+	// then the status counts it, STARTING, as pending): poll. Nothing is
+	// released, so the counts stay once reached.
+	servertest.Eventually(t, 60*time.Second, func() error {
+		st, err := cl.Functions().Status(ctx(t), "slow")
+		if err != nil || st.Running != 2 || st.Pending != 4 {
+			return fmt.Errorf("status %+v (%v), want 2 running and 4 pending", st, err)
+		}
+		return nil
+	})
 	// Free one slot at a time: the oldest queued call takes it.
 	for next := 2; next < 6; next++ {
 		eng.Release(ids[next-2])
