@@ -107,6 +107,9 @@ func TestGetStatusCodes(t *testing.T) {
 
 	running := call(t, cl, "slow", "")
 	waitRunning(t, c.Engine, running)
+	// The engine runs it a moment before its RUNNING is applied (STARTING
+	// answers as queued, 202): wait for the record too.
+	waitState(t, cl, running, api.StateRunning)
 	queued := call(t, cl, "slow", "")
 	r = get(running).want(t, 201)
 	if r.Header.Get(api.HeaderCallState) != api.StateRunning {
