@@ -101,6 +101,7 @@ func TestSecurityEveryRoute(t *testing.T) {
 	fn := createFn(t, alice, "secretive", "sleep")
 	callID := call(t, alice, "secretive", "private stdin")
 	waitRunning(t, c.Engine, callID)
+	waitState(t, alice, callID, api.StateRunning) // recorded: the check at the end compares with it
 	before, _, err := alice.Functions().Info(ctx(t), "secretive", nil)
 	if err != nil {
 		t.Fatal(err)
