@@ -118,7 +118,10 @@ func (c *Cluster) start(nd *Node, expect int) {
 		DataDir: nd.DataDir, HTTPAddr: nd.HTTPAddr, RaftAddr: nd.RaftAddr,
 		BootstrapExpect: expect, Join: nd.join,
 		ACL: c.opts.ACL, ClusterKey: ClusterKey,
-		ApplyTimeout: 5 * time.Second,
+		// The agent's default: it also bounds a follower's forwarded
+		// enqueue (ApplyTimeout + 5 s, then a 504 the client does not
+		// retry), which a busy machine could pass at 5 s.
+		ApplyTimeout: 10 * time.Second,
 		Executor:     nd.Exec,
 		Logger:       hclog.New(&hclog.LoggerOptions{Name: fmt.Sprintf("node%d", nd.Index), Level: level, Output: nd.Log}),
 		RaftTuning: func(rc *raft.Config) {
