@@ -43,7 +43,7 @@ func forgeTokenEntry(t *testing.T, target *server.Server, tlsCfg *tls.Config, se
 		t.Fatal(err)
 	}
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: &peerStream{Listener: l, tlsCfg: tlsCfg}, MaxPool: 1, Timeout: 10 * time.Second,
+		Stream: &peerStream{Listener: l, tlsCfg: tlsCfg}, MaxPool: 1, Timeout: time.Minute, // only a hang: a refused peer fails at its handshake
 		Logger: hclog.New(&hclog.LoggerOptions{Output: io.Discard}),
 	})
 	defer trans.Close()
