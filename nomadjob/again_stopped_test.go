@@ -1,8 +1,12 @@
 package nomadjob_test
 
 import (
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/hyperfunc/hyperfunc/api"
 	"github.com/hyperfunc/hyperfunc/executor"
@@ -19,7 +23,25 @@ import (
 func TestAgainStoppedBeforeNextTry(t *testing.T) {
 	e := newEnv(t)
 	g := newGatedShim(t, e.fe.URL)
+	// reads counts the watching executor's answered reads of allocations:
+	// the check Start spawns must have read the child still pending (it
+	// would dispatch the call again itself, before the Cancel, otherwise).
+	u, err := url.Parse(e.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	proxy.FlushInterval = -1
+	var reads atomic.Int64
+	front := interpose(t, e.srv.URL, func(w http.ResponseWriter, r *http.Request) bool {
+		proxy.ServeHTTP(w, r)
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/allocations") {
+			reads.Add(1)
+		}
+		return true
+	})
 	cfg := e.config()
+	cfg.Address = front.URL
 	cfg.ArtifactBaseURL = g.srv.URL
 	ex1, err := nomadjob.New(cfg)
 	if err != nil {
@@ -36,11 +58,12 @@ func TestAgainStoppedBeforeNextTry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, hang, "the check Start spawns read the child", func() bool { return reads.Load() > 0 })
 	// The watching executor does not hear of the failure (its stream
 	// lags) until the Recheck below.
 	e.srv.SilenceEvents(true)
 	g.release()
-	waitFor(t, time.Minute, "the first child failed at its download", func() bool { return e.srv.AllocStatus(h.Ref) == "failed" })
+	waitFor(t, hang, "the first child failed at its download", func() bool { return e.srv.AllocStatus(h.Ref) == "failed" })
 
 	ex2, col2 := e.newExecutor()
 	if err := ex2.Cancel(ctx(t), h); err != nil {

@@ -108,14 +108,13 @@ func (e *Executor) dispatchAgain(ctx context.Context, callID, child string, a *n
 			return "", err
 		}
 		if later == "" {
-			if try < MaxStartAttempts {
-				// The call was still to be dispatched again when
-				// the stop came (a Cancel racing the re-dispatch:
-				// one by another leader, if any, is stopped by
-				// that dispatch's own check): canceled.
-				return "", errStoppedBeforeTry
-			}
-			return "", nil // its last try failed before the stop
+			// Stopped before it was dispatched again (a Cancel
+			// racing the re-dispatch; one by another leader is
+			// stopped by that dispatch's own check): canceled, as
+			// the Cancel itself reports, whichever of its report
+			// and this collect comes first. After the last try
+			// too: the Cancel came before the failure was told.
+			return "", errStoppedBeforeTry
 		}
 		// Stopped by that Cancel, unless it was dispatched after the
 		// Cancel listed the later tries (an old leader's collect): stop
