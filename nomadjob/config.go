@@ -61,6 +61,12 @@ type Config struct {
 	StreamBackoffMax time.Duration // default 10s
 	RecheckInterval  time.Duration // safety re-check of watched calls, default 1m
 	CollectTimeout   time.Duration // per Nomad request while collecting, default 30s
+	// PurgeDelay is how long Release and CleanOrphans leave a released
+	// child and its call's record before purging them, so that the
+	// child's idempotency token answers a dispatch a deposed leader had in
+	// flight (DefaultPurgeDelay says why). 0: purge at once. ConfigFromEnv
+	// sets DefaultPurgeDelay.
+	PurgeDelay time.Duration
 	// WarmDeliverTimeout bounds a warm claim to the shim's start of the
 	// call (default 1m): past it the call fails and the sandbox is stopped.
 	WarmDeliverTimeout time.Duration
@@ -113,6 +119,7 @@ func ConfigFromEnv() Config {
 	if v := os.Getenv("NOMAD_DATACENTERS"); v != "" {
 		c.Datacenters = strings.Split(v, ",")
 	}
+	c.PurgeDelay = DefaultPurgeDelay
 	return c.withDefaults()
 }
 

@@ -49,6 +49,8 @@ type Executor struct {
 	wp warmState
 	// noRecord: Nomad refused a call's record (warm_claim.go); logged once.
 	noRecord atomic.Bool
+	// lp is the released children waiting for their purge (purgelater.go).
+	lp laterPurges
 }
 
 // maxReported bounds the reported set of calls nobody releases (leadership
@@ -95,6 +97,7 @@ func New(cfg Config, opts ...Option) (*Executor, error) {
 		reported: map[string]string{},
 		moving:   map[string]bool{},
 		wp:       newWarmState(),
+		lp:       newLaterPurges(),
 	}
 	for _, o := range opts {
 		o(e)
@@ -108,9 +111,10 @@ func New(cfg Config, opts ...Option) (*Executor, error) {
 	}
 	e.log = e.log.With("executor", "nomad")
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.wg.Add(2)
+	e.wg.Add(3)
 	go e.watchLoop()
 	go e.warmLoop()
+	go e.purgeLoop()
 	return e, nil
 }
 

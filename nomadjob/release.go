@@ -17,11 +17,14 @@ import (
 const releaseParallel = 8
 
 // Release implements server.Executor: the final state of these calls is
-// recorded, so their children are purged now (thousands of dead children
-// slow Nomad down; the allocations stay readable, fixture 25). Until then a
-// dead child keeps its result and keeps the idempotency token taken (a
-// purged child no longer protects it), so a leader that dies between the
-// report and the record leaves everything to the next leader's Reconcile.
+// recorded, so their children are purged (thousands of dead children
+// slow Nomad down; the allocations stay readable, fixture 25), after
+// Config.PurgeDelay (queued; at once when 0). Until then a dead child keeps
+// its result and keeps the idempotency token taken (a purged child no
+// longer protects it), so a leader that dies between the report and the
+// record leaves everything to the next leader's Reconcile, and a deposed
+// leader's late dispatch of the call gets the dead child back instead of
+// running the call again (DefaultPurgeDelay).
 //
 // Ref is the child job ID. A handle without Ref uses the child this
 // executor reported for the call, if any; otherwise it is skipped: finding
@@ -58,6 +61,21 @@ func (e *Executor) Release(ctx context.Context, hs []executor.Handle) error {
 	e.mu.Unlock()
 	if len(children) == 0 {
 		return nil
+	}
+	if e.cfg.PurgeDelay > 0 {
+		// Cold children wait (their token is the call's); a warm child's
+		// token is its sandbox's, and the warm pools count what exists.
+		now := children[:0]
+		for _, r := range children {
+			if isWarmChild(r.child) {
+				now = append(now, r)
+			} else {
+				e.purgeLater(r.child, r.callID)
+			}
+		}
+		if children = now; len(children) == 0 {
+			return nil
+		}
 	}
 	// Stop with the executor too (Close), not only with the caller.
 	ctx, cancel := context.WithCancel(ctx)
@@ -108,7 +126,8 @@ func (e *Executor) Release(ctx context.Context, hs []executor.Handle) error {
 	return nil
 }
 
-// CleanOrphans purges the dead children of calls that keep does not keep:
+// CleanOrphans purges the dead children of calls that keep does not keep
+// (after Config.PurgeDelay, as Release does: queued, and counted when queued):
 // leftovers of a leader that died between recording a call's end and
 // Release, or of a failed Release. The dispatcher calls it after Reconcile
 // and keeps every call it does not know to have ended. Children are found
@@ -159,6 +178,18 @@ func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bo
 			}
 		}
 		if id == "" || !e.ownJob(job) || keep(id) {
+			continue
+		}
+		if e.cfg.PurgeDelay > 0 && !isWarmChild(s.ID) {
+			// A deposed leader may still have this call's dispatch in
+			// flight: the child answers it for the delay (Release).
+			e.purgeLater(s.ID, id)
+			e.mu.Lock()
+			if e.reported[id] == s.ID {
+				delete(e.reported, id)
+			}
+			e.mu.Unlock()
+			n++
 			continue
 		}
 		if err := e.n.DeregisterJob(ctx, s.ID, true); err != nil && !errors.Is(err, ErrNotFound) {

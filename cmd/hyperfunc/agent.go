@@ -1,13 +1,11 @@
 package main
 
 import (
-	"github.com/hyperfunc/hyperfunc/internal/mounts"
-	"net"
-
 	"context"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,6 +17,8 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/hyperfunc/hyperfunc/fsm"
+	"github.com/hyperfunc/hyperfunc/internal/mounts"
+	"github.com/hyperfunc/hyperfunc/nomadjob"
 	"github.com/hyperfunc/hyperfunc/server"
 )
 
@@ -39,6 +39,7 @@ type agentFlags struct {
 	nomadDCs        string
 	nomadShimVolume string
 	nomadNoSeal     bool
+	nomadPurgeDelay time.Duration
 	acl             bool
 	bootstrapToken  string
 	clusterKey      string
@@ -87,6 +88,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (*agentFlags, error) {
 	fs.StringVar(&f.nomadRuntime, "nomad-runtime", "runsc", "docker runtime of function jobs on Nomad")
 	fs.StringVar(&f.nomadDCs, "nomad-datacenters", "dc1", "comma-separated datacenters of function jobs")
 	fs.StringVar(&f.nomadShimVolume, "nomad-shim-volume", "", "Nomad host volume on the clients holding hf-shim, mounted instead of downloading the shim per call (default: the shim artifact)")
+	fs.DurationVar(&f.nomadPurgeDelay, "nomad-purge-delay", nomadjob.DefaultPurgeDelay, "how long a call's dead child job stays in Nomad after its end is recorded, so that its idempotency token answers a dispatch a deposed leader still had in flight (0: purge at once)")
 	fs.BoolVar(&f.nomadNoSeal, "nomad-no-seal", false, "run function tasks wholly as their user, without the shim's setuid, setgid and kill capabilities (for clients whose docker allow_caps lacks them); warm calls then wait for their allocation's end")
 	fs.BoolVar(&f.acl, "acl", false, "require tokens (a new cluster creates an admin token)")
 	fs.StringVar(&f.bootstrapToken, "bootstrap-token", os.Getenv("HYPERFUNC_BOOTSTRAP_TOKEN"), "secret of the first admin token (generated into <data-dir>/bootstrap-token when empty)")

@@ -51,6 +51,7 @@ func buildExecutor(ctx context.Context, f *agentFlags, logger hclog.Logger) (ser
 	cfg.StdoutLimit = f.maxStdout
 	cfg.ShimVolume = f.nomadShimVolume
 	cfg.NoSeal = f.nomadNoSeal
+	cfg.PurgeDelay = f.nomadPurgeDelay
 	// The cluster ID is derived from the key, so the executor knows its
 	// cluster before the first function: the pull job and the first orphan
 	// sweep after a restart are scoped to it too.

@@ -23,7 +23,10 @@ const callTimeout = 3 * time.Minute
 func nomadArgs(t *testing.T) []string {
 	t.Helper()
 	addr := nomadtest.RealAddr(t)
-	args := []string{"-nomad-addr", addr}
+	// Released children are purged a second after their end (the agent
+	// waits 2 minutes by default): the tests see the delayed purge happen
+	// and leave the shared agent clean.
+	args := []string{"-nomad-addr", addr, "-nomad-purge-delay", "1s"}
 	if v := nomadtest.ShimVolume(); v != "" {
 		args = append(args, "-nomad-shim-volume", v)
 	}
