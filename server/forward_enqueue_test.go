@@ -187,6 +187,11 @@ func TestLeaderRebuildsForwardedCalls(t *testing.T) {
 	c := servertest.NewCluster(t, 1, servertest.Options{})
 	c.WaitForLeader()
 	createFn(t, c.Client(0), "f", "cat")
+	// The queued call is read back below; a call that ran to its end
+	// already has no env and no stdin any more (a busy CI machine's
+	// dispatcher got there first once).
+	c.Engine.HoldStarts()
+	t.Cleanup(c.Engine.ReleaseStarts)
 	tok := server.InternalToken(servertest.ClusterKey)
 	limit := 1 << 20 // the default stdin limit
 	post := func(body string) *response {
