@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/hashicorp/raft-wal/metadb"
 )
 
 // writeBoltLog leaves a raft.db as an older hyperfunc did: entries 1..n and
@@ -251,6 +253,79 @@ func TestLogStoreDamagedSegmentRefused(t *testing.T) {
 	for _, want := range []string{filepath.Base(segs[1]), "damaged", "empty data dir"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not say %q: %v", want, err)
+		}
+	}
+}
+
+// A server stopped (or killed) right after an append that filled the tail
+// segment: the segment file is sealed, but raft-wal's background rotation
+// never recorded the seal nor created the next segment. raft-wal recovers
+// such a file as the tail and refuses every append to it ("segment is
+// sealed") at every start; the open finishes the rotation instead, and the
+// log takes appends and reads back whole, here and after another restart.
+func TestLogStoreSealedTailAfterStop(t *testing.T) {
+	dir := t.TempDir()
+	walPath := filepath.Join(dir, walDir)
+	entry := func(i uint64) *raft.Log {
+		return &raft.Log{Index: i, Term: 2, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, 1000)}
+	}
+	w, closeW, err := openLogStore(dir, 16<<10, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs []*raft.Log
+	for i := uint64(1); i <= 40; i++ { // 40 KB: past the 16 KiB segment
+		logs = append(logs, entry(i))
+	}
+	if err := w.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	if err := closeW(); err != nil {
+		t.Fatal(err)
+	}
+	// Whether the Close came before the rotation or after it, leave the
+	// meta store as a stop before the rotation does: the sealed file is
+	// the unsealed tail, and no segment follows it.
+	meta := &metadb.BoltMetaDB{}
+	ps, err := meta.Load(walPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(ps.Segments); n == 2 && ps.Segments[1].BaseIndex == 41 {
+		ps.Segments = ps.Segments[:1]
+		ps.Segments[0].SealTime = time.Time{}
+		ps.Segments[0].IndexStart = 0
+		ps.Segments[0].MaxIndex = 0
+		if err := meta.CommitState(ps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(ps.Segments) != 1 || !ps.Segments[0].SealTime.IsZero() {
+		t.Fatalf("meta store: %+v, want the first segment alone as the tail", ps.Segments)
+	}
+	if err := meta.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	for restart := 0; restart < 2; restart++ {
+		w, closeW, err = openLogStore(dir, 16<<10, hclog.NewNullLogger())
+		if err != nil {
+			t.Fatalf("open %d: %v", restart, err)
+		}
+		next := uint64(41 + restart)
+		if err := w.StoreLogs([]*raft.Log{entry(next)}); err != nil {
+			closeW()
+			t.Fatalf("append %d after the restart: %v", next, err)
+		}
+		for i := uint64(1); i <= next; i++ {
+			var l raft.Log
+			if err := w.GetLog(i, &l); err != nil || !bytes.Equal(l.Data, entry(i).Data) {
+				closeW()
+				t.Fatalf("entry %d after the restart: %v", i, err)
+			}
+		}
+		if err := closeW(); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
