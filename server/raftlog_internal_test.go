@@ -12,7 +12,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	walfs "github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
+	"github.com/hashicorp/raft-wal/types"
 )
 
 // writeBoltLog leaves a raft.db as an older hyperfunc did: entries 1..n and
@@ -265,20 +268,93 @@ func TestLogStoreDamagedSegmentRefused(t *testing.T) {
 // log takes appends and reads back whole, here and after another restart.
 func TestLogStoreSealedTailAfterStop(t *testing.T) {
 	dir := t.TempDir()
-	walPath := filepath.Join(dir, walDir)
-	entry := func(i uint64) *raft.Log {
-		return &raft.Log{Index: i, Term: 2, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, 1000)}
+	sealedTailStopped(t, dir)
+	for restart := 0; restart < 2; restart++ {
+		w, closeW, err := openLogStore(dir, 16<<10, hclog.NewNullLogger())
+		if err != nil {
+			t.Fatalf("open %d: %v", restart, err)
+		}
+		next := uint64(41 + restart)
+		if err := w.StoreLogs([]*raft.Log{sealedTailEntry(next)}); err != nil {
+			closeW()
+			t.Fatalf("append %d after the restart: %v", next, err)
+		}
+		for i := uint64(1); i <= next; i++ {
+			var l raft.Log
+			if err := w.GetLog(i, &l); err != nil || !bytes.Equal(l.Data, sealedTailEntry(i).Data) {
+				closeW()
+				t.Fatalf("entry %d after the restart: %v", i, err)
+			}
+		}
+		if err := closeW(); err != nil {
+			t.Fatal(err)
+		}
 	}
+}
+
+// A sealed tail whose index block does not list the entries its commits
+// hold (here: the sealing commit is damaged, so recovery goes back to the
+// commit before it, and the block's entry for one of those is wrong) is
+// refused at open with what to do, not recorded as sealed: its entries
+// would be read at the offsets the block gives.
+func TestLogStoreSealedTailBadIndexRefused(t *testing.T) {
+	dir := t.TempDir()
+	tail := sealedTailStopped(t, dir)
+	walPath := filepath.Join(dir, walDir)
+	sw, err := segment.NewFiler(walPath, walfs.New()).RecoverTail(tail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, indexStart, err := sw.Sealed()
+	sw.Close()
+	if err != nil || !sealed {
+		t.Fatalf("tail sealed %v, %v", sealed, err)
+	}
+	f, err := os.OpenFile(filepath.Join(walPath, segment.FileName(tail)), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Entry 2's offset in the block (entry 2 is in the first commit).
+	if _, err := f.WriteAt([]byte{0xff, 0xff, 0xff, 0x00}, int64(indexStart)+4); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	_, _, err = openLogStore(dir, 16<<10, hclog.NewNullLogger())
+	if err == nil {
+		t.Fatal("a sealed tail with a damaged index block opened")
+	}
+	for _, want := range []string{segment.FileName(tail), "damaged", "empty data dir"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q: %v", want, err)
+		}
+	}
+}
+
+func sealedTailEntry(i uint64) *raft.Log {
+	return &raft.Log{Index: i, Term: 2, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, 1000)}
+}
+
+// sealedTailStopped leaves in dir a WAL of entries 1..40 (two appends: 1..5,
+// then 6..40 that seals the segment) whose first segment is sealed and
+// recorded as the unsealed tail, with no segment after it, as a stop
+// between the sealing append and its rotation leaves it; it returns that
+// segment's info.
+func sealedTailStopped(t *testing.T, dir string) types.SegmentInfo {
+	t.Helper()
+	walPath := filepath.Join(dir, walDir)
+	entry := sealedTailEntry
 	w, closeW, err := openLogStore(dir, 16<<10, hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs []*raft.Log
-	for i := uint64(1); i <= 40; i++ { // 40 KB: past the 16 KiB segment
-		logs = append(logs, entry(i))
-	}
-	if err := w.StoreLogs(logs); err != nil {
-		t.Fatal(err)
+	for _, r := range [][2]uint64{{1, 5}, {6, 40}} { // 40 KB: past the 16 KiB segment
+		var logs []*raft.Log
+		for i := r[0]; i <= r[1]; i++ {
+			logs = append(logs, entry(i))
+		}
+		if err := w.StoreLogs(logs); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := closeW(); err != nil {
 		t.Fatal(err)
@@ -306,26 +382,5 @@ func TestLogStoreSealedTailAfterStop(t *testing.T) {
 	if err := meta.Close(); err != nil {
 		t.Fatal(err)
 	}
-
-	for restart := 0; restart < 2; restart++ {
-		w, closeW, err = openLogStore(dir, 16<<10, hclog.NewNullLogger())
-		if err != nil {
-			t.Fatalf("open %d: %v", restart, err)
-		}
-		next := uint64(41 + restart)
-		if err := w.StoreLogs([]*raft.Log{entry(next)}); err != nil {
-			closeW()
-			t.Fatalf("append %d after the restart: %v", next, err)
-		}
-		for i := uint64(1); i <= next; i++ {
-			var l raft.Log
-			if err := w.GetLog(i, &l); err != nil || !bytes.Equal(l.Data, entry(i).Data) {
-				closeW()
-				t.Fatalf("entry %d after the restart: %v", i, err)
-			}
-		}
-		if err := closeW(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	return ps.Segments[0]
 }
