@@ -95,6 +95,9 @@ func openWAL(dir string, segmentBytes int, log hclog.Logger) (*wal.WAL, func() e
 	if segmentBytes <= 0 {
 		segmentBytes = wal.DefaultSegmentSize
 	}
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
 	if err := finishRotation(dir, meta, segmentBytes, log); err != nil {
 		meta.Close()
 		return nil, nil, err

@@ -270,7 +270,11 @@ func TestLogStoreSealedTailAfterStop(t *testing.T) {
 	dir := t.TempDir()
 	sealedTailStopped(t, dir)
 	for restart := 0; restart < 2; restart++ {
-		w, closeW, err := openLogStore(dir, 16<<10, hclog.NewNullLogger())
+		var log hclog.Logger // none at the first open, as some callers pass
+		if restart > 0 {
+			log = hclog.NewNullLogger()
+		}
+		w, closeW, err := openLogStore(dir, 16<<10, log)
 		if err != nil {
 			t.Fatalf("open %d: %v", restart, err)
 		}
