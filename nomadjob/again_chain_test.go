@@ -139,12 +139,7 @@ func TestAgainCancelStopsLaterTry(t *testing.T) {
 	cfg := e.config()
 	cfg.ArtifactBaseURL = g.srv.URL
 	mk := func() (*nomadjob.Executor, *collector) {
-		ex, err := nomadjob.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		col := newCollector(ex.Events())
-		t.Cleanup(func() { _ = ex.Close(); col.stop() })
+		ex, col := e.startExecutor(cfg)
 		return ex, col
 	}
 	f := fn("cgap", "sleep", "600")

@@ -118,12 +118,7 @@ func TestAgainCancelRacesOldLeaderDispatch(t *testing.T) {
 		cfg.Address = addr
 		cfg.CollectTimeout = time.Minute // a held dispatch stays held
 		cfg.ArtifactBaseURL = g.srv.URL
-		ex, err := nomadjob.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		col := newCollector(ex.Events())
-		t.Cleanup(func() { _ = ex.Close(); col.stop() })
+		ex, col := e.startExecutor(cfg)
 		return ex, col
 	}
 	f := fn("oldrace", "sleep", "600")
@@ -232,12 +227,7 @@ func TestCancelDuringShimDownload(t *testing.T) {
 	cfg := e.config()
 	cfg.Address = front.URL
 	cfg.ArtifactBaseURL = shim.URL
-	ex, err := nomadjob.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	col := newCollector(ex.Events())
-	t.Cleanup(func() { _ = ex.Close(); col.stop() })
+	ex, col := e.startExecutor(cfg)
 	f := fn("dlcancel", "sleep", "600")
 	if err := ex.Register(ctx(t), f); err != nil {
 		t.Fatal(err)

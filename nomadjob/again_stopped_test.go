@@ -10,7 +10,6 @@ import (
 
 	"github.com/hyperfunc/hyperfunc/api"
 	"github.com/hyperfunc/hyperfunc/executor"
-	"github.com/hyperfunc/hyperfunc/nomadjob"
 )
 
 // TestAgainStoppedBeforeNextTry: a call's first child fails at its shim
@@ -43,12 +42,7 @@ func TestAgainStoppedBeforeNextTry(t *testing.T) {
 	cfg := e.config()
 	cfg.Address = front.URL
 	cfg.ArtifactBaseURL = g.srv.URL
-	ex1, err := nomadjob.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	col1 := newCollector(ex1.Events())
-	t.Cleanup(func() { _ = ex1.Close(); col1.stop() })
+	ex1, col1 := e.startExecutor(cfg)
 	f := fn("stopped", "sleep", "600")
 	if err := ex1.Register(ctx(t), f); err != nil {
 		t.Fatal(err)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/hyperfunc/hyperfunc/api"
 	"github.com/hyperfunc/hyperfunc/executor"
-	"github.com/hyperfunc/hyperfunc/nomadjob"
 )
 
 // TestCancelRacesWatchAfterFailedDownload: a cold call's first child
@@ -68,12 +67,7 @@ func TestCancelRacesWatchAfterFailedDownload(t *testing.T) {
 	cfg := e.config()
 	cfg.Address = front.URL
 	cfg.ArtifactBaseURL = g.srv.URL
-	ex, err := nomadjob.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	col := newCollector(ex.Events())
-	t.Cleanup(func() { _ = ex.Close(); col.stop() })
+	ex, col := e.startExecutor(cfg)
 	f := fn("cdl", "sleep", "600")
 	if err := ex.Register(ctx(t), f); err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/hyperfunc/hyperfunc/api"
 	"github.com/hyperfunc/hyperfunc/executor"
-	"github.com/hyperfunc/hyperfunc/nomadjob"
 )
 
 // TestCancelOfQueuedCallReadError: a user cancels a call
@@ -30,12 +29,7 @@ func TestCancelOfQueuedCallReadError(t *testing.T) {
 	front := interpose(t, e.srv.URL, hook)
 	cfg := e.config()
 	cfg.Address = front.URL
-	ex, err := nomadjob.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	col := newCollector(ex.Events())
-	t.Cleanup(func() { _ = ex.Close(); col.stop() })
+	ex, col := e.startExecutor(cfg)
 	f := fn("queued", "sleep", "600")
 	if err := ex.Register(ctx(t), f); err != nil {
 		t.Fatal(err)

@@ -19,12 +19,7 @@ func TestClustersShareOneNomad(t *testing.T) {
 	cluster := func(id string) (*nomadjob.Executor, *collector) {
 		cfg := e.config()
 		cfg.ClusterID = id
-		ex, err := nomadjob.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		col := newCollector(ex.Events())
-		t.Cleanup(func() { _ = ex.Close(); col.stop() })
+		ex, col := e.startExecutor(cfg)
 		return ex, col
 	}
 	exA, colA := cluster("cluster-a")

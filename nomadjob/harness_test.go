@@ -55,7 +55,14 @@ func (e *env) config() nomadjob.Config {
 // newExecutor starts another executor on the same double (a second leader).
 func (e *env) newExecutor() (*nomadjob.Executor, *collector) {
 	e.t.Helper()
-	ex, err := nomadjob.New(e.config())
+	return e.startExecutor(e.config())
+}
+
+// startExecutor starts an executor with cfg and collects its events; both
+// stop when the test ends.
+func (e *env) startExecutor(cfg nomadjob.Config) (*nomadjob.Executor, *collector) {
+	e.t.Helper()
+	ex, err := nomadjob.New(cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -14,12 +14,7 @@ func (e *env) newDelayedExecutor(delay time.Duration) (*nomadjob.Executor, *coll
 	e.t.Helper()
 	cfg := e.config()
 	cfg.PurgeDelay = delay
-	ex, err := nomadjob.New(cfg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	col := newCollector(ex.Events())
-	e.t.Cleanup(func() { _ = ex.Close(); col.stop() })
+	ex, col := e.startExecutor(cfg)
 	return ex, col
 }
 

@@ -316,12 +316,7 @@ func TestWarmUndeliveredFails(t *testing.T) {
 	e := newEnv(t)
 	cfg := e.config()
 	cfg.WarmDeliverTimeout = 200 * time.Millisecond
-	ex, err := nomadjob.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	col := newCollector(ex.Events())
-	t.Cleanup(func() { _ = ex.Close(); col.stop() })
+	ex, col := e.startExecutor(cfg)
 	f := fn("acl", "echo", "x")
 	if err := ex.Register(ctx(t), f); err != nil {
 		t.Fatal(err)
