@@ -5,10 +5,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/hyperfunc/hyperfunc/internal/testnet"
 )
 
 func TestUnknownFunction(t *testing.T) {
@@ -54,28 +54,8 @@ func TestBadFlag(t *testing.T) {
 	}
 }
 
-// closedAddr returns the address of a port nothing listens on: a socket
-// bound to it and never listening, held until the test ends. The kernel
-// refuses connections to it and gives the port to no one else (a port
-// picked with Listen(":0") and closed could be taken by another process's
-// listener before the CLI dials it).
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	syscall.CloseOnExec(fd)
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "http://127.0.0.1:" + strconv.Itoa(sa.(*syscall.SockaddrInet4).Port)
-}
+// closedAddr is testnet.ClosedAddr as a URL.
+func closedAddr(t *testing.T) string { return "http://" + testnet.ClosedAddr(t) }
 
 func TestServerUnreachable(t *testing.T) {
 	addr := closedAddr(t)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hyperfunc/hyperfunc/api"
 	"github.com/hyperfunc/hyperfunc/executor"
+	"github.com/hyperfunc/hyperfunc/nomadjob"
 )
 
 // TestCancelRacesWatchAfterFailedDownload: a cold call's first child
@@ -33,23 +34,15 @@ func TestCancelRacesWatchAfterFailedDownload(t *testing.T) {
 	e := newEnv(t)
 	g := newGatedShim(t, e.fe.URL)
 	// The Cancel's sweep (the first read of the child's allocations after
-	// its stop) waits for open. reads counts the answered reads of
-	// allocations: the check Start spawns must have read the child still
-	// pending, or it would dispatch the call again before the Cancel.
-	u, err := url.Parse(e.srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	proxy.FlushInterval = -1
+	// its stop) waits for open. The check Start spawns must have read the
+	// child still pending, or it would dispatch the call again before the
+	// Cancel.
 	var stopped, held atomic.Bool
-	var reads atomic.Int64
 	arrived := make(chan struct{})
 	open := make(chan struct{})
 	var once sync.Once
 	release := func() { once.Do(func() { close(open) }) }
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		allocs := r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/allocations")
+	front, reads := allocReadsFront(t, e.srv.URL, func(r *http.Request, allocs bool) {
 		switch {
 		case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, "/v1/job/"):
 			stopped.Store(true)
@@ -57,31 +50,11 @@ func TestCancelRacesWatchAfterFailedDownload(t *testing.T) {
 			close(arrived)
 			<-open
 		}
-		proxy.ServeHTTP(w, r)
-		if allocs {
-			reads.Add(1)
-		}
-	}))
-	t.Cleanup(func() { front.CloseClientConnections(); front.Close() })
+	})
 	t.Cleanup(release) // before the proxy closes
-	cfg := e.config()
-	cfg.Address = front.URL
-	cfg.ArtifactBaseURL = g.srv.URL
-	ex, col := e.startExecutor(cfg)
-	f := fn("cdl", "sleep", "600")
-	if err := ex.Register(ctx(t), f); err != nil {
-		t.Fatal(err)
-	}
-	const id = "c-cancel-dl"
-	h, err := ex.Start(ctx(t), spec(id, f, ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, hang, "the check Start spawns read the child", func() bool { return reads.Load() > 0 })
 	// The watch hears nothing of the failure by the stream.
-	e.srv.SilenceEvents(true)
-	g.release()
-	waitFor(t, hang, "the first child failed at its download", func() bool { return e.srv.AllocStatus(h.Ref) == "failed" })
+	ex, col, _, h := failFirstDownload(e, g, front.URL, reads, fn("cdl", "sleep", "600"), "c-cancel-dl")
+	id := h.CallID
 	cancelled := make(chan error, 1)
 	go func() { cancelled <- ex.Cancel(ctx(t), h) }()
 	select {
@@ -107,4 +80,56 @@ func TestCancelRacesWatchAfterFailedDownload(t *testing.T) {
 	if n := e.srv.Executions(id); n != 0 {
 		t.Errorf("the command ran %d times, want never", n)
 	}
+}
+
+// allocReadsFront is a reverse proxy before the Nomad at upstream that
+// counts the answered reads of allocations (GET .../allocations); before,
+// when set, sees each request first and may hold it.
+func allocReadsFront(t *testing.T, upstream string, before func(r *http.Request, allocs bool)) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	u, err := url.Parse(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	proxy.FlushInterval = -1
+	var reads atomic.Int64
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		allocs := r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/allocations")
+		if before != nil {
+			before(r, allocs)
+		}
+		proxy.ServeHTTP(w, r)
+		if allocs {
+			reads.Add(1)
+		}
+	}))
+	t.Cleanup(func() { front.CloseClientConnections(); front.Close() })
+	return front, &reads
+}
+
+// failFirstDownload starts call id of f on an executor that talks to Nomad
+// through front (allocReadsFront's reads) and fetches the shim from g, and
+// returns once the call's first child failed at its shim download, which
+// the executor has not heard of: its events are silenced after the check
+// Start spawns read the child still pending.
+func failFirstDownload(e *env, g *gatedShim, front string, reads *atomic.Int64, f executor.Function, id string) (*nomadjob.Executor, *collector, executor.Function, executor.Handle) {
+	t := e.t
+	t.Helper()
+	cfg := e.config()
+	cfg.Address = front
+	cfg.ArtifactBaseURL = g.srv.URL
+	ex, col := e.startExecutor(cfg)
+	if err := ex.Register(ctx(t), f); err != nil {
+		t.Fatal(err)
+	}
+	h, err := ex.Start(ctx(t), spec(id, f, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, hang, "the check Start spawns read the child", func() bool { return reads.Load() > 0 })
+	e.srv.SilenceEvents(true)
+	g.release()
+	waitFor(t, hang, "the first child failed at its download", func() bool { return e.srv.AllocStatus(h.Ref) == "failed" })
+	return ex, col, f, h
 }

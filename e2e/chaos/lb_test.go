@@ -4,10 +4,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/hyperfunc/hyperfunc/internal/testnet"
 )
 
 // TestPublicLBSkipsRefusingServer: with two of three servers in the rotation
@@ -20,7 +20,7 @@ func TestPublicLBSkipsRefusingServer(t *testing.T) {
 	}))
 	defer up.Close()
 	c := &cluster{}
-	for i, addr := range []string{closedAddr(t), strings.TrimPrefix(up.URL, "http://"), closedAddr(t)} {
+	for i, addr := range []string{testnet.ClosedAddr(t), strings.TrimPrefix(up.URL, "http://"), testnet.ClosedAddr(t)} {
 		c.nodes = append(c.nodes, &node{c: c, idx: i, httpAddr: addr, state: nodeRunning})
 	}
 	lb, err := newPublicLB(c)
@@ -44,27 +44,4 @@ func TestPublicLBSkipsRefusingServer(t *testing.T) {
 			t.Errorf("%s: %d requests still counted in flight", n.httpAddr, k)
 		}
 	}
-}
-
-// closedAddr is a loopback address nothing listens on: a socket
-// bound to it and never listening, held until the test ends. The kernel
-// refuses connections to it and gives the port to no one else (a port
-// picked with Listen(":0") and closed could be taken by another process's
-// listener before the load balancer dials it).
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	syscall.CloseOnExec(fd)
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "127.0.0.1:" + strconv.Itoa(sa.(*syscall.SockaddrInet4).Port)
 }
