@@ -63,19 +63,14 @@ func (e *Executor) Release(ctx context.Context, hs []executor.Handle) error {
 		return nil
 	}
 	if e.cfg.PurgeDelay > 0 {
-		// Cold children wait (their token is the call's); a warm child's
-		// token is its sandbox's, and the warm pools count what exists.
-		now := children[:0]
+		// Warm children wait too: a warm child's token is its sandbox's,
+		// so what answers a late Start of its call is the call's record
+		// (naming the sandbox) and the sandbox's claim (naming the call),
+		// which the purge deletes with it.
 		for _, r := range children {
-			if isWarmChild(r.child) {
-				now = append(now, r)
-			} else {
-				e.purgeLater(r.child, r.callID)
-			}
+			e.purgeLater(r.child, r.callID)
 		}
-		if children = now; len(children) == 0 {
-			return nil
-		}
+		return nil
 	}
 	// Stop with the executor too (Close), not only with the caller.
 	ctx, cancel := context.WithCancel(ctx)
@@ -180,7 +175,7 @@ func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bo
 		if id == "" || !e.ownJob(job) || keep(id) {
 			continue
 		}
-		if e.cfg.PurgeDelay > 0 && !isWarmChild(s.ID) {
+		if e.cfg.PurgeDelay > 0 {
 			// A deposed leader may still have this call's dispatch in
 			// flight: the child answers it for the delay (Release).
 			e.purgeLater(s.ID, id)
