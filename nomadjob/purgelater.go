@@ -35,6 +35,14 @@ type laterPurge struct {
 	due           time.Time
 }
 
+// key names p in pending: its child, or its call when it has none.
+func (p laterPurge) key() string {
+	if p.child == "" {
+		return "call:" + p.callID
+	}
+	return p.child
+}
+
 func newLaterPurges() laterPurges {
 	return laterPurges{pending: map[string]bool{}, kick: make(chan struct{}, 1)}
 }
@@ -42,18 +50,15 @@ func newLaterPurges() laterPurges {
 // purgeLater queues child (may be "": only the call's record) for a purge
 // after cfg.PurgeDelay. A child queued already is not queued twice.
 func (e *Executor) purgeLater(child, callID string) {
-	key := child
-	if key == "" {
-		key = "call:" + callID
-	}
+	p := laterPurge{child: child, callID: callID, due: time.Now().Add(e.cfg.PurgeDelay)}
 	lp := &e.lp
 	lp.mu.Lock()
-	if lp.pending[key] {
+	if lp.pending[p.key()] {
 		lp.mu.Unlock()
 		return
 	}
-	lp.pending[key] = true
-	lp.queue = append(lp.queue, laterPurge{child: child, callID: callID, due: time.Now().Add(e.cfg.PurgeDelay)})
+	lp.pending[p.key()] = true
+	lp.queue = append(lp.queue, p)
 	lp.mu.Unlock()
 	select {
 	case lp.kick <- struct{}{}:
@@ -86,18 +91,12 @@ func (e *Executor) purgeLoop() {
 		if len(due) > 0 {
 			continue // more may have come due meanwhile
 		}
-		timer.Reset(wait)
+		timer.Reset(wait) // Go 1.23+: no stale fire survives a Reset
 		select {
 		case <-e.ctx.Done():
 			return
 		case <-lp.kick:
 		case <-timer.C:
-		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
 		}
 	}
 }
@@ -105,13 +104,9 @@ func (e *Executor) purgeLoop() {
 // purgeNow purges one released child and then its call's record. A purge
 // that fails is left to CleanOrphans (the child stays dead in Nomad).
 func (e *Executor) purgeNow(ctx context.Context, p laterPurge) {
-	key := p.child
-	if key == "" {
-		key = "call:" + p.callID
-	}
 	defer func() {
 		e.lp.mu.Lock()
-		delete(e.lp.pending, key)
+		delete(e.lp.pending, p.key())
 		e.lp.mu.Unlock()
 	}()
 	if p.child != "" {

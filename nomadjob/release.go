@@ -179,25 +179,19 @@ func (e *Executor) CleanOrphans(ctx context.Context, keep func(callID string) bo
 			// A deposed leader may still have this call's dispatch in
 			// flight: the child answers it for the delay (Release).
 			e.purgeLater(s.ID, id)
-			e.mu.Lock()
-			if e.reported[id] == s.ID {
-				delete(e.reported, id)
+		} else {
+			if err := e.n.DeregisterJob(ctx, s.ID, true); err != nil && !errors.Is(err, ErrNotFound) {
+				if IsUnavailable(err) {
+					return n, err
+				}
+				failed = append(failed, s.ID+": "+err.Error())
+				continue
 			}
-			e.mu.Unlock()
-			n++
-			continue
-		}
-		if err := e.n.DeregisterJob(ctx, s.ID, true); err != nil && !errors.Is(err, ErrNotFound) {
-			if IsUnavailable(err) {
-				return n, err
+			if isWarmChild(s.ID) {
+				_ = e.n.DeleteVariable(ctx, WarmVariablePath(s.ID))
 			}
-			failed = append(failed, s.ID+": "+err.Error())
-			continue
+			e.forgetCall(ctx, id) // the call's record, which Release did not delete
 		}
-		if isWarmChild(s.ID) {
-			_ = e.n.DeleteVariable(ctx, WarmVariablePath(s.ID))
-		}
-		e.forgetCall(ctx, id) // the call's record, which Release did not delete
 		e.mu.Lock()
 		if e.reported[id] == s.ID {
 			delete(e.reported, id)

@@ -59,19 +59,18 @@ func finishRotation(dir string, meta *metadb.BoltMetaDB, segmentBytes int, log h
 	}
 	last := sw.LastIndex()
 	name := segment.FileName(tail)
-	ok := last >= tail.BaseIndex && last >= tail.MinIndex
-	if ofs, isW := sw.(interface {
+	ofs, isW := sw.(interface {
 		OffsetForFrame(uint64) (uint32, error)
-	}); ok && isW {
+	})
+	ok := isW && last >= tail.BaseIndex && last >= tail.MinIndex
+	if ok {
 		ok, err = indexMatches(filepath.Join(dir, name), indexStart, tail.BaseIndex, max(tail.BaseIndex, tail.MinIndex), last, ofs.OffsetForFrame)
 		if err != nil {
 			return fmt.Errorf("raft log %s: %s: %w", dir, name, err)
 		}
-	} else {
-		ok = false
 	}
 	if !ok {
-		return fmt.Errorf("raft log %s: the tail segment %s holds an index block that does not match its committed entries (a seal that did not complete), and no entry can be appended to it. This server's copy of the Raft log is damaged; the cluster's other servers hold the log. Move %s away and start this server again at the same address on an empty data dir: it joins as a new server in place of the old one and receives a snapshot", dir, name, filepath.Dir(filepath.Dir(dir)))
+		return damagedLog(dir, fmt.Sprintf("the tail segment %s holds an index block that does not match its committed entries (a seal that did not complete), and no entry can be appended to it", name))
 	}
 	now := time.Now()
 	tail.SealTime = now
@@ -153,8 +152,14 @@ func checkSegments(dir string, w *wal.WAL) error {
 		}
 		var l raft.Log
 		if err := w.GetLog(idx, &l); err != nil {
-			return fmt.Errorf("raft log %s: entry %d in %s cannot be read: %w. This server's copy of the Raft log is damaged; the cluster's other servers hold the log. Move %s away and start this server again at the same address on an empty data dir: it joins as a new server in place of the old one and receives a snapshot", dir, idx, filepath.Base(name), err, filepath.Dir(filepath.Dir(dir)))
+			return damagedLog(dir, fmt.Sprintf("entry %d in %s cannot be read: %v", idx, filepath.Base(name), err))
 		}
 	}
 	return nil
+}
+
+// damagedLog is the error of a WAL in dir (<data dir>/raft/wal) that this
+// server cannot use, what is wrong, and what to do.
+func damagedLog(dir, what string) error {
+	return fmt.Errorf("raft log %s: %s. This server's copy of the Raft log is damaged; the cluster's other servers hold the log. Move %s away and start this server again at the same address on an empty data dir: it joins as a new server in place of the old one and receives a snapshot", dir, what, filepath.Dir(filepath.Dir(dir)))
 }
