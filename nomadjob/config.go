@@ -166,6 +166,9 @@ func (c Config) Validate() error {
 	} else if u, err := url.Parse(c.ArtifactBaseURL); err != nil || u.Scheme == "" || u.Host == "" {
 		errs = append(errs, fmt.Errorf("nomad executor: ArtifactBaseURL %q is not an absolute URL", c.ArtifactBaseURL))
 	}
+	if c.PurgeDelay < 0 {
+		errs = append(errs, fmt.Errorf("nomad executor: the purge delay (-nomad-purge-delay) is %s; use 0 (purge at once) or more", c.PurgeDelay))
+	}
 	if len(c.ShimSHA256) != 64 {
 		errs = append(errs, errors.New("nomad executor: ShimSHA256 must be the hex sha256 of the shim artifact"))
 	}

@@ -1,6 +1,7 @@
 package nomadjob_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -93,5 +94,20 @@ func TestCleanOrphansDelayed(t *testing.T) {
 	}
 	if e.srv.Job(ev.Ref) == nil {
 		t.Fatal("CleanOrphans purged the child at once")
+	}
+}
+
+// TestPurgeDelayNegativeRefused: a negative delay is a clear error at New;
+// 0 (at once) and a positive one start.
+func TestPurgeDelayNegativeRefused(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config()
+	cfg.PurgeDelay = -time.Second
+	if _, err := nomadjob.New(cfg); err == nil || !strings.Contains(err.Error(), "-nomad-purge-delay") {
+		t.Fatalf("New with a negative purge delay: %v", err)
+	}
+	for _, d := range []time.Duration{0, time.Nanosecond} {
+		cfg.PurgeDelay = d
+		e.startExecutor(cfg)
 	}
 }
