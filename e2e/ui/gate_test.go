@@ -57,6 +57,14 @@ func release(t *testing.T, dc *client.Client, callID string) {
 			return false, err.Error()
 		}
 		if !in.Running && in.ExitCode != 0 {
+			// The touch let the call end, and its container exited under
+			// the exec before the exec's own end was recorded (gVisor:
+			// 128, seen in CI): the page's next state says whether it
+			// did. Only a container still running means the touch failed.
+			c, err := dc.ContainerInspect(ctx, cid)
+			if cerrdefs.IsNotFound(err) || (err == nil && c.State != nil && !c.State.Running) {
+				return true, ""
+			}
 			t.Fatalf("touch /tmp/go in the container of %s exited %d", callID, in.ExitCode)
 		}
 		return !in.Running, "touch /tmp/go still running"
